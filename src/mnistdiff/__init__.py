@@ -1,0 +1,28 @@
+"""mnistdiff: DDPM and DDIM on MNIST, in plain PyTorch."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import nn
+
+from mnistdiff.diffusion import Schedule, make_schedule
+
+__version__ = "0.1.0"
+__all__ = ["load_checkpoint"]
+
+
+def load_checkpoint(path: str | Path, *, ema: bool = True) -> tuple[nn.Module, Schedule, dict]:
+    """(model, schedule, config) from a run folder or checkpoint; the EMA weights unless ema=False.
+
+    The model is in eval mode; model(xt, t) takes xt (B, C, H, W) in [-1, 1] and t (B,) int64
+    in 0..T-1 and returns the predicted eps.
+    """
+    from mnistdiff.model import UNet
+    from mnistdiff.train import checkpoint
+
+    config, weights = checkpoint.read(checkpoint.find(path))
+    unet_cfg, _, sched_cfg = checkpoint.parse_config(config)
+    model = UNet(unet_cfg)
+    model.load_state_dict(weights["ema" if ema else "model"])
+    return model.eval().requires_grad_(False), make_schedule(sched_cfg), config

@@ -1,0 +1,3 @@
+from mnistdiff.cli import main
+
+raise SystemExit(main())

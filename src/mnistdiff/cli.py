@@ -1,0 +1,128 @@
+"""The `mnistdiff` command: parses arguments and calls the library, nothing more."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+from mnistdiff.data import DATASETS, DataFileError
+from mnistdiff.model import PRESETS
+from mnistdiff.train import Interrupted
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):
+        raise _UsageError(message)
+
+
+class _UsageError(Exception):
+    pass
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="mnistdiff", description="DDPM and DDIM on MNIST.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    p = sub.add_parser("train", help="train a noise predictor")
+    p.add_argument("--preset", default="small", choices=list(PRESETS), help="model shape and its training defaults")
+    p.add_argument("--dataset", default="mnist", choices=DATASETS)
+    p.add_argument("--data-dir", help="folder with the IDX files (else $MNISTDIFF_DATA, else download to the cache)")
+    p.add_argument("--steps", type=_positive_int, help="total optimizer steps (default: the preset's)")
+    p.add_argument("--minutes", type=float, help="stop after this many minutes of wall time")
+    p.add_argument("--batch-size", type=_positive_int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--precision", choices=["fp32", "bf16"], help="bf16 autocast works on CPU (default: the preset's)")
+    p.add_argument("--sample-every", type=_positive_int, help="write a sample grid every N steps")
+    p.add_argument("--checkpoint-every", type=_positive_int, help="save a checkpoint every N steps")
+    p.add_argument("--seed", type=int)
+    p.add_argument("--out", required=True, help="run folder (checkpoints, log.csv, samples/)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
+
+    p = sub.add_parser("sample", help="draw images from a checkpoint")
+    p.add_argument("--checkpoint", required=True, help="run folder or checkpoint folder")
+    p.add_argument("--sampler", default="ddim", choices=["ddpm", "ddim"])
+    p.add_argument("--steps", type=_positive_int, default=50, help="DDIM steps (DDPM always runs all T)")
+    p.add_argument("--eta", type=_non_negative_float, default=0.0, help="DDIM noise: 0 deterministic, 1 like DDPM")
+    p.add_argument("--spacing", default="uniform", choices=["uniform", "quadratic"])
+    p.add_argument("--no-clip", action="store_true",
+                   help="do not clip the predicted x0 to [-1, 1] at each step (the CLI clips by default, as the DDPM code does)")
+    p.add_argument("--n", type=_positive_int, default=64, help="number of images")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=_positive_int, default=64)
+    p.add_argument("--out", default="samples.png", help="grid PNG to write")
+    p.add_argument("--npz", help="also write the images (uint8, key 'images') to this .npz")
+    p.add_argument("--raw-weights", action="store_true", help="use the raw weights instead of the EMA copy")
+
+    p = sub.add_parser("bench", help="training and denoiser images/s of a preset on this machine")
+    p.add_argument("--preset", default="small", choices=list(PRESETS))
+    p.add_argument("--batch-size", type=_positive_int, default=64)
+    p.add_argument("--precision", default="bf16", choices=["fp32", "bf16"])
+    p.add_argument("--repeats", type=_positive_int, default=10)
+    return parser
+
+
+def _train(args) -> None:
+    from mnistdiff.train import train
+
+    final = train(args.out, preset=args.preset, dataset=args.dataset, data_dir=args.data_dir, resume=args.resume,
+                  minutes=args.minutes, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                  precision=args.precision, sample_every=args.sample_every,
+                  checkpoint_every=args.checkpoint_every, seed=args.seed)
+    print(f"checkpoint: {final}")
+
+
+def _sample(args) -> None:
+    from mnistdiff import load_checkpoint
+    from mnistdiff.generate import generate
+    from mnistdiff.images import grid, save_npz, save_png
+
+    model, schedule, _ = load_checkpoint(args.checkpoint, ema=not args.raw_weights)
+    if args.sampler == "ddim" and args.steps > schedule.T:
+        raise ValueError(f"--steps must be at most T={schedule.T}, got {args.steps}")
+    images = generate(model, schedule, args.n, sampler=args.sampler, steps=args.steps, eta=args.eta,
+                      spacing=args.spacing, clip_x0=not args.no_clip, seed=args.seed,
+                      batch_size=args.batch_size, progress=True)
+    save_png(args.out, grid(images))
+    print(f"wrote {args.out}")
+    if args.npz:
+        save_npz(args.npz, images)
+        print(f"wrote {args.npz}")
+
+
+def _bench(args) -> None:
+    from mnistdiff.bench import bench_preset
+
+    result = bench_preset(args.preset, batch_size=args.batch_size, precision=args.precision, repeats=args.repeats)
+    print(json.dumps(result, indent=2))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+        if getattr(args, "checkpoint", None) and not Path(args.checkpoint).exists():
+            raise FileNotFoundError(f"checkpoint {args.checkpoint} does not exist")
+        {"train": _train, "sample": _sample, "bench": _bench}[args.command](args)
+    except (_UsageError, ValueError, FileNotFoundError, FileExistsError, DataFileError) as err:
+        print(f"mnistdiff: error: {err}", file=sys.stderr)
+        return 2
+    except (Interrupted, KeyboardInterrupt) as err:
+        print(f"mnistdiff: {err or 'interrupted'}", file=sys.stderr)
+        return 130
+    return 0

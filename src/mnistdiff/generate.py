@@ -1,0 +1,48 @@
+"""Drawing images from a trained model with any sampler, in batches."""
+
+from __future__ import annotations
+
+import torch
+
+from mnistdiff.data import to_uint8
+from mnistdiff.diffusion import Schedule
+from mnistdiff.samplers import ddim_sample, ddpm_sample, timesteps
+
+SAMPLERS = ("ddpm", "ddim")
+
+
+def generate(
+    model,
+    schedule: Schedule,
+    n: int,
+    *,
+    sampler: str = "ddim",
+    steps: int = 50,
+    eta: float = 0.0,
+    spacing: str = "uniform",
+    clip_x0: bool = True,
+    seed: int = 0,
+    batch_size: int = 64,
+    image_shape: tuple[int, int, int] = (1, 28, 28),
+    progress: bool = False,
+) -> torch.Tensor:
+    """n images as uint8 (n, C, H, W); batch k starts from noise seeded with seed + k,
+    so the same seed and batch size give the same images."""
+    if sampler not in SAMPLERS:
+        raise ValueError(f"unknown sampler {sampler!r}: choose one of {', '.join(SAMPLERS)}")
+    if n < 1 or batch_size < 1:
+        raise ValueError("n and batch size must be at least 1")
+    if eta < 0:
+        raise ValueError(f"eta must be >= 0, got {eta}")
+    seq = timesteps(steps, schedule.T, spacing) if sampler == "ddim" else None
+    device = next(model.parameters()).device
+    out = []
+    for k, start in enumerate(range(0, n, batch_size)):
+        g = torch.Generator(device=device).manual_seed(seed + k)
+        x_T = torch.randn((min(batch_size, n - start), *image_shape), generator=g, device=device)
+        if sampler == "ddpm":
+            x0 = ddpm_sample(model, x_T, schedule, clip_x0=clip_x0, generator=g, progress=progress)
+        else:
+            x0 = ddim_sample(model, x_T, schedule, seq, eta=eta, clip_x0=clip_x0, generator=g, progress=progress)
+        out.append(to_uint8(x0))
+    return torch.cat(out)

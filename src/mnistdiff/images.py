@@ -1,0 +1,48 @@
+"""Saving images: grids as PNG, batches as .npz."""
+
+from __future__ import annotations
+
+import math
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+
+def grid(images: torch.Tensor, nrow: int | None = None, pad: int = 2) -> np.ndarray:
+    """uint8 (N, C, H, W) -> one uint8 (rows*H, cols*W) or (.., 3) picture, padded with black."""
+    n, c, h, w = images.shape
+    nrow = nrow or math.ceil(math.sqrt(n))
+    rows = math.ceil(n / nrow)
+    out = np.zeros((rows * (h + pad) + pad, nrow * (w + pad) + pad, c), dtype=np.uint8)
+    for i, img in enumerate(images.cpu().numpy()):
+        r, col = divmod(i, nrow)
+        out[pad + r * (h + pad) : pad + r * (h + pad) + h, pad + col * (w + pad) : pad + col * (w + pad) + w] = img.transpose(1, 2, 0)
+    return out[..., 0] if c == 1 else out
+
+
+def save_png(path: str | Path, picture: np.ndarray, scale: int = 2) -> None:
+    """Write a uint8 picture, enlarged `scale` times with nearest neighbours, atomically."""
+    img = Image.fromarray(picture)
+    img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
+    _atomic(Path(path), lambda f: img.save(f, format="PNG"))
+
+
+def save_npz(path: str | Path, images: torch.Tensor) -> None:
+    """Write uint8 images (N, C, H, W) under the key `images`, atomically."""
+    _atomic(Path(path), lambda f: np.savez_compressed(f, images=images.cpu().numpy()))
+
+
+def _atomic(path: Path, write) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise

@@ -1,0 +1,148 @@
+"""The UNet noise predictor: model(xt, t) -> eps.
+
+ResNet blocks with a time embedding added in the middle (Ho et al. 2020,
+App. B), multi-head self-attention at chosen levels, stride-2 convolutions
+down and nearest-neighbour upsampling. With two downsamplings a 28x28 image
+goes 28 -> 14 -> 7 and back, so MNIST needs no padding or resizing.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass(frozen=True)
+class UNetConfig:
+    """The shape of a UNet. `attn_levels` index `mults` (0 = full resolution)."""
+
+    in_channels: int = 1
+    image_size: int = 28
+    base: int = 64
+    mults: tuple[int, ...] = (1, 2, 4)
+    blocks: int = 2
+    attn_levels: tuple[int, ...] = (2,)
+    heads: int = 4
+    groups: int = 32
+    dropout: float = 0.1
+
+
+def sinusoidal_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
+    """Transformer position encoding of the timestep: (B,) -> (B, dim)."""
+    half = dim // 2
+    freqs = torch.exp(-math.log(10000.0) * torch.arange(half, device=t.device, dtype=torch.float32) / half)
+    angles = t.float()[:, None] * freqs[None, :]
+    return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+
+class ResBlock(nn.Module):
+    def __init__(self, c_in: int, c_out: int, t_dim: int, groups: int, dropout: float):
+        super().__init__()
+        self.norm1 = nn.GroupNorm(groups, c_in)
+        self.conv1 = nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.time = nn.Linear(t_dim, c_out)
+        self.norm2 = nn.GroupNorm(groups, c_out)
+        self.dropout = nn.Dropout(dropout)
+        self.conv2 = nn.Conv2d(c_out, c_out, 3, padding=1)
+        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+
+    def forward(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = h + self.time(temb)[:, :, None, None]
+        h = self.conv2(self.dropout(F.silu(self.norm2(h))))
+        return self.skip(x) + h
+
+
+class Attention(nn.Module):
+    def __init__(self, channels: int, heads: int, groups: int):
+        super().__init__()
+        self.heads = heads
+        self.norm = nn.GroupNorm(groups, channels)
+        self.qkv = nn.Conv2d(channels, 3 * channels, 1)
+        self.out = nn.Conv2d(channels, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        b, c, h, w = x.shape
+        qkv = self.qkv(self.norm(x)).reshape(b, 3, self.heads, c // self.heads, h * w)
+        q, k, v = (qkv[:, i].transpose(-1, -2) for i in range(3))  # (B, heads, HW, C/heads)
+        y = F.scaled_dot_product_attention(q, k, v)
+        return x + self.out(y.transpose(-1, -2).reshape(b, c, h, w))
+
+
+class Level(nn.Module):
+    """ResBlocks at one resolution, each optionally followed by attention."""
+
+    def __init__(self, channels: list[int], t_dim: int, attn: bool, cfg: UNetConfig):
+        super().__init__()
+        self.res = nn.ModuleList(
+            ResBlock(a, b, t_dim, cfg.groups, cfg.dropout) for a, b in zip(channels[:-1], channels[1:])
+        )
+        self.attn = nn.ModuleList(
+            Attention(b, cfg.heads, cfg.groups) if attn else nn.Identity() for b in channels[1:]
+        )
+
+
+class UNet(nn.Module):
+    def __init__(self, cfg: UNetConfig):
+        super().__init__()
+        self.config = cfg
+        widths = [cfg.base * m for m in cfg.mults]
+        t_dim = 4 * cfg.base
+        self.time_mlp = nn.Sequential(nn.Linear(cfg.base, t_dim), nn.SiLU(), nn.Linear(t_dim, t_dim))
+        self.stem = nn.Conv2d(cfg.in_channels, cfg.base, 3, padding=1)
+
+        self.down = nn.ModuleList()
+        self.downsample = nn.ModuleList()
+        skips, c = [cfg.base], cfg.base
+        for i, w in enumerate(widths):
+            level = Level([c] + [w] * cfg.blocks, t_dim, i in cfg.attn_levels, cfg)
+            self.down.append(level)
+            skips += [w] * cfg.blocks
+            c = w
+            if i < len(widths) - 1:
+                self.downsample.append(nn.Conv2d(c, c, 3, stride=2, padding=1))
+                skips.append(c)
+
+        self.mid = Level([c, c, c], t_dim, True, cfg)
+
+        self.up = nn.ModuleList()
+        self.upsample = nn.ModuleList()
+        for i, w in reversed(list(enumerate(widths))):
+            level = nn.ModuleList()
+            for _ in range(cfg.blocks + 1):
+                level.append(ResBlock(c + skips.pop(), w, t_dim, cfg.groups, cfg.dropout))
+                c = w
+            attn = nn.ModuleList(
+                Attention(w, cfg.heads, cfg.groups) if i in cfg.attn_levels else nn.Identity()
+                for _ in range(cfg.blocks + 1)
+            )
+            self.up.append(nn.ModuleList([level, attn]))
+            if i > 0:
+                self.upsample.append(nn.Conv2d(c, c, 3, padding=1))
+
+        self.head = nn.Sequential(nn.GroupNorm(cfg.groups, c), nn.SiLU(), nn.Conv2d(c, cfg.in_channels, 3, padding=1))
+
+    def forward(self, xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """xt: (B, C, H, W) in [-1, 1]; t: (B,) int64 in 0..T-1. Returns eps, (B, C, H, W)."""
+        temb = self.time_mlp(sinusoidal_embedding(t, self.config.base).to(xt.dtype))
+        h = self.stem(xt)
+        skips = [h]
+        for i, level in enumerate(self.down):
+            for res, attn in zip(level.res, level.attn):
+                h = attn(res(h, temb))
+                skips.append(h)
+            if i < len(self.downsample):
+                h = self.downsample[i](h)
+                skips.append(h)
+        for res, attn in zip(self.mid.res, self.mid.attn):
+            h = attn(res(h, temb))
+        for i, (level, attns) in enumerate(self.up):
+            for res, attn in zip(level, attns):
+                h = attn(res(torch.cat([h, skips.pop()], dim=1), temb))
+            if i < len(self.upsample):
+                h = self.upsample[i](F.interpolate(h, scale_factor=2.0, mode="nearest"))
+        return self.head(h)

@@ -1,0 +1,192 @@
+"""The training loop: eps-prediction MSE, AdamW with warm-up, EMA, checkpoints that survive kills."""
+
+from __future__ import annotations
+
+import signal
+import threading
+import time
+from contextlib import nullcontext
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from mnistdiff import data
+from mnistdiff.diffusion import ScheduleConfig, eps_loss, make_schedule
+from mnistdiff.generate import generate
+from mnistdiff.images import grid, save_png
+from mnistdiff.model import UNet, get_preset
+from mnistdiff.train import checkpoint
+from mnistdiff.train.ema import EMA
+from mnistdiff.train.log import CsvLog
+
+
+class Interrupted(Exception):
+    """Training stopped by a signal after saving a checkpoint."""
+
+
+def autocast(precision: str):
+    if precision == "bf16":
+        return torch.autocast("cpu", dtype=torch.bfloat16)
+    if precision == "fp32":
+        return nullcontext()
+    raise ValueError(f"unknown precision {precision!r}: use 'fp32' or 'bf16'")
+
+
+class Run:
+    """Everything a training run holds: model, EMA, optimizer, RNG and data order, in folder `out`."""
+
+    def __init__(self, out: Path, config: dict, images: torch.Tensor):
+        self.out, self.config, self.images = out, config, images  # images: (N, C, H, W) uint8
+        unet_cfg, self.cfg, sched_cfg = checkpoint.parse_config(config)
+        self.model = UNet(unet_cfg)
+        self.ema = EMA(self.model, self.cfg.ema_decay)
+        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        self.schedule = make_schedule(sched_cfg)
+        self.gen = torch.Generator().manual_seed(self.cfg.seed)
+        torch.manual_seed(self.cfg.seed)
+        self.state = {"step": 0, "elapsed_s": 0.0, "pos": 0,
+                      "perm": torch.randperm(len(images), generator=self.gen)}
+
+    def restore(self) -> None:
+        folder = checkpoint.find(self.out)
+        _, weights = checkpoint.read(folder)
+        self.model.load_state_dict(weights["model"])
+        self.ema.shadow.load_state_dict(weights["ema"])
+        saved = torch.load(folder / "state.pt", weights_only=False)
+        self.optimizer.load_state_dict(saved["optimizer"])
+        rng = saved["rng"]
+        torch.set_rng_state(rng.pop("torch"))
+        self.gen.set_state(rng.pop("gen"))
+        self.state = rng | {"step": saved["step"]}
+
+    def save(self) -> Path:
+        rng = {"torch": torch.get_rng_state(), "gen": self.gen.get_state()} | {
+            k: v for k, v in self.state.items() if k != "step"}
+        return checkpoint.save(self.out, self.state["step"], self.model, self.ema, self.optimizer, rng, self.config)
+
+    def sample_grid(self) -> None:
+        pics = generate(self.ema.shadow, self.schedule, self.cfg.grid_images, sampler="ddim",
+                        steps=self.cfg.grid_steps, clip_x0=True, seed=self.cfg.seed,
+                        image_shape=tuple(self.images.shape[1:]))
+        save_png(self.out / "samples" / f"step_{self.state['step']:07d}.png", grid(pics))
+
+    def next_batch(self) -> torch.Tensor:
+        """The next batch of a shuffled pass over the data, in [-1, 1]; a new permutation each epoch."""
+        b, s = self.cfg.batch_size, self.state
+        if s["pos"] + b > len(self.images):
+            s["perm"], s["pos"] = torch.randperm(len(self.images), generator=self.gen), 0
+        idx = s["perm"][s["pos"] : s["pos"] + b]
+        s["pos"] += b
+        return data.to_model_range(self.images[idx])
+
+    def step(self) -> tuple[float, float]:
+        """One optimizer step; returns (loss, lr)."""
+        lr = self.cfg.lr * min(1.0, (self.state["step"] + 1) / max(self.cfg.warmup, 1))
+        for group in self.optimizer.param_groups:
+            group["lr"] = lr
+        x0 = self.next_batch()
+        with autocast(self.cfg.precision):
+            loss = eps_loss(self.model, self.schedule, x0, generator=self.gen)
+        self.optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        self.optimizer.step()
+        self.ema.update(self.model, self.state["step"])
+        self.state["step"] += 1
+        return loss.item(), lr
+
+
+def _config(out: Path, preset: str, dataset: str, resume: bool, overrides: dict) -> dict:
+    """The run's full config: the preset's, or on resume the checkpoint's, with `overrides` applied."""
+    has_checkpoint = (out / "checkpoints" / "latest").is_file()
+    if resume and not has_checkpoint:
+        raise FileNotFoundError(f"--resume: no checkpoint in {out}")
+    if has_checkpoint and not resume:
+        raise FileExistsError(f"{out} already holds a run: pass --resume to continue it, or another --out")
+    if resume:
+        config, _ = checkpoint.read(checkpoint.find(out))
+        unet_cfg, train_cfg, sched_cfg = checkpoint.parse_config(config)
+        preset, dataset = config["preset"], config["dataset"]
+    else:
+        p = get_preset(preset)
+        unet_cfg, train_cfg, sched_cfg = p.unet, p.train, ScheduleConfig()
+    train_cfg = replace(train_cfg, **{k: v for k, v in overrides.items() if v is not None})
+    autocast(train_cfg.precision)  # fail on a bad precision before loading data
+    return checkpoint.config_dict(preset, dataset, unet_cfg, train_cfg, sched_cfg)
+
+
+def train(
+    out: str | Path,
+    *,
+    preset: str = "small",
+    dataset: str = "mnist",
+    data_dir: str | Path | None = None,
+    resume: bool = False,
+    minutes: float | None = None,
+    progress: bool = True,
+    **overrides,
+) -> Path:
+    """Train (or, with resume, continue) a run in folder `out`; returns the last checkpoint folder.
+
+    `overrides` replace fields of the preset's TrainConfig (steps, batch_size, lr, precision, ...).
+    Training stops after `steps` or `minutes`, whichever comes first; SIGINT or SIGTERM saves a
+    checkpoint before stopping.
+    """
+    out = Path(out)
+    config = _config(out, preset, dataset, resume, overrides)
+    images, _ = data.load(config["dataset"], "train", data_dir)  # held once, as uint8
+    config["unet"] |= {"in_channels": images.shape[1], "image_size": images.shape[-1]}
+    run = Run(out, config, images)
+    if resume:
+        run.restore()
+    cfg, state = run.cfg, run.state
+    log = CsvLog(out / "log.csv", after_step=state["step"])
+    deadline = time.monotonic() + 60 * minutes if minutes else float("inf")
+    last_saved = state["step"] if resume else -1
+    bar = tqdm(total=cfg.steps, initial=state["step"], desc="train", disable=not progress, dynamic_ncols=True)
+    with _StopOnSignal() as stop:
+        while state["step"] < cfg.steps and not stop.signalled and time.monotonic() < deadline:
+            t0 = time.perf_counter()
+            loss, lr = run.step()
+            dt = time.perf_counter() - t0
+            state["elapsed_s"] += dt
+            bar.update(1)
+            if state["step"] % cfg.log_every == 0 or state["step"] == 1:
+                log.write(step=state["step"], loss=loss, lr=lr, images_per_s=cfg.batch_size / dt,
+                          elapsed_s=state["elapsed_s"])
+                bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{cfg.batch_size / dt:.0f}")
+            if state["step"] % cfg.sample_every == 0:
+                run.sample_grid()
+            if state["step"] % cfg.checkpoint_every == 0:
+                run.save()
+                last_saved = state["step"]
+    bar.close()
+    final = checkpoint.find(out) if state["step"] == last_saved else run.save()
+    if stop.signalled:
+        raise Interrupted(f"stopped by signal at step {state['step']}; checkpoint saved in {final}")
+    if state["step"] % cfg.sample_every != 0:
+        run.sample_grid()
+    return final
+
+
+class _StopOnSignal:
+    """Turns SIGINT and SIGTERM into a flag the loop checks, so a kill saves first."""
+
+    def __init__(self):
+        self.signalled = False
+        self.previous = {}
+
+    def __enter__(self):
+        # Handlers can only be set from the main thread; elsewhere, run without them.
+        if threading.current_thread() is threading.main_thread():
+            self.previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
+        return self
+
+    def _handle(self, signum, frame):
+        self.signalled = True
+
+    def __exit__(self, *exc):
+        for s, handler in self.previous.items():
+            signal.signal(s, handler)

@@ -1,0 +1,127 @@
+"""Train, kill, resume and sample the tiny preset on a generated IDX data set, through the CLI."""
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from mnistdiff import load_checkpoint
+from mnistdiff.cli import main
+from mnistdiff.train import checkpoint
+
+FAST = ["--preset", "tiny", "--checkpoint-every", "10", "--sample-every", "10"]
+
+
+def train_cli(out, data_dir, *extra):
+    return main(["train", *FAST, "--data-dir", str(data_dir), "--out", str(out), *extra])
+
+
+def test_train_writes_checkpoint_log_and_grids(idx_folder, tmp_path):
+    run = tmp_path / "run"
+    assert train_cli(run, idx_folder, "--steps", "20") == 0
+    assert (run / "checkpoints" / "latest").read_text().strip() == "step_0000020"
+    folder = checkpoint.find(run)
+    assert {p.name for p in folder.iterdir()} == {"weights.safetensors", "config.json", "state.pt"}
+    assert sorted(p.name for p in (run / "samples").iterdir()) == ["step_0000010.png", "step_0000020.png"]
+    rows = (run / "log.csv").read_text().splitlines()
+    assert rows[0] == "step,loss,lr,images_per_s,elapsed_s" and rows[-1].startswith("20,")
+
+
+def test_resume_continues_exactly_where_it_stopped(idx_folder, tmp_path):
+    assert train_cli(tmp_path / "straight", idx_folder, "--steps", "20") == 0
+    assert train_cli(tmp_path / "split", idx_folder, "--steps", "10") == 0
+    assert train_cli(tmp_path / "split", idx_folder, "--steps", "20", "--resume") == 0
+    a_cfg, a = checkpoint.read(checkpoint.find(tmp_path / "straight"))
+    b_cfg, b = checkpoint.read(checkpoint.find(tmp_path / "split"))
+    for part in ("model", "ema"):
+        for name in a[part]:
+            torch.testing.assert_close(a[part][name], b[part][name], atol=1e-6, rtol=1e-5)
+    state_a = torch.load(checkpoint.find(tmp_path / "straight") / "state.pt", weights_only=False)
+    state_b = torch.load(checkpoint.find(tmp_path / "split") / "state.pt", weights_only=False)
+    assert state_a["step"] == state_b["step"] == 20
+    assert state_a["optimizer"]["state"][0]["step"] == state_b["optimizer"]["state"][0]["step"]
+    steps_logged = [int(r.split(",")[0]) for r in (tmp_path / "split" / "log.csv").read_text().splitlines()[1:]]
+    assert steps_logged == sorted(set(steps_logged))
+
+
+def test_existing_run_needs_resume_and_resume_needs_a_run(idx_folder, tmp_path, capsys):
+    assert train_cli(tmp_path / "run", idx_folder, "--steps", "10") == 0
+    assert train_cli(tmp_path / "run", idx_folder, "--steps", "20") == 2
+    assert "--resume" in capsys.readouterr().err
+    assert train_cli(tmp_path / "empty", idx_folder, "--resume") == 2
+
+
+def test_sigterm_saves_a_checkpoint_and_resume_goes_on(idx_folder, tmp_path):
+    run = tmp_path / "run"
+    env = dict(os.environ, OMP_NUM_THREADS="1")
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "mnistdiff", "train", *FAST, "--steps", "100000", "--data-dir", str(idx_folder),
+         "--out", str(run)], stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 120
+    while not (run / "checkpoints" / "latest").exists() and time.monotonic() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 130, err
+    assert "checkpoint saved" in err
+    saved = int(checkpoint.find(run).name.split("_")[1])
+    assert saved >= 10
+    # A save killed half-way leaves a temporary folder, which is never taken for the latest.
+    (run / "checkpoints" / ".tmp-killed").mkdir()
+    assert train_cli(run, idx_folder, "--steps", str(saved + 5), "--resume") == 0
+    assert checkpoint.find(run).name == f"step_{saved + 5:07d}"
+
+
+def test_sample_grid_npz_and_api(idx_folder, tmp_path):
+    run = tmp_path / "run"
+    assert train_cli(run, idx_folder, "--steps", "10") == 0
+    out, npz = tmp_path / "grid.png", tmp_path / "images.npz"
+    assert main(["sample", "--checkpoint", str(run), "--n", "5", "--batch-size", "3", "--steps", "5",
+                 "--out", str(out), "--npz", str(npz)]) == 0
+    images = np.load(npz)["images"]
+    assert images.shape == (5, 1, 28, 28) and images.dtype == np.uint8
+    assert out.stat().st_size > 100
+    for path in (run, checkpoint.find(run), checkpoint.find(run) / "weights.safetensors"):
+        model, schedule, config = load_checkpoint(path)
+        assert config["preset"] == "tiny" and schedule.T == 1000
+        x = torch.randn(2, 1, 28, 28)
+        assert model(x, torch.tensor([0, 999])).shape == x.shape
+
+
+def test_ddpm_sampling_from_the_cli(idx_folder, tmp_path):
+    run = tmp_path / "run"
+    assert train_cli(run, idx_folder, "--steps", "10") == 0
+    npz = tmp_path / "ddpm.npz"
+    assert main(["sample", "--checkpoint", str(run), "--sampler", "ddpm", "--n", "2",
+                 "--out", str(tmp_path / "g.png"), "--npz", str(npz)]) == 0
+    assert np.load(npz)["images"].shape == (2, 1, 28, 28)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["sample", "--checkpoint", "nowhere", "--eta", "-1"], "eta"),
+    (["sample", "--checkpoint", "nowhere"], "does not exist"),
+    (["train", "--preset", "huge", "--out", "x"], "huge"),
+    (["train", "--out", "x", "--steps", "0"], "steps"),
+    (["sample"], "checkpoint"),
+])
+def test_bad_arguments_give_one_line_and_status_2(argv, message, capsys):
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and message in err and "Traceback" not in err
+
+
+def test_too_many_steps_for_the_schedule(idx_folder, tmp_path, capsys):
+    assert train_cli(tmp_path / "run", idx_folder, "--steps", "10") == 0
+    assert main(["sample", "--checkpoint", str(tmp_path / "run"), "--steps", "1001"]) == 2
+    assert "at most T=1000" in capsys.readouterr().err
+
+
+def test_bench_prints_throughput(capsys):
+    assert main(["bench", "--preset", "tiny", "--repeats", "1", "--batch-size", "4"]) == 0
+    out = capsys.readouterr().out
+    assert "train_images_per_s" in out and "denoiser_images_per_s" in out

@@ -1,0 +1,54 @@
+import torch
+
+from mnistdiff.diffusion import eps_loss, linear_schedule
+from mnistdiff.model import PRESETS, UNet, get_preset
+
+
+def n_params(model):
+    return sum(p.numel() for p in model.parameters())
+
+
+def test_presets_build_and_tiny_is_tiny():
+    assert n_params(UNet(get_preset("tiny").unet)) < 100_000
+    seed = get_preset("seed")
+    assert (seed.unet.base, seed.unet.mults, seed.unet.heads) == (64, (1, 2, 4), 4)
+    assert (seed.train.lr, seed.train.batch_size) == (5e-4, 64)
+    assert set(PRESETS) >= {"tiny", "small", "seed"}
+
+
+def test_output_shape_on_28x28_and_dependence_on_t():
+    torch.manual_seed(0)
+    model = UNet(get_preset("tiny").unet).eval()
+    x = torch.randn(3, 1, 28, 28)
+    a = model(x, torch.tensor([0, 0, 0]))
+    b = model(x, torch.tensor([999, 999, 999]))
+    assert a.shape == x.shape
+    assert (a - b).abs().mean() > 1e-3
+
+
+def test_each_output_depends_only_on_its_own_input():
+    model = UNet(get_preset("tiny").unet).eval()
+    x = torch.randn(2, 1, 28, 28)
+    t = torch.tensor([5, 500])
+    y = model(x, t)
+    x2 = x.clone()
+    x2[1] = torch.randn(1, 28, 28)
+    torch.testing.assert_close(model(x2, t)[0], y[0])
+
+
+def test_tiny_preset_overfits_a_small_batch():
+    torch.manual_seed(0)
+    model = UNet(get_preset("tiny").unet)
+    schedule = linear_schedule()
+    x0 = torch.rand(8, 1, 28, 28) * 2 - 1
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    gen = torch.Generator().manual_seed(0)
+    losses = []
+    for _ in range(300):
+        loss = eps_loss(model, schedule, x0, generator=gen)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        losses.append(loss.item())
+    first, last = sum(losses[:20]) / 20, sum(losses[-20:]) / 20
+    assert last < 0.5 * first
