@@ -113,3 +113,11 @@ def test_offline_message_names_the_flag_and_variable(tmp_path, monkeypatch):
 def test_unknown_dataset():
     with pytest.raises(ValueError, match="unknown dataset"):
         data.load("cifar10", "train")
+
+
+def test_fashion_mnist_is_found_where_debian_puts_it(idx_folder, tmp_path, monkeypatch):
+    monkeypatch.delenv("MNISTDIFF_DATA", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setitem(loc.SYSTEM_DIRS, "fashion-mnist", [idx_folder])
+    images, labels = data.load("fashion-mnist", "train")
+    assert images.shape == (64, 1, 28, 28)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+from tqdm.auto import tqdm
 
 from mnistdiff.data import to_uint8
 from mnistdiff.diffusion import Schedule
@@ -37,7 +38,8 @@ def generate(
     seq = timesteps(steps, schedule.T, spacing) if sampler == "ddim" else None
     device = next(model.parameters()).device
     out = []
-    for k, start in enumerate(range(0, n, batch_size)):
+    batches = tqdm(range(0, n, batch_size), desc=f"{n} images", disable=not progress or n <= batch_size)
+    for k, start in enumerate(batches):
         g = torch.Generator(device=device).manual_seed(seed + k)
         x_T = torch.randn((min(batch_size, n - start), *image_shape), generator=g, device=device)
         if sampler == "ddpm":

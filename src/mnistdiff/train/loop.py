@@ -156,7 +156,7 @@ def train(
             if state["step"] % cfg.log_every == 0 or state["step"] == 1:
                 log.write(step=state["step"], loss=loss, lr=lr, images_per_s=cfg.batch_size / dt,
                           elapsed_s=state["elapsed_s"])
-                bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{cfg.batch_size / dt:.0f}")
+                bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{cfg.batch_size / dt:.0f}", **_time_left(deadline))
             if state["step"] % cfg.sample_every == 0:
                 run.sample_grid()
             if state["step"] % cfg.checkpoint_every == 0:
@@ -169,6 +169,14 @@ def train(
     if state["step"] % cfg.sample_every != 0:
         run.sample_grid()
     return final
+
+
+def _time_left(deadline: float) -> dict:
+    """With --minutes the step bar's ETA can be wrong; show the time budget left too."""
+    if deadline == float("inf"):
+        return {}
+    minutes, seconds = divmod(max(0, int(deadline - time.monotonic())), 60)
+    return {"time_left": f"{minutes}:{seconds:02d}"}
 
 
 class _StopOnSignal:
