@@ -27,3 +27,10 @@ def make_idx_folder(folder: Path, n: int = 64, seed: int = 0) -> Path:
 @pytest.fixture
 def idx_folder(tmp_path: Path) -> Path:
     return make_idx_folder(tmp_path / "data")
+
+
+@pytest.fixture
+def mnist_fixture() -> tuple[Path, Path]:
+    """The first images of the real MNIST test set: shipped in tests/data as a small IDX fixture."""
+    folder = Path(__file__).parent / "data"
+    return folder / "mnist-test-500-images-idx3-ubyte.gz", folder / "mnist-test-500-labels-idx1-ubyte.gz"

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 from mnistdiff.data import DATASETS, DataFileError
+from mnistdiff.generate import SAMPLERS
 from mnistdiff.model import PRESETS
 from mnistdiff.train import Interrupted
 
@@ -35,6 +36,18 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _sampler_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--sampler", default="ddim", choices=list(SAMPLERS))
+    p.add_argument("--steps", type=_positive_int, default=50, help="DDIM steps (DDPM always runs all T)")
+    p.add_argument("--eta", type=_non_negative_float, default=0.0, help="DDIM noise: 0 deterministic, 1 like DDPM")
+    p.add_argument("--spacing", default="uniform", choices=["uniform", "quadratic"])
+    p.add_argument("--no-clip", action="store_true",
+                   help="do not clip the predicted x0 to [-1, 1] at each step (the CLI clips by default, as the DDPM code does)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=_positive_int, default=64)
+    p.add_argument("--raw-weights", action="store_true", help="use the raw weights instead of the EMA copy")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = _Parser(prog="mnistdiff", description="DDPM and DDIM on MNIST.")
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
@@ -56,18 +69,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("sample", help="draw images from a checkpoint")
     p.add_argument("--checkpoint", required=True, help="run folder or checkpoint folder")
-    p.add_argument("--sampler", default="ddim", choices=["ddpm", "ddim"])
-    p.add_argument("--steps", type=_positive_int, default=50, help="DDIM steps (DDPM always runs all T)")
-    p.add_argument("--eta", type=_non_negative_float, default=0.0, help="DDIM noise: 0 deterministic, 1 like DDPM")
-    p.add_argument("--spacing", default="uniform", choices=["uniform", "quadratic"])
-    p.add_argument("--no-clip", action="store_true",
-                   help="do not clip the predicted x0 to [-1, 1] at each step (the CLI clips by default, as the DDPM code does)")
+    _sampler_args(p)
     p.add_argument("--n", type=_positive_int, default=64, help="number of images")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=_positive_int, default=64)
     p.add_argument("--out", default="samples.png", help="grid PNG to write")
     p.add_argument("--npz", help="also write the images (uint8, key 'images') to this .npz")
-    p.add_argument("--raw-weights", action="store_true", help="use the raw weights instead of the EMA copy")
+
+    p = sub.add_parser("fid", help="FID, precision/recall and class shares of generated images")
+    source = p.add_mutually_exclusive_group(required=True)
+    source.add_argument("--checkpoint", help="run folder or checkpoint folder to sample from")
+    source.add_argument("--npz", help="uint8 images under the key 'images' instead of sampling")
+    _sampler_args(p)
+    p.add_argument("--n", type=_positive_int, default=2048, help="number of images (the report used 2048)")
+    p.add_argument("--dataset", default="mnist", choices=DATASETS)
+    p.add_argument("--data-dir", help="folder with the IDX files (for the real-data floor and recall)")
+    p.add_argument("--json", help="also write the results to this JSON file")
+
+    p = sub.add_parser("train-classifier", help="train the feature classifier used by fid")
+    p.add_argument("--dataset", default="mnist", choices=DATASETS)
+    p.add_argument("--data-dir")
+    p.add_argument("--epochs", type=_positive_int, default=4)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", required=True, help="folder for classifier-<dataset>.safetensors and .json")
+
+    p = sub.add_parser("reference-stats", help="feature statistics of the real train and test sets")
+    p.add_argument("--dataset", default="mnist", choices=DATASETS)
+    p.add_argument("--data-dir")
+    p.add_argument("--out", required=True, help="folder for stats-<dataset>.safetensors and .json")
 
     p = sub.add_parser("bench", help="training and denoiser images/s of a preset on this machine")
     p.add_argument("--preset", default="small", choices=list(PRESETS))
@@ -87,22 +114,65 @@ def _train(args) -> None:
     print(f"checkpoint: {final}")
 
 
-def _sample(args) -> None:
+def _generate(args):
     from mnistdiff import load_checkpoint
     from mnistdiff.generate import generate
-    from mnistdiff.images import grid, save_npz, save_png
 
     model, schedule, _ = load_checkpoint(args.checkpoint, ema=not args.raw_weights)
     if args.sampler == "ddim" and args.steps > schedule.T:
         raise ValueError(f"--steps must be at most T={schedule.T}, got {args.steps}")
-    images = generate(model, schedule, args.n, sampler=args.sampler, steps=args.steps, eta=args.eta,
-                      spacing=args.spacing, clip_x0=not args.no_clip, seed=args.seed,
-                      batch_size=args.batch_size, progress=True)
+    return generate(model, schedule, args.n, sampler=args.sampler, steps=args.steps, eta=args.eta,
+                    spacing=args.spacing, clip_x0=not args.no_clip, seed=args.seed,
+                    batch_size=args.batch_size, progress=True)
+
+
+def _sample(args) -> None:
+    from mnistdiff.images import grid, save_npz, save_png
+
+    images = _generate(args)
     save_png(args.out, grid(images))
     print(f"wrote {args.out}")
     if args.npz:
         save_npz(args.npz, images)
         print(f"wrote {args.npz}")
+
+
+def _fid(args) -> None:
+    import numpy as np
+    import torch
+
+    from mnistdiff.evaluation import evaluate
+
+    if args.npz:
+        images = torch.from_numpy(np.load(args.npz)["images"])
+        if images.dtype != torch.uint8 or images.shape[1:] != (1, 28, 28):
+            raise ValueError(f"{args.npz}: expected uint8 images of shape (N, 1, 28, 28), got {tuple(images.shape)}")
+    else:
+        images = _generate(args)
+    result = evaluate(images, args.dataset, args.data_dir, seed=args.seed)
+    print(f"images: {result['n']}")
+    print(f"FID vs train: {result['fid_train']:.3f}   vs test: {result['fid_test']:.3f}   "
+          f"(real train images vs test, same count: {result['floor_fid_test']:.3f})")
+    print(f"precision: {result['precision']:.3f}   recall: {result['recall']:.3f}   "
+          f"confident (p >= 0.9): {result['confident_share']:.3f}")
+    print("class shares: " + " ".join(f"{c}:{share:.3f}" for c, share in enumerate(result["class_shares"])))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+
+
+def _train_classifier(args) -> None:
+    from mnistdiff.evaluation.train_classifier import train_classifier
+
+    record = train_classifier(args.out, args.dataset, args.data_dir, epochs=args.epochs, seed=args.seed,
+                              command="mnistdiff " + " ".join(sys.argv[1:]))
+    print(f"test accuracy: {record['test_accuracy']:.4f}")
+
+
+def _reference_stats(args) -> None:
+    from mnistdiff.evaluation.reference import compute_reference
+
+    record = compute_reference(args.out, args.dataset, args.data_dir, command="mnistdiff " + " ".join(sys.argv[1:]))
+    print(json.dumps(record, indent=2))
 
 
 def _bench(args) -> None:
@@ -118,7 +188,9 @@ def main(argv: list[str] | None = None) -> int:
         args = parser.parse_args(argv)
         if getattr(args, "checkpoint", None) and not Path(args.checkpoint).exists():
             raise FileNotFoundError(f"checkpoint {args.checkpoint} does not exist")
-        {"train": _train, "sample": _sample, "bench": _bench}[args.command](args)
+        commands = {"train": _train, "sample": _sample, "fid": _fid, "train-classifier": _train_classifier,
+                    "reference-stats": _reference_stats, "bench": _bench}
+        commands[args.command](args)
     except (_UsageError, ValueError, FileNotFoundError, FileExistsError, DataFileError) as err:
         print(f"mnistdiff: error: {err}", file=sys.stderr)
         return 2

@@ -1,0 +1,42 @@
+"""The numbers that say how good a set of generated digits is."""
+
+from __future__ import annotations
+
+import torch
+
+from mnistdiff import data
+from mnistdiff.evaluation.classifier import load_classifier
+from mnistdiff.evaluation.metrics import features_and_probs, frechet_distance, gaussian_stats, precision_recall
+from mnistdiff.evaluation.reference import load_reference
+
+CONFIDENT = 0.9
+
+
+def evaluate(images: torch.Tensor, dataset: str = "mnist", data_dir=None, seed: int = 0) -> dict:
+    """FID against the shipped train and test statistics, the real-data floor at the same count,
+    precision and recall against test images, the share of confident predictions and the class shares.
+
+    images: uint8 (N, 1, 28, 28).
+    """
+    classifier, _ = load_classifier(dataset)
+    reference = load_reference(dataset)
+    feats, probs = features_and_probs(classifier, images)
+    mu, sigma = gaussian_stats(feats)
+    n = len(images)
+    # The floor: as many real training images, scored against the test statistics.
+    train_images, _ = data.load(dataset, "train", data_dir)
+    pick = torch.randperm(len(train_images), generator=torch.Generator().manual_seed(seed))[:n]
+    floor = frechet_distance(*gaussian_stats(features_and_probs(classifier, train_images[pick])[0]), *reference["test"])
+    test_images, _ = data.load(dataset, "test", data_dir)
+    precision, recall = precision_recall(features_and_probs(classifier, test_images[:n])[0], feats)
+    classes = probs.argmax(1)
+    return {
+        "n": n,
+        "fid_train": frechet_distance(mu, sigma, *reference["train"]),
+        "fid_test": frechet_distance(mu, sigma, *reference["test"]),
+        "floor_fid_test": floor,
+        "precision": precision,
+        "recall": recall,
+        "confident_share": (probs.max(1).values >= CONFIDENT).double().mean().item(),
+        "class_shares": (torch.bincount(classes, minlength=10).double() / n).tolist(),
+    }

@@ -1,0 +1,82 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from mnistdiff.data.idx import read_split
+from mnistdiff.evaluation import fid, frechet_distance, gaussian_stats, load_classifier, load_reference, precision_recall
+from mnistdiff.evaluation.classifier import asset
+from mnistdiff.evaluation.metrics import features_and_probs
+from mnistdiff.evaluation.reference import sha256
+from mnistdiff.evaluation.train_classifier import random_shift
+
+
+def test_fid_of_a_set_with_itself_is_zero():
+    x = torch.randn(500, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    assert abs(fid(x, x)) < 1e-6
+
+
+def test_frechet_distance_of_gaussians_matches_closed_form():
+    # Diagonal covariances: d^2 = |mu1 - mu2|^2 + sum (s1 - s2)^2 over the standard deviations.
+    gen = torch.Generator().manual_seed(1)
+    mu1, mu2 = torch.randn(8, generator=gen, dtype=torch.float64), torch.randn(8, generator=gen, dtype=torch.float64)
+    s1, s2 = torch.rand(8, generator=gen, dtype=torch.float64) + 0.5, torch.rand(8, generator=gen, dtype=torch.float64) + 0.5
+    expected = ((mu1 - mu2) ** 2).sum() + ((s1 - s2) ** 2).sum()
+    got = frechet_distance(mu1, torch.diag(s1**2), mu2, torch.diag(s2**2))
+    assert abs(got - expected.item()) < 1e-8
+    # A full covariance rotated into both sets keeps the distance.
+    q, _ = torch.linalg.qr(torch.randn(8, 8, generator=gen, dtype=torch.float64))
+    rotated = frechet_distance(q @ mu1, q @ torch.diag(s1**2) @ q.T, q @ mu2, q @ torch.diag(s2**2) @ q.T)
+    assert abs(rotated - expected.item()) < 1e-6
+
+
+def test_gaussian_stats_are_mean_and_covariance():
+    x = torch.randn(4000, 3, dtype=torch.float64, generator=torch.Generator().manual_seed(2)) * torch.tensor([1.0, 2.0, 3.0])
+    mu, sigma = gaussian_stats(x)
+    assert mu.abs().max() < 0.15
+    assert torch.allclose(sigma.diagonal(), torch.tensor([1.0, 4.0, 9.0], dtype=torch.float64), rtol=0.1)
+
+
+def test_precision_recall_of_a_set_with_itself_is_one_and_disjoint_is_zero():
+    x = torch.randn(300, 5, generator=torch.Generator().manual_seed(3))
+    assert precision_recall(x, x) == (1.0, 1.0)
+    assert precision_recall(x, x + 100.0) == (0.0, 0.0)
+
+
+def test_precision_falls_when_fakes_leave_the_real_set():
+    gen = torch.Generator().manual_seed(4)
+    real = torch.randn(400, 4, generator=gen)
+    fake = torch.cat([torch.randn(200, 4, generator=gen), torch.randn(200, 4, generator=gen) + 50])
+    precision, recall = precision_recall(real, fake)
+    assert 0.4 < precision < 0.6 and recall > 0.8
+
+
+def test_random_shift_moves_the_image_and_keeps_its_shape():
+    x = -torch.ones(64, 1, 28, 28)
+    x[:, :, 13, 13] = 1.0
+    y = random_shift(x, 2, torch.Generator().manual_seed(0))
+    assert y.shape == x.shape and (y == 1).sum() == 64
+    positions = {tuple(torch.nonzero(img[0] == 1)[0].tolist()) for img in y}
+    assert len(positions) > 5 and all(11 <= r <= 15 and 11 <= c <= 15 for r, c in positions)
+
+
+def test_shipped_classifier_loads_and_classifies_the_test_fixture(mnist_fixture):
+    model, record = load_classifier("mnist")
+    assert record["test_accuracy"] >= 0.993
+    assert asset("classifier-mnist.safetensors").stat().st_size < 2_000_000
+    images, labels = read_split(*mnist_fixture)
+    images, labels = torch.from_numpy(images[:500].copy()).unsqueeze(1), torch.from_numpy(labels[:500].astype("int64"))
+    _, probs = features_and_probs(model, images)
+    assert (probs.argmax(1) == labels).double().mean() > 0.98
+
+
+def test_shipped_reference_stats_match_their_checksum():
+    record = json.loads(asset("stats-mnist.json").read_text())
+    assert sha256(asset("stats-mnist.safetensors")) == record["sha256"]
+    ref = load_reference("mnist")
+    for mu, sigma in ref.values():
+        assert mu.shape == (128,) and sigma.shape == (128, 128)
+        assert torch.allclose(sigma, sigma.T)
+    # Train and test sets are close, but not the same.
+    assert 0 < frechet_distance(*ref["train"], *ref["test"]) < 5
