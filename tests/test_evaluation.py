@@ -80,3 +80,37 @@ def test_shipped_reference_stats_match_their_checksum():
         assert torch.allclose(sigma, sigma.T)
     # Train and test sets are close, but not the same.
     assert 0 < frechet_distance(*ref["train"], *ref["test"]) < 5
+
+
+def test_fid_command_scores_real_digits_far_better_than_noise(mnist_fixture, tmp_path, capsys):
+    from mnistdiff.cli import main
+
+    data_dir = tmp_path / "data"  # the 500 real digits serve as both splits
+    data_dir.mkdir()
+    for path, split in ((mnist_fixture[0], "images-idx3"), (mnist_fixture[1], "labels-idx1")):
+        for prefix in ("train", "t10k"):
+            (data_dir / f"{prefix}-{split}-ubyte.gz").write_bytes(path.read_bytes())
+    images, _ = read_split(*mnist_fixture)
+    real = tmp_path / "real.npz"
+    np.savez(real, images=images[300:, None])  # not among the 200 that recall and the floor use
+    noise = tmp_path / "noise.npz"
+    np.savez(noise, images=np.random.default_rng(0).integers(0, 256, (200, 1, 28, 28), dtype=np.uint8))
+    scores = {}
+    for name, path in (("real", real), ("noise", noise)):
+        out = tmp_path / f"{name}.json"
+        assert main(["fid", "--npz", str(path), "--data-dir", str(data_dir), "--json", str(out)]) == 0
+        scores[name] = json.loads(out.read_text())
+    assert "FID vs train" in capsys.readouterr().out
+    assert scores["real"]["n"] == 200 and len(scores["real"]["class_shares"]) == 10
+    assert scores["real"]["fid_test"] < 0.1 * scores["noise"]["fid_test"]
+    assert scores["real"]["confident_share"] > 0.9
+    assert scores["real"]["precision"] > 0.8 > 0.1 > scores["noise"]["precision"]
+
+
+def test_fid_command_rejects_images_of_the_wrong_shape(tmp_path, capsys):
+    from mnistdiff.cli import main
+
+    bad = tmp_path / "bad.npz"
+    np.savez(bad, images=np.zeros((4, 28, 28), dtype=np.uint8))
+    assert main(["fid", "--npz", str(bad)]) == 2
+    assert "expected uint8 images" in capsys.readouterr().err

@@ -80,7 +80,7 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--npz", help="uint8 images under the key 'images' instead of sampling")
     _sampler_args(p)
     p.add_argument("--n", type=_positive_int, default=2048, help="number of images (the report used 2048)")
-    p.add_argument("--dataset", default="mnist", choices=DATASETS)
+    p.add_argument("--dataset", choices=DATASETS, help="default: the checkpoint's, or mnist")
     p.add_argument("--data-dir", help="folder with the IDX files (for the real-data floor and recall)")
     p.add_argument("--json", help="also write the results to this JSON file")
 
@@ -114,22 +114,24 @@ def _train(args) -> None:
     print(f"checkpoint: {final}")
 
 
-def _generate(args):
+def _generate(args) -> tuple:
+    """Images from the checkpoint with the sampler arguments, and the checkpoint's config."""
     from mnistdiff import load_checkpoint
     from mnistdiff.generate import generate
 
-    model, schedule, _ = load_checkpoint(args.checkpoint, ema=not args.raw_weights)
+    model, schedule, config = load_checkpoint(args.checkpoint, ema=not args.raw_weights)
     if args.sampler == "ddim" and args.steps > schedule.T:
         raise ValueError(f"--steps must be at most T={schedule.T}, got {args.steps}")
-    return generate(model, schedule, args.n, sampler=args.sampler, steps=args.steps, eta=args.eta,
-                    spacing=args.spacing, clip_x0=not args.no_clip, seed=args.seed,
-                    batch_size=args.batch_size, progress=True)
+    images = generate(model, schedule, args.n, sampler=args.sampler, steps=args.steps, eta=args.eta,
+                      spacing=args.spacing, clip_x0=not args.no_clip, seed=args.seed,
+                      batch_size=args.batch_size, progress=True)
+    return images, config
 
 
 def _sample(args) -> None:
     from mnistdiff.images import grid, save_npz, save_png
 
-    images = _generate(args)
+    images, _ = _generate(args)
     save_png(args.out, grid(images))
     print(f"wrote {args.out}")
     if args.npz:
@@ -143,13 +145,15 @@ def _fid(args) -> None:
 
     from mnistdiff.evaluation import evaluate
 
+    dataset = args.dataset or "mnist"
     if args.npz:
         images = torch.from_numpy(np.load(args.npz)["images"])
         if images.dtype != torch.uint8 or images.shape[1:] != (1, 28, 28):
             raise ValueError(f"{args.npz}: expected uint8 images of shape (N, 1, 28, 28), got {tuple(images.shape)}")
     else:
-        images = _generate(args)
-    result = evaluate(images, args.dataset, args.data_dir, seed=args.seed)
+        images, config = _generate(args)
+        dataset = args.dataset or config["dataset"]
+    result = evaluate(images, dataset, args.data_dir, seed=args.seed)
     print(f"images: {result['n']}")
     print(f"FID vs train: {result['fid_train']:.3f}   vs test: {result['fid_test']:.3f}   "
           f"(real train images vs test, same count: {result['floor_fid_test']:.3f})")
