@@ -1,5 +1,6 @@
 """Train, kill, resume and sample the tiny preset on a generated IDX data set, through the CLI."""
 
+import json
 import os
 import signal
 import subprocess
@@ -30,6 +31,15 @@ def test_train_writes_checkpoint_log_and_grids(idx_folder, tmp_path):
     assert sorted(p.name for p in (run / "samples").iterdir()) == ["step_0000010.png", "step_0000020.png"]
     rows = (run / "log.csv").read_text().splitlines()
     assert rows[0] == "step,loss,lr,images_per_s,elapsed_s" and rows[-1].startswith("20,")
+
+
+def test_fid_checks_during_training_go_to_fid_csv(idx_folder, tmp_path):
+    run = tmp_path / "run"
+    assert train_cli(run, idx_folder, "--steps", "20", "--fid-every", "10", "--fid-images", "8") == 0
+    rows = (run / "fid.csv").read_text().splitlines()
+    assert rows[0] == "step,elapsed_s,images,ddim_steps,fid_test"
+    assert [r.split(",")[0] for r in rows[1:]] == ["10", "20"]
+    assert all(float(r.split(",")[-1]) > 0 for r in rows[1:])
 
 
 def test_resume_continues_exactly_where_it_stopped(idx_folder, tmp_path):
@@ -121,7 +131,23 @@ def test_too_many_steps_for_the_schedule(idx_folder, tmp_path, capsys):
     assert "at most T=1000" in capsys.readouterr().err
 
 
-def test_bench_prints_throughput(capsys):
+def test_bench_prints_throughput_and_sampling_times(capsys):
     assert main(["bench", "--preset", "tiny", "--repeats", "1", "--batch-size", "4"]) == 0
     out = capsys.readouterr().out
     assert "train_images_per_s" in out and "denoiser_images_per_s" in out
+    assert main(["bench", "sample", "--preset", "tiny", "--batch-size", "2", "--ddim-steps", "10"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["ddpm_steps"] == 1000 and result["ddim_steps"] == 10
+    assert result["ratio"] == result["ddpm_s"] / result["ddim_s"] and result["ratio"] > 5
+
+
+def test_eval_grid_writes_markdown_and_json(idx_folder, tmp_path):
+    run = tmp_path / "run"
+    assert train_cli(run, idx_folder, "--steps", "10") == 0
+    out = tmp_path / "grid"
+    assert main(["eval-grid", "--checkpoint", str(run), "--n", "8", "--steps", "2,5", "--etas", "0,1",
+                 "--no-ddpm", "--out", str(out)]) == 0
+    rows = json.loads((tmp_path / "grid.json").read_text())["rows"]
+    assert [(r["eta"], r["steps"]) for r in rows] == [(0.0, 2), (0.0, 5), (1.0, 2), (1.0, 5)]
+    table = (tmp_path / "grid.md").read_text()
+    assert "| DDIM, eta = 0 |" in table and "S = 5" in table

@@ -1,4 +1,4 @@
-"""Throughput of a preset on this machine: training and denoiser images per second."""
+"""Speed on this machine: training and denoiser images per second, and DDPM against DDIM sampling time."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import time
 
 import torch
 
-from mnistdiff.diffusion import linear_schedule
-from mnistdiff.diffusion import eps_loss
+from mnistdiff.diffusion import Schedule, eps_loss, linear_schedule
+from mnistdiff.samplers import ddim_sample, ddpm_sample, timesteps
 from mnistdiff.model import UNet, get_preset
 from mnistdiff.train.loop import autocast
 
@@ -55,3 +55,18 @@ def bench_preset(preset: str, *, batch_size: int = 64, precision: str = "bf16", 
         "train_images_per_s": batch_size / train_s,
         "denoiser_images_per_s": batch_size / denoise_s,
     }
+
+
+def bench_sampling(model, schedule: Schedule, *, ddim_steps: int = 50, batch_size: int = 64, seed: int = 0) -> dict:
+    """Seconds for one batch with DDPM over all T steps and with DDIM over `ddim_steps`, and their ratio."""
+    x_T = torch.randn((batch_size, model.config.in_channels, model.config.image_size, model.config.image_size),
+                      generator=torch.Generator().manual_seed(seed))
+    ddim_sample(model, x_T, schedule, timesteps(2, schedule.T))  # warm-up
+    t0 = time.perf_counter()
+    ddim_sample(model, x_T, schedule, timesteps(ddim_steps, schedule.T), clip_x0=True)
+    ddim_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    ddpm_sample(model, x_T, schedule, clip_x0=True, generator=torch.Generator().manual_seed(seed), progress=True)
+    ddpm_s = time.perf_counter() - t0
+    return {"batch_size": batch_size, "threads": torch.get_num_threads(), "ddpm_steps": schedule.T,
+            "ddpm_s": ddpm_s, "ddim_steps": ddim_steps, "ddim_s": ddim_s, "ratio": ddpm_s / ddim_s}

@@ -63,6 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", choices=["fp32", "bf16"], help="bf16 autocast works on CPU (default: the preset's)")
     p.add_argument("--sample-every", type=_positive_int, help="write a sample grid every N steps")
     p.add_argument("--checkpoint-every", type=_positive_int, help="save a checkpoint every N steps")
+    p.add_argument("--fid-every", type=_positive_int, help="log the FID of DDIM samples to fid.csv every N steps")
+    p.add_argument("--fid-images", type=_positive_int, help="images per FID check (default 1000)")
     p.add_argument("--seed", type=int)
     p.add_argument("--out", required=True, help="run folder (checkpoints, log.csv, samples/)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
@@ -84,6 +86,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="folder with the IDX files (for the real-data floor and recall)")
     p.add_argument("--json", help="also write the results to this JSON file")
 
+    p = sub.add_parser("eval-grid", help="FID over eta x steps and DDPM (Table 1 of the DDIM paper)")
+    p.add_argument("--checkpoint", required=True, help="run folder or checkpoint folder")
+    p.add_argument("--n", type=_positive_int, default=1000, help="images per cell: more is slower and more precise")
+    p.add_argument("--etas", type=lambda t: [_non_negative_float(v) for v in t.split(",")], default=[0.0, 0.5, 1.0])
+    p.add_argument("--steps", type=lambda t: [_positive_int(v) for v in t.split(",")], default=[10, 20, 50, 100, 1000])
+    p.add_argument("--no-ddpm", action="store_true", help="leave out the DDPM row")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=_positive_int, default=64)
+    p.add_argument("--out", default="eval-grid", help="writes OUT.md and OUT.json")
+
     p = sub.add_parser("train-classifier", help="train the feature classifier used by fid")
     p.add_argument("--dataset", default="mnist", choices=DATASETS)
     p.add_argument("--data-dir")
@@ -96,8 +108,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir")
     p.add_argument("--out", required=True, help="folder for stats-<dataset>.safetensors and .json")
 
-    p = sub.add_parser("bench", help="training and denoiser images/s of a preset on this machine")
+    p = sub.add_parser("bench", help="speed on this machine: 'model' (training and denoiser images/s) "
+                                     "or 'sample' (DDPM against DDIM time for one batch)")
+    p.add_argument("what", nargs="?", default="model", choices=["model", "sample"])
     p.add_argument("--preset", default="small", choices=list(PRESETS))
+    p.add_argument("--checkpoint", help="with 'sample': time this checkpoint's model instead of the preset's")
+    p.add_argument("--ddim-steps", type=_positive_int, default=50)
     p.add_argument("--batch-size", type=_positive_int, default=64)
     p.add_argument("--precision", default="bf16", choices=["fp32", "bf16"])
     p.add_argument("--repeats", type=_positive_int, default=10)
@@ -110,7 +126,8 @@ def _train(args) -> None:
     final = train(args.out, preset=args.preset, dataset=args.dataset, data_dir=args.data_dir, resume=args.resume,
                   minutes=args.minutes, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
                   precision=args.precision, sample_every=args.sample_every,
-                  checkpoint_every=args.checkpoint_every, seed=args.seed)
+                  checkpoint_every=args.checkpoint_every, fid_every=args.fid_every,
+                  fid_images=args.fid_images, seed=args.seed)
     print(f"checkpoint: {final}")
 
 
@@ -164,6 +181,21 @@ def _fid(args) -> None:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
 
 
+def _eval_grid(args) -> None:
+    from mnistdiff import load_checkpoint
+    from mnistdiff.evaluation.grid import eval_grid, to_markdown
+
+    model, schedule, config = load_checkpoint(args.checkpoint)
+    if max(args.steps) > schedule.T:
+        raise ValueError(f"--steps must be at most T={schedule.T}")
+    rows = eval_grid(model, schedule, n=args.n, dataset=config["dataset"], etas=args.etas, steps=args.steps,
+                     ddpm=not args.no_ddpm, seed=args.seed, batch_size=args.batch_size)
+    table = to_markdown(rows)
+    Path(args.out + ".md").write_text(table)
+    Path(args.out + ".json").write_text(json.dumps({"checkpoint": str(args.checkpoint), "rows": rows}, indent=2) + "\n")
+    print(table)
+
+
 def _train_classifier(args) -> None:
     from mnistdiff.evaluation.train_classifier import train_classifier
 
@@ -180,9 +212,22 @@ def _reference_stats(args) -> None:
 
 
 def _bench(args) -> None:
-    from mnistdiff.bench import bench_preset
+    from mnistdiff import bench
+    from mnistdiff.diffusion import linear_schedule
+    from mnistdiff.model import UNet, get_preset
 
-    result = bench_preset(args.preset, batch_size=args.batch_size, precision=args.precision, repeats=args.repeats)
+    if args.what == "model":
+        result = bench.bench_preset(args.preset, batch_size=args.batch_size, precision=args.precision,
+                                    repeats=args.repeats)
+    else:
+        if args.checkpoint:
+            from mnistdiff import load_checkpoint
+
+            model, schedule, _ = load_checkpoint(args.checkpoint)
+        else:  # timing does not depend on the weights
+            model, schedule = UNet(get_preset(args.preset).unet).eval(), linear_schedule()
+        result = bench.bench_sampling(model, schedule, ddim_steps=args.ddim_steps, batch_size=args.batch_size)
+        result["model"] = args.checkpoint or args.preset
     print(json.dumps(result, indent=2))
 
 
@@ -193,7 +238,7 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "checkpoint", None) and not Path(args.checkpoint).exists():
             raise FileNotFoundError(f"checkpoint {args.checkpoint} does not exist")
         commands = {"train": _train, "sample": _sample, "fid": _fid, "train-classifier": _train_classifier,
-                    "reference-stats": _reference_stats, "bench": _bench}
+                    "reference-stats": _reference_stats, "bench": _bench, "eval-grid": _eval_grid}
         commands[args.command](args)
     except (_UsageError, ValueError, FileNotFoundError, FileExistsError, DataFileError) as err:
         print(f"mnistdiff: error: {err}", file=sys.stderr)

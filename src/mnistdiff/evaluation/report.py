@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import torch
 
 from mnistdiff import data
@@ -40,3 +42,14 @@ def evaluate(images: torch.Tensor, dataset: str = "mnist", data_dir=None, seed: 
         "confident_share": (probs.max(1).values >= CONFIDENT).double().mean().item(),
         "class_shares": (torch.bincount(classes, minlength=10).double() / n).tolist(),
     }
+
+
+@lru_cache(maxsize=2)
+def _scorer(dataset: str):
+    return load_classifier(dataset)[0], load_reference(dataset)["test"]
+
+
+def fid_test(images: torch.Tensor, dataset: str = "mnist") -> float:
+    """FID of uint8 images against the shipped test statistics alone: the cheap check run during training."""
+    classifier, (mu, sigma) = _scorer(dataset)
+    return frechet_distance(*gaussian_stats(features_and_probs(classifier, images)[0]), mu, sigma)

@@ -25,6 +25,9 @@ class TrainConfig:
     checkpoint_every: int = 500
     grid_images: int = 64
     grid_steps: int = 50
+    fid_every: int = 0  # 0: no FID checks during training
+    fid_images: int = 1000
+    fid_steps: int = 50
 
 
 @dataclass(frozen=True)

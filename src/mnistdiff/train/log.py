@@ -1,21 +1,22 @@
-"""The run's CSV log."""
+"""The run's CSV logs."""
 
 from __future__ import annotations
 
 import csv
 from pathlib import Path
 
-FIELDS = ["step", "loss", "lr", "images_per_s", "elapsed_s"]
+TRAIN_FIELDS = ["step", "loss", "lr", "images_per_s", "elapsed_s"]
+FID_FIELDS = ["step", "elapsed_s", "images", "ddim_steps", "fid_test"]
 
 
 class CsvLog:
-    """Appends rows to log.csv; on resume, first drops rows written after the checkpoint's step."""
+    """Appends rows whose first field is the step; on resume, first drops rows written after the checkpoint."""
 
-    def __init__(self, path: Path, after_step: int = 0):
-        self.path = path
+    def __init__(self, path: Path, fields: list[str], after_step: int = 0):
+        self.path, self.fields = path, fields
         path.parent.mkdir(parents=True, exist_ok=True)
         if not path.exists():
-            path.write_text(",".join(FIELDS) + "\n")
+            path.write_text(",".join(fields) + "\n")
         else:
             lines = path.read_text().splitlines(keepends=True)
             kept = [ln for ln in lines[1:] if int(ln.split(",")[0]) <= after_step]
@@ -23,4 +24,4 @@ class CsvLog:
 
     def write(self, **row) -> None:
         with self.path.open("a", newline="") as f:
-            csv.writer(f).writerow([f"{row[k]:.6g}" if isinstance(row[k], float) else row[k] for k in FIELDS])
+            csv.writer(f).writerow([f"{row[k]:.6g}" if isinstance(row[k], float) else row[k] for k in self.fields])

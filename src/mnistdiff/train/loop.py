@@ -14,12 +14,13 @@ from tqdm.auto import tqdm
 
 from mnistdiff import data
 from mnistdiff.diffusion import ScheduleConfig, eps_loss, make_schedule
+from mnistdiff.evaluation.report import fid_test
 from mnistdiff.generate import generate
 from mnistdiff.images import grid, save_png
 from mnistdiff.model import UNet, get_preset
 from mnistdiff.train import checkpoint
 from mnistdiff.train.ema import EMA
-from mnistdiff.train.log import CsvLog
+from mnistdiff.train.log import FID_FIELDS, TRAIN_FIELDS, CsvLog
 
 
 class Interrupted(Exception):
@@ -71,6 +72,14 @@ class Run:
                         steps=self.cfg.grid_steps, clip_x0=True, seed=self.cfg.seed,
                         image_shape=tuple(self.images.shape[1:]))
         save_png(self.out / "samples" / f"step_{self.state['step']:07d}.png", grid(pics))
+
+    def fid_check(self) -> dict:
+        """FID of fresh DDIM samples of the EMA model against the test statistics."""
+        pics = generate(self.ema.shadow, self.schedule, self.cfg.fid_images, sampler="ddim",
+                        steps=self.cfg.fid_steps, clip_x0=True, seed=self.cfg.seed + 1,
+                        image_shape=tuple(self.images.shape[1:]))
+        return {"step": self.state["step"], "elapsed_s": self.state["elapsed_s"], "images": self.cfg.fid_images,
+                "ddim_steps": self.cfg.fid_steps, "fid_test": fid_test(pics, self.config["dataset"])}
 
     def next_batch(self) -> torch.Tensor:
         """The next batch of a shuffled pass over the data, in [-1, 1]; a new permutation each epoch."""
@@ -142,7 +151,8 @@ def train(
     if resume:
         run.restore()
     cfg, state = run.cfg, run.state
-    log = CsvLog(out / "log.csv", after_step=state["step"])
+    log = CsvLog(out / "log.csv", TRAIN_FIELDS, after_step=state["step"])
+    fid_log = CsvLog(out / "fid.csv", FID_FIELDS, after_step=state["step"]) if cfg.fid_every else None
     deadline = time.monotonic() + 60 * minutes if minutes else float("inf")
     last_saved = state["step"] if resume else -1
     bar = tqdm(total=cfg.steps, initial=state["step"], desc="train", disable=not progress, dynamic_ncols=True)
@@ -159,6 +169,8 @@ def train(
                 bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{cfg.batch_size / dt:.0f}", **_time_left(deadline))
             if state["step"] % cfg.sample_every == 0:
                 run.sample_grid()
+            if fid_log and state["step"] % cfg.fid_every == 0:
+                fid_log.write(**run.fid_check())
             if state["step"] % cfg.checkpoint_every == 0:
                 run.save()
                 last_saved = state["step"]

@@ -1,0 +1,47 @@
+"""The DDIM paper's Table 1 for one model: FID over eta and the number of steps, plus DDPM."""
+
+from __future__ import annotations
+
+import time
+
+from tqdm.auto import tqdm
+
+from mnistdiff.diffusion import Schedule
+from mnistdiff.evaluation.report import fid_test
+from mnistdiff.generate import generate
+
+ETAS = (0.0, 0.5, 1.0)
+STEPS = (10, 20, 50, 100, 1000)
+
+
+def eval_grid(model, schedule: Schedule, *, n: int, dataset: str = "mnist", etas=ETAS, steps=STEPS,
+              ddpm: bool = True, seed: int = 0, batch_size: int = 64, progress: bool = True) -> list[dict]:
+    """One row per setting: sampler, eta, steps, FID against the test statistics, seconds taken."""
+    settings = [("ddim", eta, s) for eta in etas for s in steps]
+    if ddpm:
+        settings.append(("ddpm", None, schedule.T))
+    rows = []
+    for sampler, eta, s in tqdm(settings, desc="eval-grid", disable=not progress):
+        t0 = time.perf_counter()
+        images = generate(model, schedule, n, sampler=sampler, steps=s, eta=eta or 0.0, clip_x0=True,
+                          seed=seed, batch_size=batch_size)
+        seconds = time.perf_counter() - t0
+        rows.append({"sampler": sampler, "eta": eta, "steps": s, "n": n, "dataset": dataset,
+                     "fid_test": fid_test(images, dataset), "seconds": seconds})
+    return rows
+
+
+def to_markdown(rows: list[dict]) -> str:
+    """Rows of eta (and DDPM) against columns of steps, as in Table 1 of Song et al. 2021."""
+    steps = sorted({r["steps"] for r in rows if r["sampler"] == "ddim"})
+    n, dataset = rows[0]["n"], rows[0]["dataset"]
+    lines = [f"FID against the {dataset} test statistics (classifier features), {n} images per cell", "",
+             "| sampler | " + " | ".join(f"S = {s}" for s in steps) + " |",
+             "|---|" + "---|" * len(steps)]
+    for eta in sorted({r["eta"] for r in rows if r["sampler"] == "ddim"}):
+        cells = {r["steps"]: r["fid_test"] for r in rows if r["sampler"] == "ddim" and r["eta"] == eta}
+        lines.append(f"| DDIM, eta = {eta:g} | " + " | ".join(f"{cells[s]:.2f}" for s in steps) + " |")
+    for r in rows:
+        if r["sampler"] == "ddpm":
+            lines.append(f"| DDPM, {r['steps']} steps | {r['fid_test']:.2f} |" + " |" * (len(steps) - 1))
+    return "\n".join(lines) + "\n"
