@@ -151,3 +151,27 @@ def test_eval_grid_writes_markdown_and_json(idx_folder, tmp_path):
     assert [(r["eta"], r["steps"]) for r in rows] == [(0.0, 2), (0.0, 5), (1.0, 2), (1.0, 5)]
     table = (tmp_path / "grid.md").read_text()
     assert "| DDIM, eta = 0 |" in table and "S = 5" in table
+
+
+def test_export_keeps_the_ema_alone_and_loads(idx_folder, tmp_path):
+    run = tmp_path / "run"
+    assert train_cli(run, idx_folder, "--steps", "10", "--fid-every", "5", "--fid-images", "8") == 0
+    out = tmp_path / "shipped"
+    assert main(["export", "--checkpoint", str(run), "--out", str(out)]) == 0
+    assert {p.name for p in out.iterdir()} == {"weights.safetensors", "config.json", "log.csv", "fid.csv", "record.json"}
+    record = json.loads((out / "record.json").read_text())
+    assert record["step"] == 10 and record["command"].startswith("mnistdiff export")
+    exported, _, _ = load_checkpoint(out)
+    original, _, _ = load_checkpoint(run)
+    x, t = torch.randn(2, 1, 28, 28), torch.tensor([3, 700])
+    torch.testing.assert_close(exported(x, t), original(x, t))
+    with pytest.raises(ValueError, match="EMA"):
+        load_checkpoint(out, ema=False)
+    assert main(["plot-fid", "--run", str(out), "--out", str(tmp_path / "curve.png")]) == 0
+    assert (tmp_path / "curve.png").stat().st_size > 1000
+
+
+def test_missing_shipped_model_is_a_clear_error(monkeypatch, tmp_path, capsys):
+    monkeypatch.setattr(checkpoint, "DEFAULT_MODEL", tmp_path / "nothing")
+    assert main(["sample", "--out", str(tmp_path / "x.png")]) == 2
+    assert "pass --checkpoint" in capsys.readouterr().err

@@ -12,8 +12,9 @@ __version__ = "0.1.0"
 __all__ = ["load_checkpoint"]
 
 
-def load_checkpoint(path: str | Path, *, ema: bool = True) -> tuple[nn.Module, Schedule, dict]:
-    """(model, schedule, config) from a run folder or checkpoint; the EMA weights unless ema=False.
+def load_checkpoint(path: str | Path | None = None, *, ema: bool = True) -> tuple[nn.Module, Schedule, dict]:
+    """(model, schedule, config) from a run folder or checkpoint, or without a path the model shipped
+    with the package; the EMA weights unless ema=False.
 
     The model is in eval mode; model(xt, t) takes xt (B, C, H, W) in [-1, 1] and t (B,) int64
     in 0..T-1 and returns the predicted eps.
@@ -24,5 +25,8 @@ def load_checkpoint(path: str | Path, *, ema: bool = True) -> tuple[nn.Module, S
     config, weights = checkpoint.read(checkpoint.find(path))
     unet_cfg, _, sched_cfg = checkpoint.parse_config(config)
     model = UNet(unet_cfg)
-    model.load_state_dict(weights["ema" if ema else "model"])
+    part = "ema" if ema else "model"
+    if not weights[part]:
+        raise ValueError(f"this checkpoint holds no {part} weights (exported models keep only the EMA)")
+    model.load_state_dict(weights[part])
     return model.eval().requires_grad_(False), make_schedule(sched_cfg), config

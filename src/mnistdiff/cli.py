@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
+import shlex
 import sys
 from pathlib import Path
 
@@ -70,15 +72,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
 
     p = sub.add_parser("sample", help="draw images from a checkpoint")
-    p.add_argument("--checkpoint", required=True, help="run folder or checkpoint folder")
+    p.add_argument("--checkpoint", help="run folder or checkpoint folder (default: the shipped model)")
     _sampler_args(p)
     p.add_argument("--n", type=_positive_int, default=64, help="number of images")
     p.add_argument("--out", default="samples.png", help="grid PNG to write")
     p.add_argument("--npz", help="also write the images (uint8, key 'images') to this .npz")
 
     p = sub.add_parser("fid", help="FID, precision/recall and class shares of generated images")
-    source = p.add_mutually_exclusive_group(required=True)
-    source.add_argument("--checkpoint", help="run folder or checkpoint folder to sample from")
+    source = p.add_mutually_exclusive_group()
+    source.add_argument("--checkpoint", help="run folder or checkpoint folder to sample from (default: the shipped model)")
     source.add_argument("--npz", help="uint8 images under the key 'images' instead of sampling")
     _sampler_args(p)
     p.add_argument("--n", type=_positive_int, default=2048, help="number of images (the report used 2048)")
@@ -87,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", help="also write the results to this JSON file")
 
     p = sub.add_parser("eval-grid", help="FID over eta x steps and DDPM (Table 1 of the DDIM paper)")
-    p.add_argument("--checkpoint", required=True, help="run folder or checkpoint folder")
+    p.add_argument("--checkpoint", help="run folder or checkpoint folder (default: the shipped model)")
     p.add_argument("--n", type=_positive_int, default=1000, help="images per cell: more is slower and more precise")
     p.add_argument("--etas", type=lambda t: [_non_negative_float(v) for v in t.split(",")], default=[0.0, 0.5, 1.0])
     p.add_argument("--steps", type=lambda t: [_positive_int(v) for v in t.split(",")], default=[10, 20, 50, 100, 1000])
@@ -95,6 +97,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=_positive_int, default=64)
     p.add_argument("--out", default="eval-grid", help="writes OUT.md and OUT.json")
+
+    p = sub.add_parser("export", help="copy a run's EMA weights, config and logs into a folder to ship")
+    p.add_argument("--checkpoint", required=True, help="run folder or checkpoint folder")
+    p.add_argument("--out", required=True)
+
+    p = sub.add_parser("plot-fid", help="PNG of FID against training time, from a run's fid.csv")
+    p.add_argument("--run", help="run or exported folder holding fid.csv (default: the shipped model)")
+    p.add_argument("--out", default="fid-curve.png")
 
     p = sub.add_parser("train-classifier", help="train the feature classifier used by fid")
     p.add_argument("--dataset", default="mnist", choices=DATASETS)
@@ -196,18 +206,40 @@ def _eval_grid(args) -> None:
     print(table)
 
 
+def _export(args) -> None:
+    import platform
+
+    import torch
+
+    from mnistdiff.train import checkpoint
+    from mnistdiff.provenance import git_commit
+
+    record = {"command": args.command_line, "commit": git_commit(),
+              "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}"}
+    print(f"exported to {checkpoint.export(args.checkpoint, args.out, record)}")
+
+
+def _plot_fid(args) -> None:
+    from mnistdiff.evaluation.plots import plot_fid_curve
+    from mnistdiff.train import checkpoint
+
+    folder = Path(args.run) if args.run else checkpoint.DEFAULT_MODEL
+    plot_fid_curve(folder / "fid.csv", args.out)
+    print(f"wrote {args.out}")
+
+
 def _train_classifier(args) -> None:
     from mnistdiff.evaluation.train_classifier import train_classifier
 
     record = train_classifier(args.out, args.dataset, args.data_dir, epochs=args.epochs, seed=args.seed,
-                              command="mnistdiff " + " ".join(sys.argv[1:]))
+                              command=args.command_line)
     print(f"test accuracy: {record['test_accuracy']:.4f}")
 
 
 def _reference_stats(args) -> None:
     from mnistdiff.evaluation.reference import compute_reference
 
-    record = compute_reference(args.out, args.dataset, args.data_dir, command="mnistdiff " + " ".join(sys.argv[1:]))
+    record = compute_reference(args.out, args.dataset, args.data_dir, command=args.command_line)
     print(json.dumps(record, indent=2))
 
 
@@ -233,12 +265,15 @@ def _bench(args) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
     try:
         args = parser.parse_args(argv)
+        args.command_line = shlex.join(["mnistdiff", *argv])  # recorded beside shipped files
         if getattr(args, "checkpoint", None) and not Path(args.checkpoint).exists():
             raise FileNotFoundError(f"checkpoint {args.checkpoint} does not exist")
         commands = {"train": _train, "sample": _sample, "fid": _fid, "train-classifier": _train_classifier,
-                    "reference-stats": _reference_stats, "bench": _bench, "eval-grid": _eval_grid}
+                    "reference-stats": _reference_stats, "bench": _bench, "eval-grid": _eval_grid,
+                    "export": _export, "plot-fid": _plot_fid}
         commands[args.command](args)
     except (_UsageError, ValueError, FileNotFoundError, FileExistsError, DataFileError) as err:
         print(f"mnistdiff: error: {err}", file=sys.stderr)

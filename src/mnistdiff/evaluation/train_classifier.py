@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import subprocess
 from pathlib import Path
 
 import torch
@@ -15,6 +14,7 @@ from tqdm.auto import tqdm
 from mnistdiff import data
 from mnistdiff.data.locate import find_split
 from mnistdiff.evaluation.classifier import Classifier
+from mnistdiff.provenance import git_commit
 
 
 def random_shift(x: torch.Tensor, pixels: int, gen: torch.Generator) -> torch.Tensor:
@@ -75,7 +75,7 @@ def train_classifier(out_dir: str | Path, dataset: str = "mnist", data_dir=None,
         "test_accuracy": accuracy(model, test_images, test_labels),
         "epochs": epochs, "batch_size": batch_size, "lr": lr, "seed": seed,
         "command": command,
-        "commit": _git_commit(),
+        "commit": git_commit(),
         "data_sha256": data_checksum(dataset, data_dir),
         "torch": torch.__version__,
     }
@@ -84,10 +84,3 @@ def train_classifier(out_dir: str | Path, dataset: str = "mnist", data_dir=None,
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, out_dir / f"classifier-{dataset}.safetensors")
     (out_dir / f"classifier-{dataset}.json").write_text(json.dumps(record, indent=2) + "\n")
     return record
-
-
-def _git_commit() -> str | None:
-    try:
-        return subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
-    except (OSError, subprocess.CalledProcessError):
-        return None

@@ -25,6 +25,7 @@ from mnistdiff.diffusion import ScheduleConfig
 from mnistdiff.model import TrainConfig, UNetConfig
 
 KEEP = 2
+DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "weights" / "small-mnist"
 
 
 def save(run: Path, step: int, model, ema, optimizer, rng: dict, config: dict) -> Path:
@@ -53,9 +54,25 @@ def _write_pointer(root: Path, name: str) -> None:
     os.replace(tmp, root / "latest")
 
 
-def find(path: str | Path) -> Path:
-    """The checkpoint folder for a run folder, a checkpoint folder or a file inside one."""
-    path = Path(path)
+def export(run: str | Path, out: str | Path, record: dict) -> Path:
+    """Copy a run's EMA weights (alone), config and logs into `out`, a folder load_checkpoint reads."""
+    folder, out = find(run), Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    ema = {k: v for k, v in load_file(folder / "weights.safetensors").items() if k.startswith("ema.")}
+    save_file(ema, out / "weights.safetensors")
+    shutil.copy(folder / "config.json", out / "config.json")
+    for log in ("log.csv", "fid.csv"):
+        if (Path(run) / log).is_file():
+            shutil.copy(Path(run) / log, out / log)
+    step = torch.load(folder / "state.pt", weights_only=False)["step"]
+    (out / "record.json").write_text(json.dumps({"step": step, "source": folder.name} | record, indent=2) + "\n")
+    return out
+
+
+def find(path: str | Path | None) -> Path:
+    """The checkpoint folder for a run folder, a checkpoint folder or a file inside one;
+    None means the model shipped with the package."""
+    path = Path(path) if path is not None else DEFAULT_MODEL
     if path.is_file():
         path = path.parent
     if (path / "checkpoints" / "latest").is_file():
@@ -63,7 +80,8 @@ def find(path: str | Path) -> Path:
     if (path / "latest").is_file():
         path = path / (path / "latest").read_text().strip()
     if not (path / "weights.safetensors").is_file() or not (path / "config.json").is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}")
+        raise FileNotFoundError(f"no checkpoint at {path}" if path != DEFAULT_MODEL else
+                                "no trained model is shipped in this installation: pass --checkpoint")
     return path
 
 

@@ -1,0 +1,33 @@
+"""Plots of evaluation results."""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+
+
+def plot_fid_curve(fid_csv: str | Path, out: str | Path) -> None:
+    """FID of the periodic checks against minutes of training, from a run's fid.csv."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    with open(fid_csv) as f:
+        rows = list(csv.DictReader(f))
+    if not rows:
+        raise ValueError(f"{fid_csv} holds no FID checks")
+    minutes = [float(r["elapsed_s"]) / 60 for r in rows]
+    fids = [float(r["fid_test"]) for r in rows]
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    ax.plot(minutes, fids, marker="o")
+    for m, f, r in zip(minutes, fids, rows):
+        ax.annotate(f"{int(r['step']) // 1000}k", (m, f), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    ax.set_yscale("log")
+    ax.set_xlabel("minutes of training (time in optimizer steps)")
+    ax.set_ylabel(f"FID vs test statistics ({rows[0]['images']} DDIM-{rows[0]['ddim_steps']} samples)")
+    ax.set_title("Time to quality (labels: optimizer steps)")
+    ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
