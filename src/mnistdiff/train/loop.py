@@ -156,17 +156,20 @@ def train(
     deadline = time.monotonic() + 60 * minutes if minutes else float("inf")
     last_saved = state["step"] if resume else -1
     bar = tqdm(total=cfg.steps, initial=state["step"], desc="train", disable=not progress, dynamic_ncols=True)
+    since_log = [0, 0.0]  # steps and seconds of training since the last log row
     with _StopOnSignal() as stop:
         while state["step"] < cfg.steps and not stop.signalled and time.monotonic() < deadline:
             t0 = time.perf_counter()
             loss, lr = run.step()
             dt = time.perf_counter() - t0
             state["elapsed_s"] += dt
+            since_log = [since_log[0] + 1, since_log[1] + dt]
             bar.update(1)
             if state["step"] % cfg.log_every == 0 or state["step"] == 1:
-                log.write(step=state["step"], loss=loss, lr=lr, images_per_s=cfg.batch_size / dt,
-                          elapsed_s=state["elapsed_s"])
-                bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{cfg.batch_size / dt:.0f}", **_time_left(deadline))
+                ips = cfg.batch_size * since_log[0] / since_log[1]
+                log.write(step=state["step"], loss=loss, lr=lr, images_per_s=ips, elapsed_s=state["elapsed_s"])
+                bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{ips:.0f}", **_time_left(deadline))
+                since_log = [0, 0.0]
             if state["step"] % cfg.sample_every == 0:
                 run.sample_grid()
             if fid_log and state["step"] % cfg.fid_every == 0:
