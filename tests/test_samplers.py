@@ -127,3 +127,15 @@ def test_bad_arguments():
         ddim_sample(model, x_star, SCHEDULE, [0, 1000])
     with pytest.raises(ValueError):
         ddpm_sample(model, x_star, SCHEDULE, variance="large")
+
+
+def test_callback_sees_every_step_down_to_clean_and_up_to_the_last_level():
+    model = GaussianData(SCHEDULE, 0.0, 0.5)
+    x = torch.randn((2, 1, 4, 4), dtype=torch.float64)
+    steps = timesteps(5, 1000)
+    seen = []
+    out = ddim_sample(model, x, SCHEDULE, steps, callback=lambda t, xt: seen.append((t, xt)))
+    assert [t for t, _ in seen] == [600, 400, 200, 0, -1] and seen[-1][1] is out
+    seen.clear()
+    ddim_invert(model, out, SCHEDULE, steps, callback=lambda t, xt: seen.append(t))
+    assert seen == steps

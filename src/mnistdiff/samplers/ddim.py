@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import torch
 
@@ -40,8 +41,12 @@ def ddim_sample(
     clip_x0: bool = False,
     generator: torch.Generator | None = None,
     progress: bool = False,
+    callback: Callable[[int, torch.Tensor], None] | None = None,
 ) -> torch.Tensor:
-    """Denoise x_T at steps[-1] down to x0, visiting only `steps` (ascending), Eq. 12 of Song et al. 2021."""
+    """Denoise x_T at steps[-1] down to x0, visiting only `steps` (ascending), Eq. 12 of Song et al. 2021.
+
+    callback(t, x), if given, sees x after each step; t = -1 is the clean end.
+    """
     if eta < 0:
         raise ValueError(f"eta must be >= 0, got {eta}")
     steps = check_steps(steps, schedule.T)
@@ -54,12 +59,15 @@ def ddim_sample(
         ab_prev = alpha_bar(schedule, t_prev)
         x = ddim_update(x, call(model, x, t), alpha_bar(schedule, t), ab_prev,
                         eta=eta if t_prev >= 0 else 0.0, noise=noise, clip_x0=clip_x0)
+        if callback:
+            callback(t_prev, x)
     return x
 
 
 @torch.no_grad()
 def ddim_invert(
     model, x0: torch.Tensor, schedule: Schedule, steps: list[int], *, progress: bool = False,
+    callback: Callable[[int, torch.Tensor], None] | None = None,
 ) -> torch.Tensor:
     """Encode x0 to x_T at steps[-1] by running the eta = 0 update forwards (Sec. 4.3 of Song et al. 2021).
 
@@ -73,4 +81,6 @@ def ddim_invert(
         t_from, t_to = levels[i], levels[i + 1]
         eps = call(model, x, max(t_from, steps[0]))
         x = ddim_update(x, eps, alpha_bar(schedule, t_from), alpha_bar(schedule, t_to))
+        if callback:
+            callback(t_to, x)
     return x

@@ -1,0 +1,45 @@
+"""The `mnistdiff` command: parses arguments and calls the library, nothing more."""
+
+from __future__ import annotations
+
+import shlex
+import sys
+from pathlib import Path
+
+from mnistdiff.cli import commands, experiment_commands
+from mnistdiff.cli.parser import UsageError, build_parser
+from mnistdiff.data import DataFileError
+from mnistdiff.train import Interrupted
+
+COMMANDS = {
+    "train": commands.cmd_train,
+    "sample": commands.cmd_sample,
+    "fid": commands.cmd_fid,
+    "eval-grid": commands.cmd_eval_grid,
+    "export": commands.cmd_export,
+    "plot-fid": commands.cmd_plot_fid,
+    "train-classifier": commands.cmd_train_classifier,
+    "reference-stats": commands.cmd_reference_stats,
+    "bench": commands.cmd_bench,
+    "invert": experiment_commands.cmd_invert,
+    "merge": experiment_commands.cmd_merge,
+    "figure": experiment_commands.cmd_figure,
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else argv
+    try:
+        args = parser.parse_args(argv)
+        args.command_line = shlex.join(["mnistdiff", *argv])  # recorded beside shipped files
+        if getattr(args, "checkpoint", None) and not Path(args.checkpoint).exists():
+            raise FileNotFoundError(f"checkpoint {args.checkpoint} does not exist")
+        COMMANDS[args.command](args)
+    except (UsageError, ValueError, FileNotFoundError, FileExistsError, DataFileError) as err:
+        print(f"mnistdiff: error: {err}", file=sys.stderr)
+        return 2
+    except (Interrupted, KeyboardInterrupt) as err:
+        print(f"mnistdiff: {err or 'interrupted'}", file=sys.stderr)
+        return 130
+    return 0

@@ -1,0 +1,140 @@
+"""What each subcommand does: call the library with the parsed arguments and print the result."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+
+def cmd_train(args) -> None:
+    from mnistdiff.train import train
+
+    final = train(args.out, preset=args.preset, dataset=args.dataset, data_dir=args.data_dir, resume=args.resume,
+                  minutes=args.minutes, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                  precision=args.precision, sample_every=args.sample_every,
+                  checkpoint_every=args.checkpoint_every, fid_every=args.fid_every,
+                  fid_images=args.fid_images, seed=args.seed)
+    print(f"checkpoint: {final}")
+
+
+def generate_images(args) -> tuple:
+    """Images from the checkpoint with the sampler arguments, and the checkpoint's config."""
+    from mnistdiff import load_checkpoint
+    from mnistdiff.generate import generate
+
+    model, schedule, config = load_checkpoint(args.checkpoint, ema=not args.raw_weights)
+    if args.sampler == "ddim" and args.steps > schedule.T:
+        raise ValueError(f"--steps must be at most T={schedule.T}, got {args.steps}")
+    images = generate(model, schedule, args.n, sampler=args.sampler, steps=args.steps, eta=args.eta,
+                      spacing=args.spacing, clip_x0=not args.no_clip, seed=args.seed,
+                      batch_size=args.batch_size, progress=True)
+    return images, config
+
+
+def cmd_sample(args) -> None:
+    from mnistdiff.images import grid, save_npz, save_png
+
+    images, _ = generate_images(args)
+    save_png(args.out, grid(images))
+    print(f"wrote {args.out}")
+    if args.npz:
+        save_npz(args.npz, images)
+        print(f"wrote {args.npz}")
+
+
+def cmd_fid(args) -> None:
+    import numpy as np
+    import torch
+
+    from mnistdiff.evaluation import evaluate
+
+    dataset = args.dataset or "mnist"
+    if args.npz:
+        images = torch.from_numpy(np.load(args.npz)["images"])
+        if images.dtype != torch.uint8 or images.shape[1:] != (1, 28, 28):
+            raise ValueError(f"{args.npz}: expected uint8 images of shape (N, 1, 28, 28), got {tuple(images.shape)}")
+    else:
+        images, config = generate_images(args)
+        dataset = args.dataset or config["dataset"]
+    result = evaluate(images, dataset, args.data_dir, seed=args.seed)
+    print(f"images: {result['n']}")
+    print(f"FID vs train: {result['fid_train']:.3f}   vs test: {result['fid_test']:.3f}   "
+          f"(real train images vs test, same count: {result['floor_fid_test']:.3f})")
+    print(f"precision: {result['precision']:.3f}   recall: {result['recall']:.3f}   "
+          f"confident (p >= 0.9): {result['confident_share']:.3f}")
+    print("class shares: " + " ".join(f"{c}:{share:.3f}" for c, share in enumerate(result["class_shares"])))
+    if args.json:
+        Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
+
+
+def cmd_eval_grid(args) -> None:
+    from mnistdiff import load_checkpoint
+    from mnistdiff.evaluation.grid import eval_grid, to_markdown
+
+    model, schedule, config = load_checkpoint(args.checkpoint)
+    if max(args.steps) > schedule.T:
+        raise ValueError(f"--steps must be at most T={schedule.T}")
+    rows = eval_grid(model, schedule, n=args.n, dataset=config["dataset"], etas=args.etas, steps=args.steps,
+                     ddpm=not args.no_ddpm, seed=args.seed, batch_size=args.batch_size)
+    table = to_markdown(rows)
+    Path(args.out + ".md").write_text(table)
+    Path(args.out + ".json").write_text(json.dumps({"checkpoint": str(args.checkpoint), "rows": rows}, indent=2) + "\n")
+    print(table)
+
+
+def cmd_export(args) -> None:
+    import platform
+
+    import torch
+
+    from mnistdiff.train import checkpoint
+    from mnistdiff.provenance import git_commit
+
+    record = {"command": args.command_line, "commit": git_commit(),
+              "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}"}
+    print(f"exported to {checkpoint.export(args.checkpoint, args.out, record)}")
+
+
+def cmd_plot_fid(args) -> None:
+    from mnistdiff.evaluation.plots import plot_fid_curve
+    from mnistdiff.train import checkpoint
+
+    folder = Path(args.run) if args.run else checkpoint.DEFAULT_MODEL
+    plot_fid_curve(folder / "fid.csv", args.out)
+    print(f"wrote {args.out}")
+
+
+def cmd_train_classifier(args) -> None:
+    from mnistdiff.evaluation.train_classifier import train_classifier
+
+    record = train_classifier(args.out, args.dataset, args.data_dir, epochs=args.epochs, seed=args.seed,
+                              command=args.command_line)
+    print(f"test accuracy: {record['test_accuracy']:.4f}")
+
+
+def cmd_reference_stats(args) -> None:
+    from mnistdiff.evaluation.reference import compute_reference
+
+    record = compute_reference(args.out, args.dataset, args.data_dir, command=args.command_line)
+    print(json.dumps(record, indent=2))
+
+
+def cmd_bench(args) -> None:
+    from mnistdiff import bench
+    from mnistdiff.diffusion import linear_schedule
+    from mnistdiff.model import UNet, get_preset
+
+    if args.what == "model":
+        result = bench.bench_preset(args.preset, batch_size=args.batch_size, precision=args.precision,
+                                    repeats=args.repeats)
+    else:
+        if args.checkpoint:
+            from mnistdiff import load_checkpoint
+
+            model, schedule, _ = load_checkpoint(args.checkpoint)
+        else:  # timing does not depend on the weights
+            model, schedule = UNet(get_preset(args.preset).unet).eval(), linear_schedule()
+        result = bench.bench_sampling(model, schedule, ddim_steps=args.ddim_steps, batch_size=args.batch_size)
+        result["model"] = args.checkpoint or args.preset
+    print(json.dumps(result, indent=2))

@@ -1,0 +1,73 @@
+"""Subcommands of the inversion experiments: invert, merge, figure."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from mnistdiff import load_checkpoint
+from mnistdiff.data import to_model_range, to_uint8
+from mnistdiff.experiments import figures
+from mnistdiff.experiments.inputs import load_inputs
+from mnistdiff.experiments.merge import merge
+from mnistdiff.images import grid, save_png
+from mnistdiff.samplers import ddim_invert, ddim_sample, timesteps
+
+
+def _model_and_steps(args):
+    model, schedule, config = load_checkpoint(args.checkpoint)
+    return model, schedule, config, timesteps(args.steps, schedule.T)
+
+
+def _inputs(args, count: int | None = None) -> tuple[torch.Tensor, list[str]]:
+    if count is not None and len(args.images) != count:
+        raise ValueError(f"{args.command} {getattr(args, 'kind', '')} needs {count} image(s), got {len(args.images)}")
+    images, labels = load_inputs(args.images, data_dir=args.data_dir)
+    return to_model_range(images), labels
+
+
+def cmd_invert(args) -> None:
+    model, schedule, _, steps = _model_and_steps(args)
+    if args.decode:
+        latents = torch.from_numpy(np.load(args.decode)["latents"]).float()
+        save_png(args.out, grid(to_uint8(ddim_sample(model, latents, schedule, steps, progress=True))))
+    else:
+        if not args.images:
+            raise ValueError("invert needs images (test-set indices or PNG files), or --decode LATENTS.npz")
+        x0, labels = _inputs(args)
+        latents = ddim_invert(model, x0, schedule, steps, progress=True)
+        np.savez(args.out, latents=latents.numpy(), labels=np.array(labels), steps=np.array(steps))
+    print(f"wrote {args.out}")
+
+
+def cmd_merge(args) -> None:
+    model, schedule, _, steps = _model_and_steps(args)
+    args.images = [args.a, args.b]
+    x, labels = _inputs(args, 2)
+    result = merge(model, schedule, x[:1], x[1:], args.weights, rule=args.rule, steps=steps)
+    rows = figures.merge_rows(labels, x[:1], x[1:], result, args.weights, args.rule)
+    figures.panel_figure(rows, args.out, title=f"{labels[0]} + {labels[1]}, DDIM-{args.steps} inversion")
+    print(f"wrote {args.out}")
+
+
+def cmd_figure(args) -> None:
+    model, schedule, _, steps = _model_and_steps(args)
+    if args.kind == "forward":
+        x, labels = _inputs(args, 1)
+        show = [0, 50, 100, 200, 400, 600, 800, schedule.T - 1]
+        figures.panel_figure(figures.forward_and_back(model, schedule, x, show, steps), args.out + ".png",
+                             title=f"{labels[0]}: forward process and DDIM-{args.steps} path back")
+        print(f"wrote {args.out}.png")
+        return
+    if args.kind == "interpolate":
+        x, _ = _inputs(args, 2)
+        frames = figures.interpolation(model, schedule, x[:1], x[1:], steps, args.frames)
+        save_png(args.out + ".png", grid(frames, nrow=len(frames)), scale=3)
+        pictures = [grid(f[None], pad=0) for f in frames]
+        figures.save_gif(pictures + pictures[-2:0:-1], args.out + ".gif", ms=150, scale=6)  # there and back
+    else:
+        x_T = torch.randn((args.n, 1, 28, 28), generator=torch.Generator().manual_seed(args.seed))
+        frames = figures.trajectory(model, schedule, x_T, steps)
+        save_png(args.out + ".png", frames[-1], scale=3)
+        figures.save_gif(frames, args.out + ".gif", ms=80)
+    print(f"wrote {args.out}.png and {args.out}.gif")

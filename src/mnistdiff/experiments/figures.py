@@ -1,0 +1,96 @@
+"""Figures of the experiments: merges, the forward process, interpolations, sampling trajectories."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from PIL import Image
+
+from mnistdiff.data import to_uint8
+from mnistdiff.diffusion import Schedule, q_sample
+from mnistdiff.experiments.mixing import slerp
+from mnistdiff.images import grid
+from mnistdiff.samplers import ddim_invert, ddim_sample
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def panel_figure(rows: list[tuple[str, list[tuple[str, torch.Tensor]]]], out: str | Path, title: str = "") -> None:
+    """A labelled table of images: each row is (row label, [(caption, image in [-1, 1] (1, H, W)), ...])."""
+    plt = _pyplot()
+    cols = max(len(cells) for _, cells in rows)
+    fig, axes = plt.subplots(len(rows), cols, figsize=(1.3 * cols + 1.2, 1.45 * len(rows)), squeeze=False)
+    for r, (label, cells) in enumerate(rows):
+        for c in range(cols):
+            ax = axes[r][c]
+            ax.set_xticks([])
+            ax.set_yticks([])
+            if c >= len(cells):
+                ax.axis("off")
+                continue
+            caption, image = cells[c]
+            ax.imshow(to_uint8(image)[0].numpy(), cmap="gray", vmin=0, vmax=255)
+            ax.set_title(caption, fontsize=7)
+        axes[r][0].set_ylabel(label, fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out, dpi=120)
+    plt.close(fig)
+
+
+def forward_and_back(model, schedule: Schedule, x0: torch.Tensor, show: list[int], steps: list[int]) -> list:
+    """Rows for one image x0 (1, C, H, W): x_t from q_sample at each t in `show`, and the deterministic
+    DDIM path back from the inverted latent, caught at the levels of `steps` nearest to `show`."""
+    eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(0))
+    forward = [(f"t = {t}", q_sample(schedule, x0, torch.tensor([t]), eps)[0]) for t in show]
+    caught = {}
+    wanted = {min(steps, key=lambda s: abs(s - t)) for t in show}
+    latent = ddim_invert(model, x0, schedule, steps)
+    ddim_sample(model, latent, schedule, steps,
+                callback=lambda t, x: caught.update({t: x[0]}) if t in wanted or t == -1 else None)
+    back = [(f"t = {t}", caught[t] if t != steps[-1] else latent[0]) for t in sorted(wanted, reverse=True)]
+    back.append(("x0 (decoded)", caught[-1]))
+    return [("forward q(x_t | x0)", [("x0", x0[0])] + forward), ("DDIM back from x_T", back)]
+
+
+def save_gif(frames: list[torch.Tensor], out: str | Path, ms: int = 120, scale: int = 3) -> None:
+    """frames: uint8 pictures (H, W) as from images.grid; the last frame holds twice as long."""
+    pics = [Image.fromarray(f).resize((f.shape[1] * scale, f.shape[0] * scale), Image.NEAREST) for f in frames]
+    durations = [ms] * (len(pics) - 1) + [ms * 10]
+    pics[0].save(out, save_all=True, append_images=pics[1:], duration=durations, loop=0)
+
+
+def interpolation(model, schedule: Schedule, a: torch.Tensor, b: torch.Tensor, steps: list[int],
+                  frames: int = 10) -> torch.Tensor:
+    """Decoded slerp path between the latents of a and b (1, C, H, W): uint8 (frames, C, H, W)."""
+    za, zb = ddim_invert(model, torch.cat([a, b]), schedule, steps).chunk(2)
+    path = torch.cat([slerp(za, zb, i / (frames - 1)) for i in range(frames)])
+    return to_uint8(ddim_sample(model, path, schedule, steps, clip_x0=True))
+
+
+def trajectory(model, schedule: Schedule, x_T: torch.Tensor, steps: list[int]) -> list:
+    """Grid pictures of a batch at every DDIM step, from noise to digits."""
+    frames = [grid(to_uint8(x_T))]
+    ddim_sample(model, x_T, schedule, steps, clip_x0=True, callback=lambda t, x: frames.append(grid(to_uint8(x))))
+    return frames
+
+
+def merge_rows(labels: list[str], a: torch.Tensor, b: torch.Tensor, result: dict, weights: list[float],
+               rule: str) -> list:
+    """The report's figures 3 and 4 for one pair: inputs, reconstructions, latent mix, pixel mix."""
+    return [
+        ("inputs / recon.", [(labels[0], a[0]), (labels[1], b[0]), ("recon. A", result["recon_a"][0]),
+                             ("recon. B", result["recon_b"][0])]),
+        (f"latent mix ({rule})", [(f"w = {w:g}", m[0]) for w, m in zip(weights, result["latent_mix"])]),
+        ("pixel mix", [(f"w = {w:g}", m[0]) for w, m in zip(weights, result["pixel_mix"])]),
+    ]
+

@@ -1,0 +1,28 @@
+"""Inversion-merge: invert two images to latents with deterministic DDIM, mix, decode."""
+
+from __future__ import annotations
+
+import torch
+
+from mnistdiff.diffusion import Schedule
+from mnistdiff.experiments.mixing import RULES, linear
+from mnistdiff.samplers import ddim_invert, ddim_sample
+
+
+def merge(model, schedule: Schedule, a: torch.Tensor, b: torch.Tensor, weights: list[float], *,
+          rule: str = "linear", steps: list[int], clip_x0: bool = True) -> dict[str, torch.Tensor]:
+    """a, b: (B, C, H, W) in [-1, 1]. Returns the reconstructions of a and b, and for each weight
+    the decoded latent mix and the pixel mix, each (W, B, C, H, W)."""
+    if rule not in RULES:
+        raise ValueError(f"unknown mixing rule {rule!r}: choose one of {', '.join(RULES)}")
+    latents = ddim_invert(model, torch.cat([a, b]), schedule, steps)
+    za, zb = latents.chunk(2)
+    mixes = torch.cat([RULES[rule](za, zb, w) for w in weights])
+    decoded = ddim_sample(model, torch.cat([latents, mixes]), schedule, steps, clip_x0=clip_x0)
+    recon_a, recon_b, mixed = decoded[: len(a)], decoded[len(a) : 2 * len(a)], decoded[2 * len(a) :]
+    return {
+        "recon_a": recon_a,
+        "recon_b": recon_b,
+        "latent_mix": mixed.view(len(weights), *a.shape),
+        "pixel_mix": torch.stack([linear(a, b, w) for w in weights]),
+    }

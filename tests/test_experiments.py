@@ -1,0 +1,88 @@
+import math
+
+import pytest
+import torch
+
+from exact import GaussianData
+from mnistdiff.diffusion import linear_schedule
+from mnistdiff.experiments import RULES, linear, linear_norm, merge, slerp
+from mnistdiff.samplers import ddim_invert, ddim_sample, timesteps
+
+SCHEDULE = linear_schedule()
+
+
+def gaussians(n=4, seed=0):
+    gen = torch.Generator().manual_seed(seed)
+    return torch.randn((n, 1, 28, 28), generator=gen, dtype=torch.float64), torch.randn((n, 1, 28, 28), generator=gen, dtype=torch.float64)
+
+
+def norms(x):
+    return x.flatten(1).norm(dim=1)
+
+
+def test_slerp_keeps_the_norm_of_equal_norm_inputs_and_hits_the_endpoints():
+    a, b = gaussians()
+    b = b * (norms(a) / norms(b)).view(-1, 1, 1, 1)
+    torch.testing.assert_close(slerp(a, b, 0.0), a)
+    torch.testing.assert_close(slerp(a, b, 1.0), b)
+    for w in (0.25, 0.5, 0.8):
+        torch.testing.assert_close(norms(slerp(a, b, w)), norms(a))
+
+
+def test_slerp_of_parallel_inputs_is_linear():
+    a, _ = gaussians()
+    torch.testing.assert_close(slerp(a, 2 * a, 0.5), linear(a, 2 * a, 0.5))
+
+
+def test_linear_mix_of_independent_latents_shrinks_and_norm_rule_restores():
+    a, b = gaussians(n=64)
+    ratio = (norms(linear(a, b, 0.5)) / norms(a)).mean().item()
+    assert abs(ratio - math.sqrt(0.5)) < 0.02
+    torch.testing.assert_close(norms(linear_norm(a, b, 0.5)), 0.5 * norms(a) + 0.5 * norms(b))
+
+
+@pytest.mark.parametrize("rule", list(RULES))
+def test_merge_with_weight_0_or_1_gives_back_the_inversion_of_a_or_b(rule):
+    model = GaussianData(SCHEDULE, 0.1, 0.5)
+    a, b = (x.clamp(-1, 1) for x in gaussians(n=2, seed=1))
+    steps = timesteps(20, 1000)
+    out = merge(model, SCHEDULE, a, b, [0.0, 1.0], rule=rule, steps=steps, clip_x0=False)
+    decode_a = ddim_sample(model, ddim_invert(model, a, SCHEDULE, steps), SCHEDULE, steps)
+    torch.testing.assert_close(out["latent_mix"][0], decode_a)
+    torch.testing.assert_close(out["latent_mix"][0], out["recon_a"])
+    torch.testing.assert_close(out["latent_mix"][1], out["recon_b"])
+    torch.testing.assert_close(out["pixel_mix"][0], a)
+    torch.testing.assert_close(out["pixel_mix"][1], b)
+
+
+def test_unknown_rule():
+    a, b = gaussians(n=1)
+    with pytest.raises(ValueError, match="mixing rule"):
+        merge(None, SCHEDULE, a, b, [0.5], rule="cubic", steps=[0, 500])
+
+
+def test_invert_merge_and_figures_from_the_cli(idx_folder, tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from mnistdiff.cli import main
+
+    run = tmp_path / "run"
+    assert main(["train", "--preset", "tiny", "--steps", "5", "--data-dir", str(idx_folder), "--out", str(run)]) == 0
+    png = tmp_path / "digit.png"
+    Image.fromarray(np.full((56, 56), 255, dtype=np.uint8)).save(png)  # dark-on-light, 56x56: converted
+    common = ["--checkpoint", str(run), "--steps", "5", "--data-dir", str(idx_folder)]
+    latents = tmp_path / "latents.npz"
+    assert main(["invert", "0", str(png), *common, "--out", str(latents)]) == 0
+    assert np.load(latents)["latents"].shape == (2, 1, 28, 28)
+    assert main(["invert", "--decode", str(latents), *common, "--out", str(tmp_path / "decoded.png")]) == 0
+    assert main(["merge", "0", "1", *common, "--rule", "slerp", "--weights", "0,0.5,1",
+                 "--out", str(tmp_path / "merge.png")]) == 0
+    assert main(["figure", "forward", "3", *common, "--out", str(tmp_path / "forward")]) == 0
+    assert main(["figure", "interpolate", "0", "1", *common, "--frames", "4", "--out", str(tmp_path / "interp")]) == 0
+    assert main(["figure", "trajectory", *common, "--n", "4", "--out", str(tmp_path / "traj")]) == 0
+    for name in ("decoded.png", "merge.png", "forward.png", "interp.png", "interp.gif", "traj.png", "traj.gif"):
+        assert (tmp_path / name).stat().st_size > 100, name
+    assert Image.open(tmp_path / "interp.gif").n_frames >= 4
+    assert main(["figure", "interpolate", "0", *common]) == 2
+    assert main(["invert", "99999", *common]) == 2
