@@ -86,3 +86,38 @@ def test_invert_merge_and_figures_from_the_cli(idx_folder, tmp_path):
     assert Image.open(tmp_path / "interp.gif").n_frames >= 4
     assert main(["figure", "interpolate", "0", *common]) == 2
     assert main(["invert", "99999", *common]) == 2
+
+
+def test_reconstruction_and_merge_study_from_the_cli(idx_folder, tmp_path):
+    import json
+
+    from mnistdiff.cli import main
+
+    run = tmp_path / "run"
+    assert main(["train", "--preset", "tiny", "--steps", "5", "--data-dir", str(idx_folder), "--out", str(run)]) == 0
+    common = ["--checkpoint", str(run), "--data-dir", str(idx_folder)]
+    out = tmp_path / "recon"
+    assert main(["reconstruction", *common, "--n", "4", "--steps", "2,5", "--out", str(out)]) == 0
+    rows = json.loads((tmp_path / "recon.json").read_text())["rows"]
+    assert [r["steps"] for r in rows] == [2, 5] and all(0 <= r["mse"] <= 1 for r in rows)
+    # The generated data set has random labels 0..9; two pairs per class need two images of each.
+    out = tmp_path / "study"
+    result = main(["merge-study", *common, "--steps", "3", "--per-class", "1", "--out", str(out)])
+    assert result == 0
+    study = json.loads((tmp_path / "study.json").read_text())
+    assert set(study["methods"]) == {"linear", "slerp", "linear-norm", "pixel"}
+    for m in study["methods"].values():
+        assert m["images"] == 45 and len(m["counts"]) == 45
+        assert abs(m["share_a"] + m["share_b"] + m["share_third"] - 1) < 1e-9
+    assert "2 + 5 -> 8" in (tmp_path / "study.md").read_text()
+    assert (tmp_path / "study.png").stat().st_size > 1000
+
+
+def test_reconstruction_error_falls_with_steps_for_the_exact_model():
+    from mnistdiff.experiments.reconstruction import reconstruction_errors
+
+    model = GaussianData(SCHEDULE, 0.1, 0.5)
+    x = torch.rand((8, 1, 4, 4), dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    rows = reconstruction_errors(model, SCHEDULE, x, (10, 100, 1000), progress=False)
+    errors = [r["mse"] for r in rows]
+    assert errors[0] > errors[1] > errors[2] and errors[2] < 1e-4

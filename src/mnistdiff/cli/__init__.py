@@ -24,6 +24,8 @@ COMMANDS = {
     "invert": experiment_commands.cmd_invert,
     "merge": experiment_commands.cmd_merge,
     "figure": experiment_commands.cmd_figure,
+    "reconstruction": experiment_commands.cmd_reconstruction,
+    "merge-study": experiment_commands.cmd_merge_study,
 }
 
 

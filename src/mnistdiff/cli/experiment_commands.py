@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import torch
 
 from mnistdiff import load_checkpoint
+from mnistdiff import data
 from mnistdiff.data import to_model_range, to_uint8
+from mnistdiff.evaluation import load_classifier, load_reference
 from mnistdiff.experiments import figures
 from mnistdiff.experiments.inputs import load_inputs
 from mnistdiff.experiments.merge import merge
@@ -71,3 +76,30 @@ def cmd_figure(args) -> None:
         save_png(args.out + ".png", frames[-1], scale=3)
         figures.save_gif(frames, args.out + ".gif", ms=80)
     print(f"wrote {args.out}.png and {args.out}.gif")
+
+
+def cmd_reconstruction(args) -> None:
+    from mnistdiff.experiments.reconstruction import reconstruction_errors, to_markdown
+
+    model, schedule, config = load_checkpoint(args.checkpoint)
+    images, _ = data.load(config["dataset"], "test", args.data_dir)
+    rows = reconstruction_errors(model, schedule, to_model_range(images[: args.n]), args.steps)
+    _write(args.out, to_markdown(rows), {"rows": rows})
+
+
+def cmd_merge_study(args) -> None:
+    from mnistdiff.experiments.merge_study import merge_study, to_markdown
+
+    model, schedule, config, steps = _model_and_steps(args)
+    images, labels = data.load(config["dataset"], "test", args.data_dir)
+    classifier, _ = load_classifier(config["dataset"])
+    study = merge_study(model, schedule, images, labels, classifier, load_reference(config["dataset"])["test"],
+                        steps, per_class=args.per_class, weight=args.weight, seed=args.seed)
+    figures.merge_heatmaps(study, args.out + ".png")
+    _write(args.out, to_markdown(study), study)
+
+
+def _write(out: str, markdown: str, record: dict) -> None:
+    Path(out + ".md").write_text(markdown)
+    Path(out + ".json").write_text(json.dumps(record, indent=2) + "\n")
+    print(markdown)

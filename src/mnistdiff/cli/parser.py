@@ -147,6 +147,23 @@ def _experiment_parsers(sub) -> None:
     p.add_argument("--data-dir")
     p.add_argument("--out", default="merge.png")
 
+    p = sub.add_parser("reconstruction", help="DDIM invert-then-decode error of test images over S (DDIM Table 2)")
+    p.add_argument("--n", type=_positive_int, default=200, help="test images")
+    p.add_argument("--steps", type=lambda t: [_positive_int(v) for v in t.split(",")],
+                   default=[10, 20, 50, 100, 200, 500, 1000])
+    p.add_argument("--checkpoint", help="default: the shipped model")
+    p.add_argument("--data-dir")
+    p.add_argument("--out", default="reconstruction", help="writes OUT.md and OUT.json")
+
+    p = sub.add_parser("merge-study", help="what merges of each pair of digit classes give, by mixing rule")
+    p.add_argument("--per-class", type=_positive_int, default=20, help="image pairs per class pair")
+    p.add_argument("--weight", type=float, default=0.5)
+    p.add_argument("--checkpoint", help="default: the shipped model")
+    p.add_argument("--steps", type=_positive_int, default=50)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--data-dir")
+    p.add_argument("--out", default="merge-study", help="writes OUT.md, OUT.json and OUT.png (heat maps)")
+
     p = sub.add_parser("figure", help="the forward process of a digit, a latent interpolation, or a "
                                       "sampling trajectory (PNG and GIF)")
     p.add_argument("kind", choices=["forward", "interpolate", "trajectory"])

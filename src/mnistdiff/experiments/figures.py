@@ -94,3 +94,28 @@ def merge_rows(labels: list[str], a: torch.Tensor, b: torch.Tensor, result: dict
         ("pixel mix", [(f"w = {w:g}", m[0]) for w, m in zip(weights, result["pixel_mix"])]),
     ]
 
+
+
+def merge_heatmaps(study: dict, out: str | Path) -> None:
+    """One panel per method: cell (A, B) shows the most common class of the merge and, as colour, its share."""
+    from mnistdiff.experiments.merge_study import most_common
+
+    plt = _pyplot()
+    methods = study["methods"]
+    fig, axes = plt.subplots(1, len(methods), figsize=(3.4 * len(methods), 3.6), squeeze=False)
+    for ax, (name, m) in zip(axes[0], methods.items()):
+        share = torch.full((10, 10), float("nan"))
+        for pair, counts in m["counts"].items():
+            a, b = map(int, pair.split("+"))
+            top, share[a, b] = most_common(counts)
+            ax.text(b, a, str(top), ha="center", va="center", fontsize=7,
+                    color="red" if top not in (a, b) else "black")
+        image = ax.imshow(share.numpy(), vmin=0, vmax=1, cmap="Blues")
+        ax.set_xticks(range(10))
+        ax.set_yticks(range(10))
+        ax.set_xlabel("class B")
+        ax.set_ylabel("class A")
+        ax.set_title(f"{name}: most common result", fontsize=9)
+    fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="share of merges (red: a third digit)")
+    fig.savefig(out, dpi=120)
+    plt.close(fig)

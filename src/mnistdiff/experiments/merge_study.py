@@ -1,0 +1,98 @@
+"""What inversion-merges of two digit classes produce, measured with the shipped classifier."""
+
+from __future__ import annotations
+
+import itertools
+
+import torch
+from tqdm.auto import tqdm
+
+from mnistdiff.diffusion import Schedule
+from mnistdiff.evaluation.metrics import features_and_probs, frechet_distance, gaussian_stats
+from mnistdiff.experiments.mixing import RULES, linear
+from mnistdiff.samplers import ddim_invert, ddim_sample
+
+CONFIDENT = 0.9
+
+
+def pick_per_class(labels: torch.Tensor, per_class: int, seed: int = 0) -> dict[int, torch.Tensor]:
+    """`per_class` random indices of each digit class."""
+    gen = torch.Generator().manual_seed(seed)
+    picks = {}
+    for c in range(10):
+        idx = torch.nonzero(labels == c).flatten()
+        if len(idx) < per_class:
+            raise ValueError(f"class {c} has {len(idx)} images, fewer than {per_class}")
+        picks[c] = idx[torch.randperm(len(idx), generator=gen)[:per_class]]
+    return picks
+
+
+def merge_study(model, schedule: Schedule, images: torch.Tensor, labels: torch.Tensor, classifier,
+                reference: tuple[torch.Tensor, torch.Tensor], steps: list[int], *, per_class: int = 20,
+                weight: float = 0.5, batch_size: int = 64, seed: int = 0, progress: bool = True) -> dict:
+    """Mix image i of class a with image i of class b for every pair a < b, by each latent rule and
+    by pixels. images: uint8 (N, 1, 28, 28). Returns per-method summaries and per-pair class counts."""
+    picks = pick_per_class(labels, per_class, seed)
+    order = torch.cat([picks[c] for c in range(10)])
+    x0 = images[order].float() / 127.5 - 1
+    latents = torch.cat([ddim_invert(model, x0[i : i + batch_size], schedule, steps)
+                         for i in range(0, len(x0), batch_size)]).view(10, per_class, *x0.shape[1:])
+    x0 = x0.view(10, per_class, *x0.shape[1:])
+    pairs = list(itertools.combinations(range(10), 2))
+    results = {}
+    for method in tqdm(list(RULES) + ["pixel"], desc="merge-study", disable=not progress):
+        if method == "pixel":
+            mixed = torch.cat([linear(x0[a], x0[b], weight) for a, b in pairs])
+        else:
+            mixes = torch.cat([RULES[method](latents[a], latents[b], weight) for a, b in pairs])
+            mixed = torch.cat([ddim_sample(model, mixes[i : i + batch_size], schedule, steps, clip_x0=True)
+                               for i in range(0, len(mixes), batch_size)])
+        uint8 = ((mixed.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
+        results[method] = _summarise(classifier, uint8, pairs, per_class, reference)
+    return {"weight": weight, "per_class": per_class, "steps": len(steps), "methods": results}
+
+
+def _summarise(classifier, images: torch.Tensor, pairs, per_class: int, reference) -> dict:
+    feats, probs = features_and_probs(classifier, images)
+    conf, pred = probs.max(1)
+    a = torch.tensor([p[0] for p in pairs]).repeat_interleave(per_class)
+    b = torch.tensor([p[1] for p in pairs]).repeat_interleave(per_class)
+    counts = {f"{pa}+{pb}": torch.bincount(pred[i * per_class : (i + 1) * per_class], minlength=10).tolist()
+              for i, (pa, pb) in enumerate(pairs)}
+    return {
+        "images": len(images),
+        "fid_test": frechet_distance(*gaussian_stats(feats), *reference),
+        "mean_confidence": conf.mean().item(),
+        "confident_share": (conf >= CONFIDENT).double().mean().item(),
+        "share_a": (pred == a).double().mean().item(),
+        "share_b": (pred == b).double().mean().item(),
+        "share_third": ((pred != a) & (pred != b)).double().mean().item(),
+        "counts": counts,
+    }
+
+
+def most_common(counts: list[int]) -> tuple[int, float]:
+    top = max(range(10), key=lambda c: counts[c])
+    return top, counts[top] / max(sum(counts), 1)
+
+
+def to_markdown(study: dict) -> str:
+    methods = study["methods"]
+    lines = [f"Merges at weight {study['weight']:g}: {study['per_class']} image pairs for each of the 45 class "
+             f"pairs, DDIM-{study['steps']} inversion, judged by the shipped classifier", "",
+             "| method | images | FID vs test | mean confidence | p >= 0.9 | class A | class B | third class | 2 + 5 -> 8 |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for name, m in methods.items():
+        two_five = m["counts"]["2+5"]
+        lines.append(f"| {name} | {m['images']} | {m['fid_test']:.2f} | {m['mean_confidence']:.3f} | "
+                     f"{m['confident_share']:.3f} | {m['share_a']:.3f} | {m['share_b']:.3f} | "
+                     f"{m['share_third']:.3f} | {two_five[8]}/{sum(two_five)} |")
+    lines += ["", "Class pairs whose most common result is a third digit (method: pair -> digit, share):", ""]
+    for name, m in methods.items():
+        third = []
+        for pair, counts in m["counts"].items():
+            top, share = most_common(counts)
+            if str(top) not in pair.split("+"):
+                third.append(f"{pair} -> {top} ({share:.0%})")
+        lines.append(f"- {name}: " + (", ".join(third) if third else "none"))
+    return "\n".join(lines) + "\n"
