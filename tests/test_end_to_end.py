@@ -85,6 +85,7 @@ def test_sigterm_saves_a_checkpoint_and_resume_goes_on(idx_folder, tmp_path):
     (run / "checkpoints" / ".tmp-killed").mkdir()
     assert train_cli(run, idx_folder, "--steps", str(saved + 5), "--resume") == 0
     assert checkpoint.find(run).name == f"step_{saved + 5:07d}"
+    assert not list((run / "checkpoints").glob(".tmp-*"))
 
 
 def test_sample_grid_npz_and_api(idx_folder, tmp_path):

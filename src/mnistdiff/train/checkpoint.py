@@ -31,6 +31,8 @@ DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "weights" / "small-mnis
 def save(run: Path, step: int, model, ema, optimizer, rng: dict, config: dict) -> Path:
     root = run / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
+    for stale in root.glob(".tmp-*"):  # left by a save that was killed half-way
+        shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=".tmp-"))
     tensors = {f"model.{k}": v.contiguous() for k, v in model.state_dict().items()}
     tensors |= {f"ema.{k}": v.contiguous() for k, v in ema.shadow.state_dict().items()}
