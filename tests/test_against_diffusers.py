@@ -15,36 +15,37 @@ def _random(shape, seed):
     return torch.randn(shape, generator=torch.Generator().manual_seed(seed))
 
 
-@pytest.mark.parametrize("eta", [0.0, 1.0])
-def test_ddim_matches_diffusers_ddim_scheduler(eta):
+@pytest.mark.parametrize("eta, clip", [(0.0, False), (1.0, False), (0.0, True), (1.0, True)])
+def test_ddim_matches_diffusers_ddim_scheduler(eta, clip):
     ref = diffusers.DDIMScheduler(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02,
-                                  beta_schedule="linear", clip_sample=False, set_alpha_to_one=True,
-                                  steps_offset=0, timestep_spacing="leading")
+                                  beta_schedule="linear", clip_sample=clip, clip_sample_range=1.0,
+                                  set_alpha_to_one=True, steps_offset=0, timestep_spacing="leading")
     ref.set_timesteps(50)
     steps = timesteps(50, 1000)
     assert ref.timesteps.tolist() == steps[::-1]
-    x = _random((2, 1, 8, 8), 0)
+    x = 3 * _random((2, 1, 8, 8), 0)  # wide enough that clipping x0 matters
     for i, t in enumerate(ref.timesteps.tolist()):
         eps, noise = _random(x.shape, 100 + i), _random(x.shape, 200 + i)
         expected = ref.step(eps, t, x, eta=eta, variance_noise=noise).prev_sample
         t_prev = t - 20
         ab_prev = float(SCHEDULE.alpha_bar[t_prev]) if t_prev >= 0 else 1.0
-        ours = ddim_update(x, eps, float(SCHEDULE.alpha_bar[t]), ab_prev, eta=eta, noise=noise)
+        ours = ddim_update(x, eps, float(SCHEDULE.alpha_bar[t]), ab_prev, eta=eta, noise=noise, clip_x0=clip)
         torch.testing.assert_close(ours, expected, atol=1e-5, rtol=1e-4)
         x = expected
 
 
-@pytest.mark.parametrize("variance", ["posterior", "beta"])
-def test_ddpm_matches_diffusers_ddpm_scheduler(variance):
+@pytest.mark.parametrize("variance, clip", [("posterior", False), ("beta", False), ("posterior", True)])
+def test_ddpm_matches_diffusers_ddpm_scheduler(variance, clip):
     kind = {"posterior": "fixed_small", "beta": "fixed_large"}[variance]
     ref = diffusers.DDPMScheduler(num_train_timesteps=1000, beta_start=1e-4, beta_end=0.02,
-                                  beta_schedule="linear", clip_sample=False, variance_type=kind)
+                                  beta_schedule="linear", clip_sample=clip, clip_sample_range=1.0,
+                                  variance_type=kind)
     ref.set_timesteps(1000)
-    x = _random((2, 1, 8, 8), 1)
+    x = 3 * _random((2, 1, 8, 8), 1)
     for t in (999, 998, 700, 300, 50, 1, 0):
         eps = _random(x.shape, 300 + t)
         # Same noise on both sides: diffusers draws it from the generator with torch.randn.
         expected = ref.step(eps, t, x, generator=torch.Generator().manual_seed(t)).prev_sample
         noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(t))
-        ours = ddpm_step(x, eps, SCHEDULE, t, noise, variance=variance)
+        ours = ddpm_step(x, eps, SCHEDULE, t, noise, variance=variance, clip_x0=clip)
         torch.testing.assert_close(ours, expected, atol=1e-5, rtol=1e-4)

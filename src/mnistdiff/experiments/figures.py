@@ -74,7 +74,7 @@ def interpolation(model, schedule: Schedule, a: torch.Tensor, b: torch.Tensor, s
     """Decoded slerp path between the latents of a and b (1, C, H, W): uint8 (frames, C, H, W)."""
     za, zb = ddim_invert(model, torch.cat([a, b]), schedule, steps).chunk(2)
     path = torch.cat([slerp(za, zb, i / (frames - 1)) for i in range(frames)])
-    return to_uint8(ddim_sample(model, path, schedule, steps, clip_x0=True))
+    return to_uint8(ddim_sample(model, path, schedule, steps))  # no clipping: see merge()
 
 
 def trajectory(model, schedule: Schedule, x_T: torch.Tensor, steps: list[int]) -> list:

@@ -45,7 +45,7 @@ def merge_study(model, schedule: Schedule, images: torch.Tensor, labels: torch.T
             mixed = torch.cat([linear(x0[a], x0[b], weight) for a, b in pairs])
         else:
             mixes = torch.cat([RULES[method](latents[a], latents[b], weight) for a, b in pairs])
-            mixed = torch.cat([ddim_sample(model, mixes[i : i + batch_size], schedule, steps, clip_x0=True)
+            mixed = torch.cat([ddim_sample(model, mixes[i : i + batch_size], schedule, steps)
                                for i in range(0, len(mixes), batch_size)])
         uint8 = ((mixed.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
         results[method] = _summarise(classifier, uint8, pairs, per_class, reference)

@@ -20,7 +20,7 @@ def ddim_update(
     With ab_to < ab_from this denoises (sampling); with ab_to > ab_from and
     eta = 0 it adds noise along the same deterministic path (inversion).
     """
-    x0, eps = predict_x0(x, eps, ab_from, clip_x0)
+    x0 = predict_x0(x, eps, ab_from, clip_x0)
     # sigma_t of Eq. 16; eta = 1 gives the DDPM posterior variance.
     sigma = eta * math.sqrt((1 - ab_to) / (1 - ab_from) * (1 - ab_from / ab_to)) if eta > 0 else 0.0
     # The direction pointing to x_t, then the random part.

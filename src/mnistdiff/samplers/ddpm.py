@@ -22,7 +22,7 @@ def ddpm_step(
     """
     ab, ab_prev = alpha_bar(schedule, t), alpha_bar(schedule, t - 1)
     beta = float(schedule.betas[t])
-    x0, _ = predict_x0(x, eps, ab, clip_x0)
+    x0 = predict_x0(x, eps, ab, clip_x0)
     mean = (math.sqrt(ab_prev) * beta / (1 - ab)) * x0 + (math.sqrt(1 - beta) * (1 - ab_prev) / (1 - ab)) * x
     if t == 0:
         return mean

@@ -41,13 +41,15 @@ def alpha_bar(schedule: Schedule, t: int) -> float:
     return 1.0 if t < 0 else float(schedule.alpha_bar[t])
 
 
-def predict_x0(xt: torch.Tensor, eps: torch.Tensor, ab: float, clip_x0: bool) -> tuple[torch.Tensor, torch.Tensor]:
-    """x0 from Eq. 4 of Ho et al. 2020 inverted; when clipped to [-1, 1], eps is made consistent with it."""
+def predict_x0(xt: torch.Tensor, eps: torch.Tensor, ab: float, clip_x0: bool) -> torch.Tensor:
+    """x0 from Eq. 4 of Ho et al. 2020 inverted, optionally clipped to the data range [-1, 1].
+
+    Samplers keep the model's eps beside a clipped x0, as the DDPM code and diffusers' schedulers
+    do: recomputing eps from the clipped x0 would throw away the model's prediction at high noise,
+    where x0 is far outside [-1, 1], and wrecks decoding of inverted latents.
+    """
     x0 = (xt - math.sqrt(1 - ab) * eps) / math.sqrt(ab)
-    if clip_x0:
-        x0 = x0.clamp(-1, 1)
-        eps = (xt - math.sqrt(ab) * x0) / math.sqrt(1 - ab)
-    return x0, eps
+    return x0.clamp(-1, 1) if clip_x0 else x0
 
 
 def call(model, x: torch.Tensor, t: int) -> torch.Tensor:
