@@ -23,11 +23,11 @@ def plot_fid_curve(fid_csv: str | Path, out: str | Path) -> None:
     ax.plot(minutes, fids, marker="o")
     for m, f, r in zip(minutes, fids, rows):
         ax.annotate(f"{int(r['step']) // 1000}k", (m, f), textcoords="offset points", xytext=(4, 4), fontsize=7)
-    ax.set_yscale("log")
     ax.set_xlabel("minutes of training (time in optimizer steps)")
     ax.set_ylabel(f"FID vs test statistics ({rows[0]['images']} DDIM-{rows[0]['ddim_steps']} samples)")
     ax.set_title("Time to quality (labels: optimizer steps)")
-    ax.grid(alpha=0.3, which="both")
+    ax.set_ylim(bottom=0)
+    ax.grid(alpha=0.3)
     fig.tight_layout()
     fig.savefig(out)
     plt.close(fig)

@@ -102,7 +102,8 @@ def merge_heatmaps(study: dict, out: str | Path) -> None:
 
     plt = _pyplot()
     methods = study["methods"]
-    fig, axes = plt.subplots(1, len(methods), figsize=(3.4 * len(methods), 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(methods), figsize=(3.2 * len(methods) + 1, 3.6), squeeze=False,
+                             layout="constrained")
     for ax, (name, m) in zip(axes[0], methods.items()):
         share = torch.full((10, 10), float("nan"))
         for pair, counts in m["counts"].items():
@@ -114,7 +115,8 @@ def merge_heatmaps(study: dict, out: str | Path) -> None:
         ax.set_xticks(range(10))
         ax.set_yticks(range(10))
         ax.set_xlabel("class B")
-        ax.set_ylabel("class A")
+        if ax is axes[0][0]:
+            ax.set_ylabel("class A")
         ax.set_title(f"{name}: most common result", fontsize=9)
     fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="share of merges (red: a third digit)")
     fig.savefig(out, dpi=120)

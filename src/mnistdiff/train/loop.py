@@ -41,12 +41,12 @@ class Run:
     def __init__(self, out: Path, config: dict, images: torch.Tensor):
         self.out, self.config, self.images = out, config, images  # images: (N, C, H, W) uint8
         unet_cfg, self.cfg, sched_cfg = checkpoint.parse_config(config)
+        torch.manual_seed(self.cfg.seed)  # the weights' initialisation, and dropout
         self.model = UNet(unet_cfg)
         self.ema = EMA(self.model, self.cfg.ema_decay)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
         self.schedule = make_schedule(sched_cfg)
-        self.gen = torch.Generator().manual_seed(self.cfg.seed)
-        torch.manual_seed(self.cfg.seed)
+        self.gen = torch.Generator().manual_seed(self.cfg.seed)  # data order, t and eps
         self.state = {"step": 0, "elapsed_s": 0.0, "pos": 0,
                       "perm": torch.randperm(len(images), generator=self.gen)}
 
