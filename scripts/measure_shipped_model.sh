@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Measure the shipped model: the numbers and pictures in the README come from this script.
-# Usage: scripts/measure_shipped_model.sh [DDIM_IMAGES] [DDPM_IMAGES]   (defaults 10000 and 500)
+# Usage: scripts/measure_shipped_model.sh [DDIM_IMAGES] [DDPM_IMAGES]   (defaults 10000 and 128)
 # Needs MNIST (--data-dir through $MNISTDIFF_DATA, or the download cache) for the floor and recall.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ddim_n=${1:-10000}
-ddpm_n=${2:-500}
+ddpm_n=${2:-128}
 out=docs/results
 mkdir -p "$out"
 mnistdiff bench --preset small | tee "$out/bench-model-small.json"
