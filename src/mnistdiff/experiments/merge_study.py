@@ -7,6 +7,7 @@ import itertools
 import torch
 from tqdm.auto import tqdm
 
+from mnistdiff.data import to_model_range, to_uint8
 from mnistdiff.diffusion import Schedule
 from mnistdiff.evaluation.metrics import features_and_probs, frechet_distance, gaussian_stats
 from mnistdiff.experiments.mixing import RULES, linear
@@ -34,7 +35,7 @@ def merge_study(model, schedule: Schedule, images: torch.Tensor, labels: torch.T
     by pixels. images: uint8 (N, 1, 28, 28). Returns per-method summaries and per-pair class counts."""
     picks = pick_per_class(labels, per_class, seed)
     order = torch.cat([picks[c] for c in range(10)])
-    x0 = images[order].float() / 127.5 - 1
+    x0 = to_model_range(images[order])
     latents = torch.cat([ddim_invert(model, x0[i : i + batch_size], schedule, steps)
                          for i in range(0, len(x0), batch_size)]).view(10, per_class, *x0.shape[1:])
     x0 = x0.view(10, per_class, *x0.shape[1:])
@@ -47,8 +48,7 @@ def merge_study(model, schedule: Schedule, images: torch.Tensor, labels: torch.T
             mixes = torch.cat([RULES[method](latents[a], latents[b], weight) for a, b in pairs])
             mixed = torch.cat([ddim_sample(model, mixes[i : i + batch_size], schedule, steps)
                                for i in range(0, len(mixes), batch_size)])
-        uint8 = ((mixed.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-        results[method] = _summarise(classifier, uint8, pairs, per_class, reference)
+        results[method] = _summarise(classifier, to_uint8(mixed), pairs, per_class, reference)
     return {"weight": weight, "per_class": per_class, "steps": len(steps), "methods": results}
 
 
