@@ -77,10 +77,14 @@ def cmd_eval_grid(args) -> None:
         raise ValueError(f"--steps must be at most T={schedule.T}")
     rows = eval_grid(model, schedule, n=args.n, dataset=config["dataset"], etas=args.etas, steps=args.steps,
                      ddpm=not args.no_ddpm, seed=args.seed, batch_size=args.batch_size)
-    table = to_markdown(rows)
-    Path(args.out + ".md").write_text(table)
-    Path(args.out + ".json").write_text(json.dumps({"checkpoint": str(args.checkpoint), "rows": rows}, indent=2) + "\n")
-    print(table)
+    write_results(args.out, to_markdown(rows), {"checkpoint": str(args.checkpoint), "rows": rows})
+
+
+def write_results(out: str, markdown: str, record: dict) -> None:
+    """OUT.md and OUT.json side by side, and the table on stdout."""
+    Path(out + ".md").write_text(markdown)
+    Path(out + ".json").write_text(json.dumps(record, indent=2) + "\n")
+    print(markdown)
 
 
 def cmd_export(args) -> None:

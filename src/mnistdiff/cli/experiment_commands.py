@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import numpy as np
 import torch
 
-from mnistdiff import load_checkpoint
-from mnistdiff import data
+from mnistdiff import data, load_checkpoint
+from mnistdiff.cli.commands import write_results
 from mnistdiff.data import to_model_range, to_uint8
 from mnistdiff.evaluation import load_classifier, load_reference
 from mnistdiff.experiments import figures
@@ -84,7 +81,7 @@ def cmd_reconstruction(args) -> None:
     model, schedule, config = load_checkpoint(args.checkpoint)
     images, _ = data.load(config["dataset"], "test", args.data_dir)
     rows = reconstruction_errors(model, schedule, to_model_range(images[: args.n]), args.steps)
-    _write(args.out, to_markdown(rows), {"rows": rows})
+    write_results(args.out, to_markdown(rows), {"rows": rows})
 
 
 def cmd_merge_study(args) -> None:
@@ -96,10 +93,5 @@ def cmd_merge_study(args) -> None:
     study = merge_study(model, schedule, images, labels, classifier, load_reference(config["dataset"])["test"],
                         steps, per_class=args.per_class, weight=args.weight, seed=args.seed)
     figures.merge_heatmaps(study, args.out + ".png")
-    _write(args.out, to_markdown(study), study)
+    write_results(args.out, to_markdown(study), study)
 
-
-def _write(out: str, markdown: str, record: dict) -> None:
-    Path(out + ".md").write_text(markdown)
-    Path(out + ".json").write_text(json.dumps(record, indent=2) + "\n")
-    print(markdown)
