@@ -113,6 +113,38 @@ def test_ddpm_sampling_from_the_cli(idx_folder, tmp_path):
     assert np.load(npz)["images"].shape == (2, 1, 28, 28)
 
 
+def test_dpm_solver_and_nfe_curve_from_the_cli(idx_folder, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert train_cli(run, idx_folder, "--steps", "10") == 0
+    npz = tmp_path / "dpm.npz"
+    assert main(["sample", "--checkpoint", str(run), "--sampler", "dpm-solver", "--steps", "3", "--n", "2",
+                 "--out", str(tmp_path / "g.png"), "--npz", str(npz)]) == 0
+    assert np.load(npz)["images"].shape == (2, 1, 28, 28)
+    assert main(["sample", "--checkpoint", str(run), "--sampler", "dpm-solver", "--spacing", "quadratic"]) == 2
+    assert "spacing" in capsys.readouterr().err
+    out = tmp_path / "nfe"
+    assert main(["nfe-curve", "--checkpoint", str(run), "--n", "8", "--nfes", "2,3", "--data-dir", str(idx_folder),
+                 "--out", str(out)]) == 0
+    record = json.loads((tmp_path / "nfe.json").read_text())
+    assert [(r["sampler"], r["nfe"]) for r in record["rows"]][:3] == [("ddim", 2), ("ddim", 3), ("dpm-solver", 2)]
+    assert record["floor_fid_test"] >= 0 and (tmp_path / "nfe.png").stat().st_size > 0
+    assert "| dpm-solver, logsnr |" in (tmp_path / "nfe.md").read_text()
+
+
+def test_cosine_lr_decays_to_zero_after_warm_up(idx_folder, tmp_path):
+    from mnistdiff.model.presets import TrainConfig
+    from mnistdiff.train.loop import learning_rate
+
+    cfg = TrainConfig(steps=110, warmup=10, lr=1.0, lr_decay="cosine")
+    assert [learning_rate(cfg, s) for s in (0, 9, 10, 60, 110)] == pytest.approx([0.1, 1.0, 1.0, 0.5, 0.0])
+    assert learning_rate(TrainConfig(steps=110, warmup=10, lr=1.0), 100) == 1.0
+    run = tmp_path / "run"
+    assert train_cli(run, idx_folder, "--steps", "20", "--lr-decay", "cosine") == 0
+    last = (run / "log.csv").read_text().strip().splitlines()[-1].split(",")
+    # The tiny preset: lr 2e-3, 10 warm-up steps; step 20 ran at 9/10 of the decay, cos -> 0.024.
+    assert last[0] == "20" and float(last[2]) == pytest.approx(2e-3 * 0.5 * (1 + np.cos(0.9 * np.pi)))
+
+
 @pytest.mark.parametrize("argv, message", [
     (["sample", "--checkpoint", "nowhere", "--eta", "-1"], "eta"),
     (["sample", "--checkpoint", "nowhere"], "does not exist"),

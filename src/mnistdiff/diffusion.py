@@ -73,7 +73,9 @@ def q_sample(schedule: Schedule, x0: torch.Tensor, t: torch.Tensor, eps: torch.T
 
 def eps_loss(model, schedule: Schedule, x0: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
     """The simple eps-prediction MSE, Eq. 14 of Ho et al. 2020, with t uniform over 0..T-1."""
-    t = torch.randint(0, schedule.T, (x0.shape[0],), device=x0.device, generator=generator)
-    eps = torch.randn(x0.shape, device=x0.device, dtype=x0.dtype, generator=generator)
+    # Drawn where the generator lives, so a CPU generator gives the same noise for any model device.
+    where = generator.device if generator is not None else x0.device
+    t = torch.randint(0, schedule.T, (x0.shape[0],), device=where, generator=generator).to(x0.device)
+    eps = torch.randn(x0.shape, device=where, dtype=x0.dtype, generator=generator).to(x0.device)
     pred = model(q_sample(schedule, x0, t, eps), t)
     return F.mse_loss(pred.float(), eps)

@@ -7,9 +7,9 @@ from tqdm.auto import tqdm
 
 from mnistdiff.data import to_uint8
 from mnistdiff.diffusion import Schedule
-from mnistdiff.samplers import ddim_sample, ddpm_sample, timesteps
+from mnistdiff.samplers import ddim_sample, ddpm_sample, dpm_solver_sample, dpm_solver_timesteps, timesteps
 
-SAMPLERS = ("ddpm", "ddim")
+SAMPLERS = ("ddpm", "ddim", "dpm-solver")
 
 
 def generate(
@@ -20,7 +20,7 @@ def generate(
     sampler: str = "ddim",
     steps: int = 50,
     eta: float = 0.0,
-    spacing: str = "uniform",
+    spacing: str | None = None,
     clip_x0: bool = True,
     seed: int = 0,
     batch_size: int = 64,
@@ -28,14 +28,21 @@ def generate(
     progress: bool = False,
 ) -> torch.Tensor:
     """n images as uint8 (n, C, H, W); batch k starts from noise seeded with seed + k,
-    so the same seed and batch size give the same images."""
+    so the same seed and batch size give the same images.
+
+    `steps` counts model evaluations for "ddim" and "dpm-solver" ("ddpm" runs all T); `spacing`
+    defaults to "uniform" for DDIM (or "quadratic") and "logsnr" for DPM-Solver++ (or "uniform").
+    """
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}: choose one of {', '.join(SAMPLERS)}")
     if n < 1 or batch_size < 1:
         raise ValueError("n and batch size must be at least 1")
     if eta < 0:
         raise ValueError(f"eta must be >= 0, got {eta}")
-    seq = timesteps(steps, schedule.T, spacing) if sampler == "ddim" else None
+    if sampler == "ddim":
+        seq = timesteps(steps, schedule.T, spacing or "uniform")
+    elif sampler == "dpm-solver":
+        seq = dpm_solver_timesteps(steps, schedule, spacing or "logsnr")
     device = next(model.parameters()).device
     out = []
     batches = tqdm(range(0, n, batch_size), desc=f"{n} images", disable=not progress or n <= batch_size)
@@ -44,6 +51,8 @@ def generate(
         x_T = torch.randn((min(batch_size, n - start), *image_shape), generator=g, device=device)
         if sampler == "ddpm":
             x0 = ddpm_sample(model, x_T, schedule, clip_x0=clip_x0, generator=g, progress=progress)
+        elif sampler == "dpm-solver":
+            x0 = dpm_solver_sample(model, x_T, schedule, seq, clip_x0=clip_x0, progress=progress)
         else:
             x0 = ddim_sample(model, x_T, schedule, seq, eta=eta, clip_x0=clip_x0, generator=g, progress=progress)
         out.append(to_uint8(x0))

@@ -16,6 +16,7 @@ COMMANDS = {
     "sample": commands.cmd_sample,
     "fid": commands.cmd_fid,
     "eval-grid": commands.cmd_eval_grid,
+    "nfe-curve": commands.cmd_nfe_curve,
     "export": commands.cmd_export,
     "plot-fid": commands.cmd_plot_fid,
     "train-classifier": commands.cmd_train_classifier,

@@ -11,8 +11,8 @@ def cmd_train(args) -> None:
     from mnistdiff.train import train
 
     final = train(args.out, preset=args.preset, dataset=args.dataset, data_dir=args.data_dir, resume=args.resume,
-                  minutes=args.minutes, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                  precision=args.precision, sample_every=args.sample_every,
+                  minutes=args.minutes, device=args.device, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
+                  lr_decay=args.lr_decay, precision=args.precision, sample_every=args.sample_every,
                   checkpoint_every=args.checkpoint_every, fid_every=args.fid_every,
                   fid_images=args.fid_images, seed=args.seed)
     print(f"checkpoint: {final}")
@@ -78,6 +78,22 @@ def cmd_eval_grid(args) -> None:
     rows = eval_grid(model, schedule, n=args.n, dataset=config["dataset"], etas=args.etas, steps=args.steps,
                      ddpm=not args.no_ddpm, seed=args.seed, batch_size=args.batch_size)
     write_results(args.out, to_markdown(rows), {"checkpoint": str(args.checkpoint), "rows": rows})
+
+
+def cmd_nfe_curve(args) -> None:
+    from mnistdiff import load_checkpoint
+    from mnistdiff.evaluation.grid import nfe_curve, nfe_markdown
+    from mnistdiff.evaluation.plots import plot_nfe_curve
+    from mnistdiff.evaluation.report import real_floor
+
+    model, schedule, config = load_checkpoint(args.checkpoint)
+    floor = real_floor(args.n, config["dataset"], args.data_dir)
+    rows = nfe_curve(model, schedule, n=args.n, dataset=config["dataset"], nfes=args.nfes, seed=args.seed,
+                     batch_size=args.batch_size)
+    markdown = nfe_markdown(rows) + f"\nReal training images at the same count: {floor:.3f}\n"
+    write_results(args.out, markdown, {"checkpoint": str(args.checkpoint), "command": args.command_line,
+                                       "floor_fid_test": floor, "rows": rows})
+    plot_nfe_curve(rows, args.out + ".png", floor)
 
 
 def write_results(out: str, markdown: str, record: dict) -> None:

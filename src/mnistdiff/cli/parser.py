@@ -34,9 +34,11 @@ def _non_negative_float(text: str) -> float:
 
 def _sampler_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sampler", default="ddim", choices=list(SAMPLERS))
-    p.add_argument("--steps", type=_positive_int, default=50, help="DDIM steps (DDPM always runs all T)")
+    p.add_argument("--steps", type=_positive_int, default=50,
+                   help="model evaluations of DDIM or DPM-Solver++ (DDPM always runs all T)")
     p.add_argument("--eta", type=_non_negative_float, default=0.0, help="DDIM noise: 0 deterministic, 1 like DDPM")
-    p.add_argument("--spacing", default="uniform", choices=["uniform", "quadratic"])
+    p.add_argument("--spacing", choices=["uniform", "quadratic", "logsnr"],
+                   help="DDIM: uniform (default) or quadratic; DPM-Solver++: logsnr (default) or uniform")
     p.add_argument("--no-clip", action="store_true",
                    help="do not clip the predicted x0 to [-1, 1] at each step (the CLI clips by default, as the DDPM code does)")
     p.add_argument("--seed", type=int, default=0)
@@ -56,6 +58,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--minutes", type=float, help="stop after this many minutes of wall time")
     p.add_argument("--batch-size", type=_positive_int)
     p.add_argument("--lr", type=float)
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
+                   help="where to train (auto: a CUDA GPU if there is one)")
+    p.add_argument("--lr-decay", choices=["constant", "cosine"], help="after warm-up (default: the preset's)")
     p.add_argument("--precision", choices=["fp32", "bf16"], help="bf16 autocast works on CPU (default: the preset's)")
     p.add_argument("--sample-every", type=_positive_int, help="write a sample grid every N steps")
     p.add_argument("--checkpoint-every", type=_positive_int, help="save a checkpoint every N steps")
@@ -91,6 +96,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=_positive_int, default=64)
     p.add_argument("--out", default="eval-grid", help="writes OUT.md and OUT.json")
+
+    p = sub.add_parser("nfe-curve", help="FID against model evaluations for DDIM and DPM-Solver++ (table + PNG)")
+    p.add_argument("--checkpoint", help="run folder or checkpoint folder (default: the shipped model)")
+    p.add_argument("--n", type=_positive_int, default=1000, help="images per point: more is slower and more precise")
+    p.add_argument("--nfes", type=lambda t: [_positive_int(v) for v in t.split(",")], default=[5, 10, 20, 50, 100])
+    p.add_argument("--data-dir", help="folder with the IDX files (for the real-data floor)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--batch-size", type=_positive_int, default=64)
+    p.add_argument("--out", default="nfe-curve", help="writes OUT.md, OUT.json and OUT.png")
 
     p = sub.add_parser("export", help="copy a run's EMA weights, config and logs into a folder to ship")
     p.add_argument("--checkpoint", required=True, help="run folder or checkpoint folder")

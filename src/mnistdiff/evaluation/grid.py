@@ -45,3 +45,35 @@ def to_markdown(rows: list[dict]) -> str:
         if r["sampler"] == "ddpm":
             lines.append(f"| DDPM, {r['steps']} steps | {r['fid_test']:.2f} |" + " |" * (len(steps) - 1))
     return "\n".join(lines) + "\n"
+
+
+NFES = (5, 10, 20, 50, 100)
+# (sampler, spacing): DDIM as in the official code, DPM-Solver++ on both of Lu et al.'s grids.
+CURVES = (("ddim", "uniform"), ("dpm-solver", "logsnr"), ("dpm-solver", "uniform"))
+
+
+def nfe_curve(model, schedule: Schedule, *, n: int, dataset: str = "mnist", nfes=NFES, curves=CURVES,
+              seed: int = 0, batch_size: int = 64, progress: bool = True) -> list[dict]:
+    """FID against the number of model evaluations, one row per (sampler, spacing, NFE)."""
+    settings = [(sampler, spacing, nfe) for sampler, spacing in curves for nfe in nfes]
+    rows = []
+    for sampler, spacing, nfe in tqdm(settings, desc="nfe-curve", disable=not progress):
+        t0 = time.perf_counter()
+        images = generate(model, schedule, n, sampler=sampler, steps=nfe, spacing=spacing, clip_x0=True,
+                          seed=seed, batch_size=batch_size)
+        rows.append({"sampler": sampler, "spacing": spacing, "nfe": nfe, "n": n, "dataset": dataset,
+                     "fid_test": fid_test(images, dataset), "seconds": time.perf_counter() - t0})
+    return rows
+
+
+def nfe_markdown(rows: list[dict]) -> str:
+    """Rows of samplers against columns of model evaluations."""
+    nfes = sorted({r["nfe"] for r in rows})
+    curves = list(dict.fromkeys((r["sampler"], r["spacing"]) for r in rows))
+    lines = [f"FID against the {rows[0]['dataset']} test statistics (classifier features), {rows[0]['n']} images "
+             "per cell, x0 clipped", "", "| sampler, spacing | " + " | ".join(f"NFE = {k}" for k in nfes) + " |",
+             "|---|" + "---|" * len(nfes)]
+    for sampler, spacing in curves:
+        cells = {r["nfe"]: r["fid_test"] for r in rows if (r["sampler"], r["spacing"]) == (sampler, spacing)}
+        lines.append(f"| {sampler}, {spacing} | " + " | ".join(f"{cells[k]:.3f}" for k in nfes) + " |")
+    return "\n".join(lines) + "\n"

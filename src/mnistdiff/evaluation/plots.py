@@ -31,3 +31,28 @@ def plot_fid_curve(fid_csv: str | Path, out: str | Path) -> None:
     fig.tight_layout()
     fig.savefig(out)
     plt.close(fig)
+
+
+def plot_nfe_curve(rows: list[dict], out: str | Path, floor: float | None = None) -> None:
+    """FID against model evaluations, one line per (sampler, spacing), log-log."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
+    for curve in dict.fromkeys((r["sampler"], r["spacing"]) for r in rows):
+        points = sorted((r["nfe"], r["fid_test"]) for r in rows if (r["sampler"], r["spacing"]) == curve)
+        ax.plot(*zip(*points), marker="o", label=f"{curve[0]} ({curve[1]})")
+    if floor is not None:
+        ax.axhline(floor, color="gray", linestyle="--", label="real images, same count")
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("model evaluations (NFE)")
+    ax.set_ylabel(f"FID vs test statistics ({rows[0]['n']} images)")
+    ax.set_title("Quality per step")
+    ax.legend()
+    ax.grid(alpha=0.3, which="both")
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)

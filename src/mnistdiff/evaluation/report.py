@@ -25,10 +25,7 @@ def evaluate(images: torch.Tensor, dataset: str = "mnist", data_dir=None, seed: 
     feats, probs = features_and_probs(classifier, images)
     mu, sigma = gaussian_stats(feats)
     n = len(images)
-    # The floor: as many real training images, scored against the test statistics.
-    train_images, _ = data.load(dataset, "train", data_dir)
-    pick = torch.randperm(len(train_images), generator=torch.Generator().manual_seed(seed))[:n]
-    floor = frechet_distance(*gaussian_stats(features_and_probs(classifier, train_images[pick])[0]), *reference["test"])
+    floor = real_floor(n, dataset, data_dir, seed)
     test_images, _ = data.load(dataset, "test", data_dir)
     precision, recall = precision_recall(features_and_probs(classifier, test_images[:n])[0], feats)
     classes = probs.argmax(1)
@@ -42,6 +39,13 @@ def evaluate(images: torch.Tensor, dataset: str = "mnist", data_dir=None, seed: 
         "confident_share": (probs.max(1).values >= CONFIDENT).double().mean().item(),
         "class_shares": (torch.bincount(classes, minlength=10).double() / n).tolist(),
     }
+
+
+def real_floor(n: int, dataset: str = "mnist", data_dir=None, seed: int = 0) -> float:
+    """The FID of n real training images against the test statistics: the best a model can score at n."""
+    train_images, _ = data.load(dataset, "train", data_dir)
+    pick = torch.randperm(len(train_images), generator=torch.Generator().manual_seed(seed))[:n]
+    return fid_test(train_images[pick], dataset)
 
 
 @lru_cache(maxsize=2)

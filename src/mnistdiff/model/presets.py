@@ -15,6 +15,7 @@ class TrainConfig:
     batch_size: int = 64
     lr: float = 5e-4
     warmup: int = 200
+    lr_decay: str = "constant"  # or "cosine": from lr after warm-up down to 0 at `steps`
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     ema_decay: float = 0.999

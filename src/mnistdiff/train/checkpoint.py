@@ -34,8 +34,8 @@ def save(run: Path, step: int, model, ema, optimizer, rng: dict, config: dict) -
     for stale in root.glob(".tmp-*"):  # left by a save that was killed half-way
         shutil.rmtree(stale, ignore_errors=True)
     tmp = Path(tempfile.mkdtemp(dir=root, prefix=".tmp-"))
-    tensors = {f"model.{k}": v.contiguous() for k, v in model.state_dict().items()}
-    tensors |= {f"ema.{k}": v.contiguous() for k, v in ema.shadow.state_dict().items()}
+    tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    tensors |= {f"ema.{k}": v.detach().cpu().contiguous() for k, v in ema.shadow.state_dict().items()}
     save_file(tensors, tmp / "weights.safetensors")
     (tmp / "config.json").write_text(json.dumps(config, indent=2))
     torch.save({"step": step, "optimizer": optimizer.state_dict(), "rng": rng}, tmp / "state.pt")

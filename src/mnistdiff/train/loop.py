@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import signal
 import threading
 import time
@@ -27,9 +28,9 @@ class Interrupted(Exception):
     """Training stopped by a signal after saving a checkpoint."""
 
 
-def autocast(precision: str):
+def autocast(precision: str, device_type: str = "cpu"):
     if precision == "bf16":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
+        return torch.autocast(device_type, dtype=torch.bfloat16)
     if precision == "fp32":
         return nullcontext()
     raise ValueError(f"unknown precision {precision!r}: use 'fp32' or 'bf16'")
@@ -38,15 +39,16 @@ def autocast(precision: str):
 class Run:
     """Everything a training run holds: model, EMA, optimizer, RNG and data order, in folder `out`."""
 
-    def __init__(self, out: Path, config: dict, images: torch.Tensor):
-        self.out, self.config, self.images = out, config, images  # images: (N, C, H, W) uint8
+    def __init__(self, out: Path, config: dict, images: torch.Tensor, device: torch.device):
+        self.out, self.config, self.images = out, config, images  # images: (N, C, H, W) uint8, on the CPU
+        self.device = device
         unet_cfg, self.cfg, sched_cfg = checkpoint.parse_config(config)
         torch.manual_seed(self.cfg.seed)  # the weights' initialisation, and dropout
-        self.model = UNet(unet_cfg)
+        self.model = UNet(unet_cfg).to(device)
         self.ema = EMA(self.model, self.cfg.ema_decay)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
         self.schedule = make_schedule(sched_cfg)
-        self.gen = torch.Generator().manual_seed(self.cfg.seed)  # data order, t and eps
+        self.gen = torch.Generator().manual_seed(self.cfg.seed)  # data order, t and eps, on the CPU
         self.state = {"step": 0, "elapsed_s": 0.0, "pos": 0,
                       "perm": torch.randperm(len(images), generator=self.gen)}
 
@@ -55,7 +57,7 @@ class Run:
         _, weights = checkpoint.read(folder)
         self.model.load_state_dict(weights["model"])
         self.ema.shadow.load_state_dict(weights["ema"])
-        saved = torch.load(folder / "state.pt", weights_only=False)
+        saved = torch.load(folder / "state.pt", weights_only=False, map_location="cpu")
         self.optimizer.load_state_dict(saved["optimizer"])
         rng = saved["rng"]
         torch.set_rng_state(rng.pop("torch"))
@@ -88,15 +90,15 @@ class Run:
             s["perm"], s["pos"] = torch.randperm(len(self.images), generator=self.gen), 0
         idx = s["perm"][s["pos"] : s["pos"] + b]
         s["pos"] += b
-        return data.to_model_range(self.images[idx])
+        return data.to_model_range(self.images[idx]).to(self.device, non_blocking=True)
 
     def step(self) -> tuple[float, float]:
         """One optimizer step; returns (loss, lr)."""
-        lr = self.cfg.lr * min(1.0, (self.state["step"] + 1) / max(self.cfg.warmup, 1))
+        lr = learning_rate(self.cfg, self.state["step"])
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         x0 = self.next_batch()
-        with autocast(self.cfg.precision):
+        with autocast(self.cfg.precision, self.device.type):
             loss = eps_loss(self.model, self.schedule, x0, generator=self.gen)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
@@ -105,6 +107,26 @@ class Run:
         self.ema.update(self.model, self.state["step"])
         self.state["step"] += 1
         return loss.item(), lr
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: this torch sees no CUDA GPU")
+    return torch.device(name)
+
+
+def learning_rate(cfg, step: int) -> float:
+    """Linear warm-up, then constant or a cosine decay to 0 at `cfg.steps`."""
+    if step < cfg.warmup:
+        return cfg.lr * (step + 1) / cfg.warmup
+    if cfg.lr_decay == "constant":
+        return cfg.lr
+    if cfg.lr_decay == "cosine":
+        done = min(1.0, (step - cfg.warmup) / max(cfg.steps - cfg.warmup, 1))
+        return cfg.lr * 0.5 * (1 + math.cos(math.pi * done))
+    raise ValueError(f"unknown lr_decay {cfg.lr_decay!r}: use 'constant' or 'cosine'")
 
 
 def _config(out: Path, preset: str, dataset: str, resume: bool, overrides: dict) -> dict:
@@ -122,7 +144,8 @@ def _config(out: Path, preset: str, dataset: str, resume: bool, overrides: dict)
         p = get_preset(preset)
         unet_cfg, train_cfg, sched_cfg = p.unet, p.train, ScheduleConfig()
     train_cfg = replace(train_cfg, **{k: v for k, v in overrides.items() if v is not None})
-    autocast(train_cfg.precision)  # fail on a bad precision before loading data
+    autocast(train_cfg.precision)  # fail on a bad setting before loading data
+    learning_rate(train_cfg, train_cfg.warmup)
     return checkpoint.config_dict(preset, dataset, unet_cfg, train_cfg, sched_cfg)
 
 
@@ -134,6 +157,7 @@ def train(
     data_dir: str | Path | None = None,
     resume: bool = False,
     minutes: float | None = None,
+    device: str = "auto",
     progress: bool = True,
     **overrides,
 ) -> Path:
@@ -141,13 +165,13 @@ def train(
 
     `overrides` replace fields of the preset's TrainConfig (steps, batch_size, lr, precision, ...).
     Training stops after `steps` or `minutes`, whichever comes first; SIGINT or SIGTERM saves a
-    checkpoint before stopping.
+    checkpoint before stopping. `device` "auto" takes a CUDA GPU when there is one.
     """
     out = Path(out)
     config = _config(out, preset, dataset, resume, overrides)
     images, _ = data.load(config["dataset"], "train", data_dir)  # held once, as uint8
     config["unet"] |= {"in_channels": images.shape[1], "image_size": images.shape[-1]}
-    run = Run(out, config, images)
+    run = Run(out, config, images, pick_device(device))
     if resume:
         run.restore()
     cfg, state = run.cfg, run.state
