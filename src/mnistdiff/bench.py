@@ -1,4 +1,5 @@
-"""Speed on this machine: training and denoiser images per second, and DDPM against DDIM sampling time."""
+"""Speed on this machine: the matmul peak, FLOPs per image, training and denoiser images per second,
+and DDPM against DDIM sampling time. benchmarks/run.py puts these together into one report."""
 
 from __future__ import annotations
 
@@ -6,67 +7,115 @@ import statistics
 import time
 
 import torch
+from torch.utils.flop_counter import FlopCounterMode
 
 from mnistdiff.diffusion import Schedule, eps_loss, linear_schedule
-from mnistdiff.samplers import ddim_sample, ddpm_sample, timesteps
 from mnistdiff.model import UNet, get_preset
-from mnistdiff.train.loop import autocast
+from mnistdiff.precision import autocast
+from mnistdiff.samplers import ddim_sample, ddpm_sample, timesteps
 
 
-def _median_seconds(fn, repeats: int, warmup: int) -> float:
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def median_seconds(fn, repeats: int, warmup: int, device: torch.device = torch.device("cpu")) -> float:
+    """The median wall time of fn() over `repeats` calls, after `warmup` untimed ones."""
     for _ in range(warmup):
         fn()
+    _sync(device)
     times = []
     for _ in range(repeats):
         t0 = time.perf_counter()
         fn()
+        _sync(device)
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
 
 
-def bench_preset(preset: str, *, batch_size: int = 64, precision: str = "bf16", repeats: int = 10, warmup: int = 3) -> dict:
-    """Median images/s of one training step and one denoiser call, on random data."""
-    model = UNet(get_preset(preset).unet)
+def matmul_gflops(precision: str, device: torch.device = torch.device("cpu"), n: int = 2048, repeats: int = 10) -> float:
+    """The machine's practical peak: GFLOP/s of an n x n matmul in fp32 or bf16."""
+    dtype = torch.bfloat16 if precision == "bf16" else torch.float32
+    a, b = torch.randn(n, n, device=device, dtype=dtype), torch.randn(n, n, device=device, dtype=dtype)
+    return 2 * n**3 / median_seconds(lambda: a @ b, repeats, 3, device) / 1e9
+
+
+def gflops_per_image(model, image_shape=(1, 28, 28)) -> float:
+    """Forward GFLOP for one image (a multiply-add counts 2), by torch's FLOP counter; a training step is ~3x."""
+    device = next(model.parameters()).device
+    x, t = torch.zeros(1, *image_shape, device=device), torch.zeros(1, dtype=torch.long, device=device)
+    with FlopCounterMode(display=False) as counter, torch.no_grad():
+        model(x, t)
+    return counter.get_total_flops() / 1e9
+
+
+def model_speed(model, *, batch_size: int = 64, precision: str = "bf16", channels_last: bool = False,
+                repeats: int = 10, warmup: int = 3, image_shape=(1, 28, 28)) -> dict:
+    """Median images/s of one training step (AdamW) and of one denoiser call, on random data.
+
+    `model(xt, t) -> eps` may be any noise predictor: the same harness times other libraries' UNets.
+    """
+    device = next(model.parameters()).device
+    memory_format = torch.channels_last if channels_last else torch.contiguous_format
+    model = model.to(memory_format=memory_format)
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4)
     schedule = linear_schedule()
-    x0 = torch.randn(batch_size, 1, 28, 28)
-    t = torch.randint(0, schedule.T, (batch_size,))
+    x0 = torch.randn(batch_size, *image_shape, device=device).contiguous(memory_format=memory_format)
+    t = torch.randint(0, schedule.T, (batch_size,), device=device)
 
     def train_step():
-        with autocast(precision):
+        with autocast(precision, device.type):
             loss = eps_loss(model, schedule, x0)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
 
     def denoise():
-        with torch.inference_mode(), autocast(precision):
+        with torch.inference_mode(), autocast(precision, device.type):
             model(x0, t)
 
-    train_s = _median_seconds(train_step, repeats, warmup)
+    model.train()
+    train_s = median_seconds(train_step, repeats, warmup, device)
     model.eval()
-    denoise_s = _median_seconds(denoise, repeats, warmup)
+    denoise_s = median_seconds(denoise, repeats, warmup, device)
+    model.to(memory_format=torch.contiguous_format)
+    return {"train_images_per_s": batch_size / train_s, "denoiser_images_per_s": batch_size / denoise_s}
+
+
+def bench_preset(preset: str, *, batch_size: int = 64, precision: str = "bf16", repeats: int = 10, warmup: int = 3,
+                 device: str = "cpu") -> dict:
+    """Speed of a preset's UNet (random weights: timing does not depend on them)."""
+    model = UNet(get_preset(preset).unet).to(device)
+    speed = model_speed(model, batch_size=batch_size, precision=precision, repeats=repeats, warmup=warmup)
     return {
         "preset": preset,
         "params": sum(p.numel() for p in model.parameters()),
+        "gflop_per_image": gflops_per_image(model),
         "batch_size": batch_size,
         "precision": precision,
         "threads": torch.get_num_threads(),
-        "train_images_per_s": batch_size / train_s,
-        "denoiser_images_per_s": batch_size / denoise_s,
+        **speed,
     }
 
 
-def bench_sampling(model, schedule: Schedule, *, ddim_steps: int = 50, batch_size: int = 64, seed: int = 0) -> dict:
-    """Seconds for one batch with DDPM over all T steps and with DDIM over `ddim_steps`, and their ratio."""
+def bench_sampling(model, schedule: Schedule, *, ddim_steps: int = 50, batch_size: int = 64, seed: int = 0,
+                   precision: str = "fp32", ddim_repeats: int = 3) -> dict:
+    """Seconds for one batch with DDPM over all T steps and with DDIM over `ddim_steps`, and their ratio.
+
+    DDIM's time is the median of `ddim_repeats` runs; DDPM runs once (it is 20x longer, so steadier).
+    """
+    device = next(model.parameters()).device
     x_T = torch.randn((batch_size, model.config.in_channels, model.config.image_size, model.config.image_size),
-                      generator=torch.Generator().manual_seed(seed))
-    ddim_sample(model, x_T, schedule, timesteps(2, schedule.T))  # warm-up
-    t0 = time.perf_counter()
-    ddim_sample(model, x_T, schedule, timesteps(ddim_steps, schedule.T), clip_x0=True)
-    ddim_s = time.perf_counter() - t0
-    t0 = time.perf_counter()
-    ddpm_sample(model, x_T, schedule, clip_x0=True, generator=torch.Generator().manual_seed(seed), progress=True)
-    ddpm_s = time.perf_counter() - t0
-    return {"batch_size": batch_size, "threads": torch.get_num_threads(), "ddpm_steps": schedule.T,
-            "ddpm_s": ddpm_s, "ddim_steps": ddim_steps, "ddim_s": ddim_s, "ratio": ddpm_s / ddim_s}
+                      generator=torch.Generator().manual_seed(seed)).to(device)
+    with autocast(precision, device.type):
+        ddim_s = median_seconds(lambda: ddim_sample(model, x_T, schedule, timesteps(ddim_steps, schedule.T),
+                                                    clip_x0=True), ddim_repeats, 1, device)
+        t0 = time.perf_counter()
+        ddpm_sample(model, x_T, schedule, clip_x0=True, generator=torch.Generator(device).manual_seed(seed),
+                    progress=True)
+        _sync(device)
+        ddpm_s = time.perf_counter() - t0
+    return {"batch_size": batch_size, "precision": precision, "threads": torch.get_num_threads(),
+            "ddpm_steps": schedule.T, "ddpm_s": ddpm_s, "ddim_steps": ddim_steps, "ddim_s": ddim_s,
+            "ratio": ddpm_s / ddim_s}

@@ -9,6 +9,7 @@ from pathlib import Path
 from mnistdiff.cli import commands, experiment_commands
 from mnistdiff.cli.parser import UsageError, build_parser
 from mnistdiff.data import DataFileError
+from mnistdiff.evaluation.inception import InceptionUnavailable
 from mnistdiff.train import Interrupted
 
 COMMANDS = {
@@ -39,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, "checkpoint", None) and not Path(args.checkpoint).exists():
             raise FileNotFoundError(f"checkpoint {args.checkpoint} does not exist")
         COMMANDS[args.command](args)
-    except (UsageError, ValueError, FileNotFoundError, FileExistsError, DataFileError) as err:
+    except (UsageError, ValueError, FileNotFoundError, FileExistsError, DataFileError, InceptionUnavailable) as err:
         print(f"mnistdiff: error: {err}", file=sys.stderr)
         return 2
     except (Interrupted, KeyboardInterrupt) as err:

@@ -28,7 +28,7 @@ def generate_images(args) -> tuple:
         raise ValueError(f"--steps must be at most T={schedule.T}, got {args.steps}")
     images = generate(model, schedule, args.n, sampler=args.sampler, steps=args.steps, eta=args.eta,
                       spacing=args.spacing, clip_x0=not args.no_clip, seed=args.seed,
-                      batch_size=args.batch_size, progress=True)
+                      batch_size=args.batch_size, precision=args.precision, progress=True)
     return images, config
 
 
@@ -50,6 +50,10 @@ def cmd_fid(args) -> None:
     from mnistdiff.evaluation import evaluate
 
     dataset = args.dataset or "mnist"
+    if args.inception:  # fail now rather than after sampling
+        from mnistdiff.evaluation.inception import find_weights, load_inception
+
+        load_inception(find_weights(args.inception_weights))
     if args.npz:
         images = torch.from_numpy(np.load(args.npz)["images"])
         if images.dtype != torch.uint8 or images.shape[1:] != (1, 28, 28):
@@ -64,6 +68,13 @@ def cmd_fid(args) -> None:
     print(f"precision: {result['precision']:.3f}   recall: {result['recall']:.3f}   "
           f"confident (p >= 0.9): {result['confident_share']:.3f}")
     print("class shares: " + " ".join(f"{c}:{share:.3f}" for c, share in enumerate(result["class_shares"])))
+    if args.inception:
+        from mnistdiff import data
+        from mnistdiff.evaluation.inception import inception_fid
+
+        real, _ = data.load(dataset, "test", args.data_dir)
+        result["inception_fid_test"] = inception_fid(images, real[: len(images)], args.inception_weights)
+        print(f"Inception FID vs {min(len(images), len(real))} test images: {result['inception_fid_test']:.2f}")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")
 
@@ -155,6 +166,7 @@ def cmd_bench(args) -> None:
             model, schedule, _ = load_checkpoint(args.checkpoint)
         else:  # timing does not depend on the weights
             model, schedule = UNet(get_preset(args.preset).unet).eval(), linear_schedule()
-        result = bench.bench_sampling(model, schedule, ddim_steps=args.ddim_steps, batch_size=args.batch_size)
+        result = bench.bench_sampling(model, schedule, ddim_steps=args.ddim_steps, batch_size=args.batch_size,
+                                      precision=args.precision)
         result["model"] = args.checkpoint or args.preset
     print(json.dumps(result, indent=2))

@@ -44,6 +44,8 @@ def _sampler_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=_positive_int, default=64)
     p.add_argument("--raw-weights", action="store_true", help="use the raw weights instead of the EMA copy")
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                   help="run the model under bf16 autocast (faster on CPUs with bf16 units)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -86,6 +88,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", choices=DATASETS, help="default: the checkpoint's, or mnist")
     p.add_argument("--data-dir", help="folder with the IDX files (for the real-data floor and recall)")
     p.add_argument("--json", help="also write the results to this JSON file")
+    p.add_argument("--inception", action="store_true",
+                   help="also the standard Inception FID vs the test set (needs pytorch-fid and its weights)")
+    p.add_argument("--inception-weights", help="pt_inception-2015-12-05-6726825d.pth (default: torch.hub's cache)")
 
     p = sub.add_parser("eval-grid", help="FID over eta x steps and DDPM (Table 1 of the DDIM paper)")
     p.add_argument("--checkpoint", help="run folder or checkpoint folder (default: the shipped model)")

@@ -6,7 +6,6 @@ import math
 import signal
 import threading
 import time
-from contextlib import nullcontext
 from dataclasses import replace
 from pathlib import Path
 
@@ -19,6 +18,7 @@ from mnistdiff.evaluation.report import fid_test
 from mnistdiff.generate import generate
 from mnistdiff.images import grid, save_png
 from mnistdiff.model import UNet, get_preset
+from mnistdiff.precision import autocast
 from mnistdiff.train import checkpoint
 from mnistdiff.train.ema import EMA
 from mnistdiff.train.log import FID_FIELDS, TRAIN_FIELDS, CsvLog
@@ -26,14 +26,6 @@ from mnistdiff.train.log import FID_FIELDS, TRAIN_FIELDS, CsvLog
 
 class Interrupted(Exception):
     """Training stopped by a signal after saving a checkpoint."""
-
-
-def autocast(precision: str, device_type: str = "cpu"):
-    if precision == "bf16":
-        return torch.autocast(device_type, dtype=torch.bfloat16)
-    if precision == "fp32":
-        return nullcontext()
-    raise ValueError(f"unknown precision {precision!r}: use 'fp32' or 'bf16'")
 
 
 class Run:

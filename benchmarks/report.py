@@ -1,0 +1,77 @@
+"""The benchmark record as Markdown, with the targets of issue 5 checked against it."""
+
+from __future__ import annotations
+
+THEIRS = "diffusers UNet2DModel"
+
+
+def _layout(row: dict) -> str:
+    return "compile" if row["compile"] else "channels-last" if row["channels_last"] else "plain"
+
+
+def _speed_table(record: dict) -> list[str]:
+    peak = record["peak_gflops"]
+    lines = ["| model | params | GFLOP/img | precision | layout | train img/s | denoiser img/s "
+             "| denoiser GFLOP/s | share of matmul peak |", "|---|---|---|---|---|---|---|---|---|"]
+    for r in record["speed"]:
+        achieved = r["denoiser_images_per_s"] * r["gflop_per_image"]
+        lines.append(f"| {r['model']} | {r['params'] / 1e6:.2f}M | {r['gflop_per_image']:.3f} | {r['precision']} "
+                     f"| {_layout(r)} | {r['train_images_per_s']:.0f} | {r['denoiser_images_per_s']:.0f} "
+                     f"| {achieved:.0f} | {achieved / peak[r['precision']]:.0%} |")
+    return lines
+
+
+def _best(rows: list[dict], model: str, key: str) -> dict:
+    return max((r for r in rows if r["model"] == model), key=lambda r: r[key])
+
+
+def _targets(record: dict) -> list[str]:
+    checks = []
+    rows = record.get("speed", [])
+    if any(r["model"] == "small" for r in rows) and any(r["model"] == THEIRS for r in rows):
+        ours, theirs = _best(rows, "small", "train_images_per_s"), _best(rows, THEIRS, "train_images_per_s")
+        ratio = ours["train_images_per_s"] / theirs["train_images_per_s"]
+        checks.append((f"small trains at >= 1.5x diffusers' images/s (best of each: {ours['precision']} "
+                       f"{_layout(ours)} vs {theirs['precision']} {_layout(theirs)})", f"{ratio:.2f}x", ratio >= 1.5))
+        den = _best(rows, "small", "denoiser_images_per_s")
+        share = den["denoiser_images_per_s"] * den["gflop_per_image"] / record["peak_gflops"][den["precision"]]
+        checks.append((f"small's denoiser reaches >= 60% of the {den['precision']} matmul peak", f"{share:.0%}",
+                       share >= 0.6))
+    if "sampling" in record:
+        ratio = record["sampling"]["ratio"]
+        checks.append(("DDPM-1000 / DDIM-50 time >= 19", f"{ratio:.1f}", ratio >= 19))
+    for r in record.get("memory", []):
+        if r["preset"] == "small":
+            limit = 2048 if r["job"] == "train" else 1024
+            checks.append((f"small {r['job']} peak RSS < {limit} MiB", f"{r['peak_rss_mib']:.0f} MiB",
+                           r["peak_rss_mib"] < limit))
+    lines = ["| target | measured | met |", "|---|---|---|"]
+    return lines + [f"| {what} | {value} | {'yes' if ok else 'NO'} |" for what, value, ok in checks]
+
+
+def to_markdown(record: dict) -> str:
+    m, peak = record["machine"], record["peak_gflops"]
+    lines = [f"# Benchmarks: {m['gpu'] or m['cpu']}, {m['threads']} threads, torch {m['torch']}", "",
+             f"Commit {m['commit']}; `{record['command']}`.", "",
+             f"Matmul peak (2048 x 2048): {peak['fp32']:.0f} GFLOP/s fp32, {peak['bf16']:.0f} GFLOP/s bf16.", ""]
+    if "speed" in record:
+        lines += ["## Throughput (batch 64; medians of timed steps after warm-up)", "", *_speed_table(record), "",
+                  "A training step costs about 3x the forward FLOPs.", ""]
+        small, theirs = [r for r in record["speed"] if r["model"] == "small"], \
+            [r for r in record["speed"] if r["model"] == THEIRS]
+        if small and theirs:
+            for key in ("train_images_per_s", "denoiser_images_per_s"):
+                ratio = _best(small, "small", key)[key] / _best(theirs, THEIRS, key)[key]
+                lines.append(f"- ours / diffusers, best setting of each, {key.replace('_', ' ')}: {ratio:.2f}x")
+            lines.append("")
+    if "sampling" in record:
+        s = record["sampling"]
+        lines += [f"## Sampling the shipped model, batch {s['batch_size']}, {s['precision']}", "",
+                  "| sampler | seconds |", "|---|---|", f"| DDPM, {s['ddpm_steps']} steps | {s['ddpm_s']:.1f} |",
+                  f"| DDIM, {s['ddim_steps']} steps | {s['ddim_s']:.2f} |", f"| ratio | {s['ratio']:.1f} |", ""]
+    if "memory" in record:
+        lines += ["## Peak resident memory (each job alone in a fresh process)", "",
+                  "| preset | job | data | peak RSS (MiB) |", "|---|---|---|---|"]
+        lines += [f"| {r['preset']} | {r['job']} | {r['data']} | {r['peak_rss_mib']:.0f} |" for r in record["memory"]]
+        lines.append("")
+    return "\n".join(lines + ["## Targets (issue 5)", "", *_targets(record)]) + "\n"

@@ -1,0 +1,102 @@
+"""The benchmark suite: one run, one machine, one JSON and one Markdown table.
+
+    python benchmarks/run.py --out benchmarks/results/NAME [--data-dir ../shared/data/mnist]
+
+Measures the matmul peak; for each preset and for diffusers' UNet2DModel of small's size, the
+parameters, FLOPs, training and denoiser images/s in fp32 and bf16 (and with channels-last and
+torch.compile for small with --compile); DDPM-1000 against DDIM-50 for a batch of 64; and the
+peak resident memory of training and sampling, each job in a fresh process.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import subprocess
+import sys
+from pathlib import Path
+
+import torch
+
+from mnistdiff import bench, load_checkpoint
+from mnistdiff.model import UNet, get_preset
+from mnistdiff.provenance import git_commit
+
+sys.path.insert(0, str(Path(__file__).parent))
+from diffusers_unet import DiffusersUNet  # noqa: E402
+from report import to_markdown  # noqa: E402
+
+HERE = Path(__file__).parent
+
+
+def machine(device: torch.device) -> dict:
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor())
+    return {"cpu": cpu, "threads": torch.get_num_threads(), "torch": torch.__version__, "device": str(device),
+            "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+            "commit": git_commit()}
+
+
+def speed_rows(models: dict, device: torch.device, repeats: int, with_compile: bool) -> list[dict]:
+    rows = []
+    for name, make in models.items():
+        model = make().to(device)
+        base = {"model": name, "params": sum(p.numel() for p in model.parameters()),
+                "gflop_per_image": bench.gflops_per_image(model)}
+        variants = [("fp32", False, False), ("bf16", False, False)]
+        if name == "small":
+            variants += [("bf16", True, False)] + ([("bf16", False, True)] if with_compile else [])
+        for precision, channels_last, compiled in variants:
+            print(f"  {name} {precision}{' channels-last' if channels_last else ''}{' compile' if compiled else ''}",
+                  flush=True)
+            timed = torch.compile(model) if compiled else model
+            speed = bench.model_speed(timed, precision=precision, channels_last=channels_last, repeats=repeats)
+            rows.append(base | {"precision": precision, "channels_last": channels_last, "compile": compiled} | speed)
+    return rows
+
+
+def memory_rows(presets: list[str], data_dir: str | None) -> list[dict]:
+    rows = []
+    for preset in presets:
+        for job in ("train", "sample"):
+            print(f"  {job} {preset}", flush=True)
+            cmd = [sys.executable, str(HERE / "rss.py"), job, preset] + ([data_dir] if data_dir else [])
+            done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            rows.append(json.loads(done.stdout.strip().splitlines()[-1]))
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--out", required=True, help="writes OUT.json and OUT.md")
+    p.add_argument("--presets", default="tiny,small,seed")
+    p.add_argument("--data-dir", help="MNIST IDX folder, for the training-memory jobs")
+    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--compile", action="store_true", help="also time torch.compile on small (minutes to compile)")
+    p.add_argument("--sampling-precision", default="bf16", choices=["fp32", "bf16"])
+    p.add_argument("--skip", default="", help="comma list of sections to leave out: speed, sampling, memory")
+    args = p.parse_args()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    presets, skip = args.presets.split(","), set(filter(None, args.skip.split(",")))
+    record = {"command": " ".join(["python", *sys.argv]), "machine": machine(device)}
+    print("peak", flush=True)
+    record["peak_gflops"] = {prec: bench.matmul_gflops(prec, device) for prec in ("fp32", "bf16")}
+    if "speed" not in skip:
+        models = {name: (lambda name=name: UNet(get_preset(name).unet)) for name in presets}
+        models["diffusers UNet2DModel"] = DiffusersUNet
+        record["speed"] = speed_rows(models, device, args.repeats, args.compile)
+    if "sampling" not in skip:
+        print("sampling (DDPM-1000 takes minutes on a CPU)", flush=True)
+        model, schedule, _ = load_checkpoint()
+        record["sampling"] = bench.bench_sampling(model.to(device), schedule, precision=args.sampling_precision)
+    if "memory" not in skip and device.type == "cpu":
+        record["memory"] = memory_rows(presets, args.data_dir)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out + ".json").write_text(json.dumps(record, indent=2) + "\n")
+    Path(args.out + ".md").write_text(to_markdown(record))
+    print(to_markdown(record))
+
+
+if __name__ == "__main__":
+    main()

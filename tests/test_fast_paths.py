@@ -1,0 +1,61 @@
+"""Each way of running the UNet faster gives the plain path's outputs, within its tolerance."""
+
+import pytest
+import torch
+
+from mnistdiff.diffusion import linear_schedule
+from mnistdiff.generate import generate
+from mnistdiff.model import UNet, get_preset
+from mnistdiff.precision import autocast
+
+
+@pytest.fixture(scope="module")
+def model_and_input():
+    torch.manual_seed(0)
+    model = UNet(get_preset("tiny").unet).eval()
+    x = torch.randn(4, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    t = torch.tensor([0, 10, 500, 999])
+    with torch.no_grad():
+        plain = model(x, t)
+    return model, x, t, plain
+
+
+def test_channels_last_matches(model_and_input):
+    model, x, t, plain = model_and_input
+    fast = UNet(model.config).eval()
+    fast.load_state_dict(model.state_dict())
+    fast = fast.to(memory_format=torch.channels_last)
+    with torch.no_grad():
+        out = fast(x.contiguous(memory_format=torch.channels_last), t)
+    torch.testing.assert_close(out, plain, atol=1e-5, rtol=1e-4)
+
+
+def test_bf16_autocast_matches_loosely(model_and_input):
+    model, x, t, plain = model_and_input
+    with torch.no_grad(), autocast("bf16"):
+        out = model(x, t).float()
+    # bf16 keeps 8 bits of mantissa: errors of a few parts in a thousand per layer add up.
+    assert (out - plain).abs().max() < 0.05 * plain.abs().max()
+    assert (out - plain).norm() < 0.02 * plain.norm()
+
+
+def test_compile_matches(model_and_input):
+    model, x, t, plain = model_and_input
+    compiled = torch.compile(model)
+    with torch.no_grad():
+        out = compiled(x, t)
+    torch.testing.assert_close(out, plain, atol=1e-4, rtol=1e-3)
+
+
+def test_inference_mode_matches(model_and_input):
+    model, x, t, plain = model_and_input
+    with torch.inference_mode():
+        torch.testing.assert_close(model(x, t), plain, atol=0, rtol=0)
+
+
+def test_bf16_sampling_draws_nearly_the_same_images(model_and_input):
+    model = model_and_input[0]
+    schedule = linear_schedule()
+    a = generate(model, schedule, 8, steps=5, precision="fp32").int()
+    b = generate(model, schedule, 8, steps=5, precision="bf16").int()
+    assert (a - b).abs().float().mean() < 4  # grey levels out of 255
