@@ -100,6 +100,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-ddpm", action="store_true", help="leave out the DDPM row")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=_positive_int, default=64)
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="run the model under bf16 autocast")
     p.add_argument("--out", default="eval-grid", help="writes OUT.md and OUT.json")
 
     p = sub.add_parser("nfe-curve", help="FID against model evaluations for DDIM and DPM-Solver++ (table + PNG)")
@@ -109,6 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="folder with the IDX files (for the real-data floor)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=_positive_int, default=64)
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="run the model under bf16 autocast")
     p.add_argument("--out", default="nfe-curve", help="writes OUT.md, OUT.json and OUT.png")
 
     p = sub.add_parser("export", help="copy a run's EMA weights, config and logs into a folder to ship")

@@ -15,7 +15,8 @@ STEPS = (10, 20, 50, 100, 1000)
 
 
 def eval_grid(model, schedule: Schedule, *, n: int, dataset: str = "mnist", etas=ETAS, steps=STEPS,
-              ddpm: bool = True, seed: int = 0, batch_size: int = 64, progress: bool = True) -> list[dict]:
+              ddpm: bool = True, seed: int = 0, batch_size: int = 64, precision: str = "fp32",
+              progress: bool = True) -> list[dict]:
     """One row per setting: sampler, eta, steps, FID against the test statistics, seconds taken."""
     settings = [("ddim", eta, s) for eta in etas for s in steps]
     if ddpm:
@@ -24,10 +25,10 @@ def eval_grid(model, schedule: Schedule, *, n: int, dataset: str = "mnist", etas
     for sampler, eta, s in tqdm(settings, desc="eval-grid", disable=not progress):
         t0 = time.perf_counter()
         images = generate(model, schedule, n, sampler=sampler, steps=s, eta=eta or 0.0, clip_x0=True,
-                          seed=seed, batch_size=batch_size)
+                          seed=seed, batch_size=batch_size, precision=precision)
         seconds = time.perf_counter() - t0
         rows.append({"sampler": sampler, "eta": eta, "steps": s, "n": n, "dataset": dataset,
-                     "fid_test": fid_test(images, dataset), "seconds": seconds})
+                     "precision": precision, "fid_test": fid_test(images, dataset), "seconds": seconds})
     return rows
 
 
@@ -53,15 +54,16 @@ CURVES = (("ddim", "uniform"), ("dpm-solver", "logsnr"), ("dpm-solver", "uniform
 
 
 def nfe_curve(model, schedule: Schedule, *, n: int, dataset: str = "mnist", nfes=NFES, curves=CURVES,
-              seed: int = 0, batch_size: int = 64, progress: bool = True) -> list[dict]:
+              seed: int = 0, batch_size: int = 64, precision: str = "fp32", progress: bool = True) -> list[dict]:
     """FID against the number of model evaluations, one row per (sampler, spacing, NFE)."""
     settings = [(sampler, spacing, nfe) for sampler, spacing in curves for nfe in nfes]
     rows = []
     for sampler, spacing, nfe in tqdm(settings, desc="nfe-curve", disable=not progress):
         t0 = time.perf_counter()
         images = generate(model, schedule, n, sampler=sampler, steps=nfe, spacing=spacing, clip_x0=True,
-                          seed=seed, batch_size=batch_size)
+                          seed=seed, batch_size=batch_size, precision=precision)
         rows.append({"sampler": sampler, "spacing": spacing, "nfe": nfe, "n": n, "dataset": dataset,
+                     "precision": precision,
                      "fid_test": fid_test(images, dataset), "seconds": time.perf_counter() - t0})
     return rows
 
@@ -71,8 +73,8 @@ def nfe_markdown(rows: list[dict]) -> str:
     nfes = sorted({r["nfe"] for r in rows})
     curves = list(dict.fromkeys((r["sampler"], r["spacing"]) for r in rows))
     lines = [f"FID against the {rows[0]['dataset']} test statistics (classifier features), {rows[0]['n']} images "
-             "per cell, x0 clipped", "", "| sampler, spacing | " + " | ".join(f"NFE = {k}" for k in nfes) + " |",
-             "|---|" + "---|" * len(nfes)]
+             f"per cell, x0 clipped, model in {rows[0]['precision']}", "",
+             "| sampler, spacing | " + " | ".join(f"NFE = {k}" for k in nfes) + " |", "|---|" + "---|" * len(nfes)]
     for sampler, spacing in curves:
         cells = {r["nfe"]: r["fid_test"] for r in rows if (r["sampler"], r["spacing"]) == (sampler, spacing)}
         lines.append(f"| {sampler}, {spacing} | " + " | ".join(f"{cells[k]:.3f}" for k in nfes) + " |")
