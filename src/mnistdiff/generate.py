@@ -60,5 +60,5 @@ def generate(
             else:
                 x0 = ddim_sample(model, x_T, schedule, seq, eta=eta, clip_x0=clip_x0, generator=g,
                                  progress=progress)
-        out.append(to_uint8(x0))
+        out.append(to_uint8(x0).cpu())
     return torch.cat(out)

@@ -17,14 +17,18 @@ def plot_fid_curve(fid_csv: str | Path, out: str | Path) -> None:
         rows = list(csv.DictReader(f))
     if not rows:
         raise ValueError(f"{fid_csv} holds no FID checks")
-    minutes = [float(r["elapsed_s"]) / 60 for r in rows]
-    fids = [float(r["fid_test"]) for r in rows]
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
-    ax.plot(minutes, fids, marker="o")
-    for m, f, r in zip(minutes, fids, rows):
-        ax.annotate(f"{int(r['step']) // 1000}k", (m, f), textcoords="offset points", xytext=(4, 4), fontsize=7)
+    # One line per check size: FID is biased upwards at small N, so sizes must not share a line.
+    for images in dict.fromkeys(r["images"] for r in rows):
+        part = [r for r in rows if r["images"] == images]
+        minutes = [float(r["elapsed_s"]) / 60 for r in part]
+        fids = [float(r["fid_test"]) for r in part]
+        ax.plot(minutes, fids, marker="o", label=f"{images} DDIM-{part[0]['ddim_steps']} samples")
+        for m, f, r in zip(minutes, fids, part):
+            ax.annotate(f"{int(r['step']) // 1000}k", (m, f), textcoords="offset points", xytext=(4, 4), fontsize=7)
     ax.set_xlabel("minutes of training (time in optimizer steps)")
-    ax.set_ylabel(f"FID vs test statistics ({rows[0]['images']} DDIM-{rows[0]['ddim_steps']} samples)")
+    ax.set_ylabel("FID vs test statistics")
+    ax.legend()
     ax.set_title("Time to quality (labels: optimizer steps)")
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
