@@ -22,10 +22,10 @@ def ode_solution(x_T, schedule, mean, std, t_from, t_to):
 def test_grid_spans_0_to_T_minus_1():
     assert dpm_solver_timesteps(4, SCHEDULE, "uniform") == [0, 250, 500, 749, 999]
     for n in (10, 100):
-        grid = dpm_solver_timesteps(n, SCHEDULE)
+        grid = dpm_solver_timesteps(n, SCHEDULE, "logsnr")
         assert len(grid) == n + 1 and grid[0] == 0 and grid[-1] == 999 and grid == sorted(set(grid))
     lam = 0.5 * (SCHEDULE.alpha_bar.log() - (1 - SCHEDULE.alpha_bar).log())
-    steps = lam[dpm_solver_timesteps(10, SCHEDULE)].diff()
+    steps = lam[dpm_solver_timesteps(10, SCHEDULE, "logsnr")].diff()
     assert steps.max() / steps.min() < 1.3  # even in lambda, up to rounding to whole timesteps
     with pytest.raises(ValueError):
         dpm_solver_timesteps(0, SCHEDULE)
@@ -50,7 +50,7 @@ def test_gaussian_data_mean_and_variance():
     mean, std = 0.4, 0.3
     model = GaussianData(SCHEDULE, mean, std)
     x_T = torch.randn((2000, 1, 4, 4), dtype=torch.float64, generator=torch.Generator().manual_seed(5))
-    x0 = dpm_solver_sample(model, x_T, SCHEDULE, dpm_solver_timesteps(20, SCHEDULE))
+    x0 = dpm_solver_sample(model, x_T, SCHEDULE, dpm_solver_timesteps(20, SCHEDULE, "logsnr"))
     # 32,000 draws: the standard error of the mean is 0.3 / 179 = 0.0017.
     assert abs(x0.mean().item() - mean) < 0.01
     assert abs(x0.std().item() / math.sqrt(std**2 + 1e-4) - 1) < 0.03
@@ -65,10 +65,10 @@ def test_second_order_convergence_and_ahead_of_ddim():
     model = GaussianData(SCHEDULE, mean, std)
     x_T = torch.randn((200, 1, 4, 4), dtype=torch.float64, generator=torch.Generator().manual_seed(2))
     exact = ode_solution(x_T, SCHEDULE, mean, std, 999, 0)
-    errors = [(dpm_solver_sample(model, x_T, SCHEDULE, dpm_solver_timesteps(n, SCHEDULE)) - exact).abs().max().item()
-              for n in (20, 40, 80)]
+    grids = [dpm_solver_timesteps(n, SCHEDULE, "logsnr") for n in (20, 40, 80)]
+    errors = [(dpm_solver_sample(model, x_T, SCHEDULE, grid) - exact).abs().max().item() for grid in grids]
     assert errors[0] / errors[1] > 3 and errors[1] / errors[2] > 3
-    grid = dpm_solver_timesteps(20, SCHEDULE)
+    grid = grids[0]
     ddim = ddim_sample(model, x_T, SCHEDULE, grid[1:])  # 20 evaluations too, from 999 to clean data
     ddim_error = (ddim - ode_solution(x_T, SCHEDULE, mean, std, 999, None)).abs().max().item()
     assert errors[0] < 0.2 * ddim_error
@@ -80,7 +80,7 @@ def test_ten_steps_are_close_to_the_ode_solution():
     x_T = torch.randn((50, 1, 4, 4), dtype=torch.float64, generator=torch.Generator().manual_seed(3))
     exact = ode_solution(x_T, SCHEDULE, 0.4, 0.3, 999, 0)
     for n in (10, 11):
-        x0 = dpm_solver_sample(model, x_T, SCHEDULE, dpm_solver_timesteps(n, SCHEDULE))
+        x0 = dpm_solver_sample(model, x_T, SCHEDULE, dpm_solver_timesteps(n, SCHEDULE, "logsnr"))
         assert (x0 - exact).abs().max() < 0.05
 
 

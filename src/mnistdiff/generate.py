@@ -33,7 +33,7 @@ def generate(
     so the same seed and batch size give the same images.
 
     `steps` counts model evaluations for "ddim" and "dpm-solver" ("ddpm" runs all T); `spacing`
-    defaults to "uniform" for DDIM (or "quadratic") and "logsnr" for DPM-Solver++ (or "uniform").
+    is "uniform" by default, or "quadratic" for DDIM and "logsnr" for DPM-Solver++.
     precision "bf16" runs the model under bf16 autocast; the sampler's arithmetic stays fp32.
     """
     if sampler not in SAMPLERS:
@@ -45,7 +45,7 @@ def generate(
     if sampler == "ddim":
         seq = timesteps(steps, schedule.T, spacing or "uniform")
     elif sampler == "dpm-solver":
-        seq = dpm_solver_timesteps(steps, schedule, spacing or "logsnr")
+        seq = dpm_solver_timesteps(steps, schedule, spacing or "uniform")
     device = next(model.parameters()).device
     out = []
     batches = tqdm(range(0, n, batch_size), desc=f"{n} images", disable=not progress or n <= batch_size)

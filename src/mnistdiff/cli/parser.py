@@ -38,7 +38,7 @@ def _sampler_args(p: argparse.ArgumentParser) -> None:
                    help="model evaluations of DDIM or DPM-Solver++ (DDPM always runs all T)")
     p.add_argument("--eta", type=_non_negative_float, default=0.0, help="DDIM noise: 0 deterministic, 1 like DDPM")
     p.add_argument("--spacing", choices=["uniform", "quadratic", "logsnr"],
-                   help="DDIM: uniform (default) or quadratic; DPM-Solver++: logsnr (default) or uniform")
+                   help="uniform (default), or quadratic for DDIM, logsnr for DPM-Solver++")
     p.add_argument("--no-clip", action="store_true",
                    help="do not clip the predicted x0 to [-1, 1] at each step (the CLI clips by default, as the DDPM code does)")
     p.add_argument("--seed", type=int, default=0)
