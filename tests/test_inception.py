@@ -62,7 +62,8 @@ def test_plumbing_with_a_stand_in_pytorch_fid(tmp_path, monkeypatch):
     torch.manual_seed(0)
     dark = torch.zeros(30, 1, 28, 28, dtype=torch.uint8)
     bright = torch.full((30, 1, 28, 28), 255, dtype=torch.uint8)
-    same = inception.inception_fid(dark, dark.clone(), weights)
-    apart = inception.inception_fid(bright, dark, weights)
+    net = inception.load_inception(inception.find_weights(weights))
+    same = inception.inception_fid(net, dark, dark.clone())
+    apart = inception.inception_fid(net, bright, dark)
     assert torch.hub.get_dir() == hub_before  # the user's cache setting is put back
     assert apart > 100 * max(same, 1.0)

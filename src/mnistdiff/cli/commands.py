@@ -50,10 +50,10 @@ def cmd_fid(args) -> None:
     from mnistdiff.evaluation import evaluate
 
     dataset = args.dataset or "mnist"
-    if args.inception:  # fail now rather than after sampling
+    if args.inception:  # loaded first, to fail now rather than after sampling
         from mnistdiff.evaluation.inception import find_weights, load_inception
 
-        load_inception(find_weights(args.inception_weights))
+        inception = load_inception(find_weights(args.inception_weights))
     if args.npz:
         images = torch.from_numpy(np.load(args.npz)["images"])
         if images.dtype != torch.uint8 or images.shape[1:] != (1, 28, 28):
@@ -73,7 +73,7 @@ def cmd_fid(args) -> None:
         from mnistdiff.evaluation.inception import inception_fid
 
         real, _ = data.load(dataset, "test", args.data_dir)
-        result["inception_fid_test"] = inception_fid(images, real[: len(images)], args.inception_weights)
+        result["inception_fid_test"] = inception_fid(inception, images, real[: len(images)])
         print(f"Inception FID vs {min(len(images), len(real))} test images: {result['inception_fid_test']:.2f}")
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2) + "\n")

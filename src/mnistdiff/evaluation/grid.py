@@ -21,15 +21,18 @@ def eval_grid(model, schedule: Schedule, *, n: int, dataset: str = "mnist", etas
     settings = [("ddim", eta, s) for eta in etas for s in steps]
     if ddpm:
         settings.append(("ddpm", None, schedule.T))
-    rows = []
-    for sampler, eta, s in tqdm(settings, desc="eval-grid", disable=not progress):
-        t0 = time.perf_counter()
-        images = generate(model, schedule, n, sampler=sampler, steps=s, eta=eta or 0.0, clip_x0=True,
-                          seed=seed, batch_size=batch_size, precision=precision)
-        seconds = time.perf_counter() - t0
-        rows.append({"sampler": sampler, "eta": eta, "steps": s, "n": n, "dataset": dataset,
-                     "precision": precision, "fid_test": fid_test(images, dataset), "seconds": seconds})
-    return rows
+    common = {"n": n, "dataset": dataset, "seed": seed, "batch_size": batch_size, "precision": precision}
+    return [{"sampler": sampler, "eta": eta, "steps": s, "n": n, "dataset": dataset, "precision": precision,
+             **_score(model, schedule, sampler=sampler, steps=s, eta=eta or 0.0, **common)}
+            for sampler, eta, s in tqdm(settings, desc="eval-grid", disable=not progress)]
+
+
+def _score(model, schedule: Schedule, *, n: int, dataset: str, **sampling) -> dict:
+    """FID against the test statistics of n clipped-x0 samples, and the seconds the sampling took."""
+    t0 = time.perf_counter()
+    images = generate(model, schedule, n, clip_x0=True, **sampling)
+    seconds = time.perf_counter() - t0
+    return {"fid_test": fid_test(images, dataset), "seconds": seconds}
 
 
 def to_markdown(rows: list[dict]) -> str:
@@ -57,15 +60,10 @@ def nfe_curve(model, schedule: Schedule, *, n: int, dataset: str = "mnist", nfes
               seed: int = 0, batch_size: int = 64, precision: str = "fp32", progress: bool = True) -> list[dict]:
     """FID against the number of model evaluations, one row per (sampler, spacing, NFE)."""
     settings = [(sampler, spacing, nfe) for sampler, spacing in curves for nfe in nfes]
-    rows = []
-    for sampler, spacing, nfe in tqdm(settings, desc="nfe-curve", disable=not progress):
-        t0 = time.perf_counter()
-        images = generate(model, schedule, n, sampler=sampler, steps=nfe, spacing=spacing, clip_x0=True,
-                          seed=seed, batch_size=batch_size, precision=precision)
-        rows.append({"sampler": sampler, "spacing": spacing, "nfe": nfe, "n": n, "dataset": dataset,
-                     "precision": precision,
-                     "fid_test": fid_test(images, dataset), "seconds": time.perf_counter() - t0})
-    return rows
+    common = {"n": n, "dataset": dataset, "seed": seed, "batch_size": batch_size, "precision": precision}
+    return [{"sampler": sampler, "spacing": spacing, "nfe": nfe, "n": n, "dataset": dataset, "precision": precision,
+             **_score(model, schedule, sampler=sampler, steps=nfe, spacing=spacing, **common)}
+            for sampler, spacing, nfe in tqdm(settings, desc="nfe-curve", disable=not progress)]
 
 
 def nfe_markdown(rows: list[dict]) -> str:

@@ -64,9 +64,9 @@ def inception_stats(net, images: torch.Tensor, batch_size: int = 100) -> tuple[n
     return f.mean(0), np.cov(f, rowvar=False)
 
 
-def inception_fid(images: torch.Tensor, real: torch.Tensor, weights: str | Path | None = None) -> float:
-    """Inception FID of generated uint8 images against real uint8 images (e.g. the test set)."""
-    net = load_inception(find_weights(weights))
+def inception_fid(net, images: torch.Tensor, real: torch.Tensor) -> float:
+    """Inception FID of generated uint8 images against real uint8 images (e.g. the test set);
+    `net` from load_inception."""
     from pytorch_fid.fid_score import calculate_frechet_distance
 
     return float(calculate_frechet_distance(*inception_stats(net, images), *inception_stats(net, real)))
