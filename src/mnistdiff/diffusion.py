@@ -71,11 +71,23 @@ def q_sample(schedule: Schedule, x0: torch.Tensor, t: torch.Tensor, eps: torch.T
     return ab.sqrt() * x0 + (1 - ab).sqrt() * eps
 
 
-def eps_loss(model, schedule: Schedule, x0: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-    """The simple eps-prediction MSE, Eq. 14 of Ho et al. 2020, with t uniform over 0..T-1."""
+def eps_loss(model, schedule: Schedule, x0: torch.Tensor, generator: torch.Generator | None = None,
+             min_snr_gamma: float = 0.0) -> torch.Tensor:
+    """The simple eps-prediction MSE, Eq. 14 of Ho et al. 2020, with t uniform over 0..T-1.
+
+    With `min_snr_gamma` > 0 each image's error is weighted by min(SNR_t, gamma) / SNR_t
+    (Min-SNR-gamma, Hang et al. 2023, eps form): the low-noise steps, whose error is easy
+    to lower and says little about shapes, count less.
+    """
     # Drawn where the generator lives, so a CPU generator gives the same noise for any model device.
     where = generator.device if generator is not None else x0.device
     t = torch.randint(0, schedule.T, (x0.shape[0],), device=where, generator=generator).to(x0.device)
     eps = torch.randn(x0.shape, device=where, dtype=x0.dtype, generator=generator).to(x0.device)
     pred = model(q_sample(schedule, x0, t, eps), t)
-    return F.mse_loss(pred.float(), eps)
+    if min_snr_gamma <= 0:
+        return F.mse_loss(pred.float(), eps)
+    ab = schedule.alpha_bar.to(x0.device)[t]
+    snr = ab / (1 - ab)
+    weight = (snr.clamp(max=min_snr_gamma) / snr).float()
+    per_image = (pred.float() - eps).pow(2).flatten(1).mean(1)
+    return (weight * per_image).mean()

@@ -11,8 +11,9 @@ def cmd_train(args) -> None:
     from mnistdiff.train import train
 
     final = train(args.out, preset=args.preset, dataset=args.dataset, data_dir=args.data_dir, resume=args.resume,
-                  minutes=args.minutes, device=args.device, steps=args.steps, batch_size=args.batch_size, lr=args.lr,
-                  lr_decay=args.lr_decay, precision=args.precision, sample_every=args.sample_every,
+                  minutes=args.minutes, device=args.device, compile=args.compile, steps=args.steps,
+                  batch_size=args.batch_size, lr=args.lr,
+                  lr_decay=args.lr_decay, min_snr_gamma=args.min_snr_gamma, precision=args.precision, sample_every=args.sample_every,
                   checkpoint_every=args.checkpoint_every, fid_every=args.fid_every,
                   fid_images=args.fid_images, seed=args.seed)
     print(f"checkpoint: {final}")

@@ -63,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
                    help="where to train (auto: a CUDA GPU if there is one)")
     p.add_argument("--lr-decay", choices=["constant", "cosine"], help="after warm-up (default: the preset's)")
+    p.add_argument("--min-snr-gamma", type=float,
+                   help="weight each image's loss by min(SNR, gamma)/SNR (0: plain MSE; default: the preset's)")
+    p.add_argument("--compile", action="store_true", help="run training steps through torch.compile")
     p.add_argument("--precision", choices=["fp32", "bf16"], help="bf16 autocast works on CPU (default: the preset's)")
     p.add_argument("--sample-every", type=_positive_int, help="write a sample grid every N steps")
     p.add_argument("--checkpoint-every", type=_positive_int, help="save a checkpoint every N steps")

@@ -16,6 +16,7 @@ class TrainConfig:
     lr: float = 5e-4
     warmup: int = 200
     lr_decay: str = "constant"  # or "cosine": from lr after warm-up down to 0 at `steps`
+    min_snr_gamma: float = 0.0  # > 0: Min-SNR-gamma loss weighting; 0: the plain MSE
     weight_decay: float = 0.0
     grad_clip: float = 1.0
     ema_decay: float = 0.999

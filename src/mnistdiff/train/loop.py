@@ -31,13 +31,16 @@ class Interrupted(Exception):
 class Run:
     """Everything a training run holds: model, EMA, optimizer, RNG and data order, in folder `out`."""
 
-    def __init__(self, out: Path, config: dict, images: torch.Tensor, device: torch.device):
+    def __init__(self, out: Path, config: dict, images: torch.Tensor, device: torch.device,
+                 compile: bool = False):
         self.out, self.config, self.images = out, config, images  # images: (N, C, H, W) uint8, on the CPU
         self.device = device
         unet_cfg, self.cfg, sched_cfg = checkpoint.parse_config(config)
         torch.manual_seed(self.cfg.seed)  # the weights' initialisation, and dropout
         self.model = UNet(unet_cfg).to(device)
         self.ema = EMA(self.model, self.cfg.ema_decay)
+        # The training forward may run through torch.compile; weights and state_dict stay the model's.
+        self.compiled = torch.compile(self.model) if compile else self.model
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
         self.schedule = make_schedule(sched_cfg)
         self.gen = torch.Generator().manual_seed(self.cfg.seed)  # data order, t and eps, on the CPU
@@ -91,7 +94,8 @@ class Run:
             group["lr"] = lr
         x0 = self.next_batch()
         with autocast(self.cfg.precision, self.device.type):
-            loss = eps_loss(self.model, self.schedule, x0, generator=self.gen)
+            loss = eps_loss(self.compiled, self.schedule, x0, generator=self.gen,
+                            min_snr_gamma=self.cfg.min_snr_gamma)
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
@@ -150,6 +154,7 @@ def train(
     resume: bool = False,
     minutes: float | None = None,
     device: str = "auto",
+    compile: bool = False,
     progress: bool = True,
     **overrides,
 ) -> Path:
@@ -157,13 +162,14 @@ def train(
 
     `overrides` replace fields of the preset's TrainConfig (steps, batch_size, lr, precision, ...).
     Training stops after `steps` or `minutes`, whichever comes first; SIGINT or SIGTERM saves a
-    checkpoint before stopping. `device` "auto" takes a CUDA GPU when there is one.
+    checkpoint before stopping. `device` "auto" takes a CUDA GPU when there is one. `compile` runs
+    the training forward and backward through torch.compile (the first steps wait for it to build).
     """
     out = Path(out)
     config = _config(out, preset, dataset, resume, overrides)
     images, _ = data.load(config["dataset"], "train", data_dir)  # held once, as uint8
     config["unet"] |= {"in_channels": images.shape[1], "image_size": images.shape[-1]}
-    run = Run(out, config, images, pick_device(device))
+    run = Run(out, config, images, pick_device(device), compile=compile)
     if resume:
         run.restore()
     cfg, state = run.cfg, run.state
