@@ -33,10 +33,11 @@ def _targets(record: dict) -> list[str]:
         ratio = ours["train_images_per_s"] / theirs["train_images_per_s"]
         checks.append((f"small trains at >= 1.5x diffusers' images/s (best of each: {ours['precision']} "
                        f"{_layout(ours)} vs {theirs['precision']} {_layout(theirs)})", f"{ratio:.2f}x", ratio >= 1.5))
-        den = _best(rows, "small", "denoiser_images_per_s")
-        share = den["denoiser_images_per_s"] * den["gflop_per_image"] / record["peak_gflops"][den["precision"]]
-        checks.append((f"small's denoiser reaches >= 60% of the {den['precision']} matmul peak", f"{share:.0%}",
-                       share >= 0.6))
+        for precision in ("bf16", "fp32"):  # the fastest setting in each precision, against that peak
+            den = _best([r for r in rows if r["precision"] == precision], "small", "denoiser_images_per_s")
+            share = den["denoiser_images_per_s"] * den["gflop_per_image"] / record["peak_gflops"][precision]
+            checks.append((f"small's denoiser reaches >= 60% of the {precision} matmul peak ({_layout(den)}, "
+                           f"{den['denoiser_images_per_s']:.0f} img/s)", f"{share:.0%}", share >= 0.6))
     if "sampling" in record:
         ratio = record["sampling"]["ratio"]
         checks.append(("DDPM-1000 / DDIM-50 time >= 19", f"{ratio:.1f}", ratio >= 19))
@@ -66,7 +67,8 @@ def to_markdown(record: dict) -> str:
             lines.append("")
     if "sampling" in record:
         s = record["sampling"]
-        lines += [f"## Sampling the shipped model, batch {s['batch_size']}, {s['precision']}", "",
+        how = s["precision"] + (", compiled" if s.get("compile") else "")
+        lines += [f"## Sampling the shipped model, batch {s['batch_size']}, {how}", "",
                   "| sampler | seconds |", "|---|---|", f"| DDPM, {s['ddpm_steps']} steps | {s['ddpm_s']:.1f} |",
                   f"| DDIM, {s['ddim_steps']} steps | {s['ddim_s']:.2f} |", f"| ratio | {s['ratio']:.1f} |", ""]
     if "memory" in record:

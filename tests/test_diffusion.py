@@ -39,3 +39,23 @@ def test_eps_loss_is_zero_for_the_true_noise_predictor():
     oracle = lambda xt, t: xt / (1 - s.alpha_bar[t]).sqrt().float().view(-1, 1, 1, 1)  # noqa: E731
     assert eps_loss(oracle, s, x0).item() < 1e-10
     assert eps_loss(lambda xt, t: torch.zeros_like(xt), s, x0).item() > 0.5
+
+
+def test_min_snr_weighting():
+    s = linear_schedule()
+    x0 = torch.rand(64, 1, 8, 8) * 2 - 1
+    zero = lambda xt, t: torch.zeros_like(xt)  # noqa: E731  error = eps, whose mean square is about 1 per image
+    plain = eps_loss(zero, s, x0, generator=torch.Generator().manual_seed(0))
+    # gamma above every step's SNR: every weight is 1, the plain loss.
+    snr = s.alpha_bar / (1 - s.alpha_bar)
+    huge = eps_loss(zero, s, x0, generator=torch.Generator().manual_seed(0), min_snr_gamma=float(snr.max()) * 2)
+    torch.testing.assert_close(huge, plain)
+    # gamma = 5: the same t and eps, each image's error times min(SNR_t, 5) / SNR_t.
+    g = torch.Generator().manual_seed(0)
+    t = torch.randint(0, s.T, (64,), generator=g)
+    eps = torch.randn(x0.shape, generator=g)
+    weight = snr[t].clamp(max=5) / snr[t]
+    expected = (weight * eps.pow(2).flatten(1).mean(1)).mean().float()
+    got = eps_loss(zero, s, x0, generator=torch.Generator().manual_seed(0), min_snr_gamma=5.0)
+    torch.testing.assert_close(got, expected)
+    assert got < plain  # high-SNR steps (small t) count less

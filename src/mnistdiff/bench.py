@@ -84,29 +84,35 @@ def model_speed(model, *, batch_size: int = 64, precision: str = "bf16", channel
 
 
 def bench_preset(preset: str, *, batch_size: int = 64, precision: str = "bf16", repeats: int = 10, warmup: int = 3,
-                 device: str = "cpu") -> dict:
+                 device: str = "cpu", compile: bool = False) -> dict:
     """Speed of a preset's UNet (random weights: timing does not depend on them)."""
     model = UNet(get_preset(preset).unet).to(device)
-    speed = model_speed(model, batch_size=batch_size, precision=precision, repeats=repeats, warmup=warmup)
+    timed = torch.compile(model) if compile else model  # built during the warm-up steps
+    speed = model_speed(timed, batch_size=batch_size, precision=precision, repeats=repeats, warmup=warmup)
     return {
         "preset": preset,
         "params": sum(p.numel() for p in model.parameters()),
         "gflop_per_image": gflops_per_image(model),
         "batch_size": batch_size,
         "precision": precision,
+        "compile": compile,
         "threads": torch.get_num_threads(),
         **speed,
     }
 
 
 def bench_sampling(model, schedule: Schedule, *, ddim_steps: int = 50, batch_size: int = 64, seed: int = 0,
-                   precision: str = "fp32", ddim_repeats: int = 3) -> dict:
+                   precision: str = "fp32", ddim_repeats: int = 3, compile: bool = False) -> dict:
     """Seconds for one batch with DDPM over all T steps and with DDIM over `ddim_steps`, and their ratio.
 
-    DDIM's time is the median of `ddim_repeats` runs; DDPM runs once (it is 20x longer, so steadier).
+    DDIM's time is the median of `ddim_repeats` runs after one warm-up run (which also builds the
+    torch.compile graph with `compile`); DDPM runs once (it is 20x longer, so steadier).
     """
     device = next(model.parameters()).device
-    x_T = torch.randn((batch_size, model.config.in_channels, model.config.image_size, model.config.image_size),
+    config = model.config
+    if compile:
+        model = torch.compile(model, dynamic=False)
+    x_T = torch.randn((batch_size, config.in_channels, config.image_size, config.image_size),
                       generator=torch.Generator().manual_seed(seed)).to(device)
     with autocast(precision, device.type):
         ddim_s = median_seconds(lambda: ddim_sample(model, x_T, schedule, timesteps(ddim_steps, schedule.T),
@@ -116,6 +122,6 @@ def bench_sampling(model, schedule: Schedule, *, ddim_steps: int = 50, batch_siz
                     progress=True)
         _sync(device)
         ddpm_s = time.perf_counter() - t0
-    return {"batch_size": batch_size, "precision": precision, "threads": torch.get_num_threads(),
+    return {"batch_size": batch_size, "precision": precision, "compile": compile, "threads": torch.get_num_threads(),
             "ddpm_steps": schedule.T, "ddpm_s": ddpm_s, "ddim_steps": ddim_steps, "ddim_s": ddim_s,
             "ratio": ddpm_s / ddim_s}

@@ -27,6 +27,7 @@ def generate(
     batch_size: int = 64,
     image_shape: tuple[int, int, int] = (1, 28, 28),
     precision: str = "fp32",
+    compile: bool = False,
     progress: bool = False,
 ) -> torch.Tensor:
     """n images as uint8 (n, C, H, W); batch k starts from noise seeded with seed + k,
@@ -35,6 +36,9 @@ def generate(
     `steps` counts model evaluations for "ddim" and "dpm-solver" ("ddpm" runs all T); `spacing`
     is "uniform" by default, or "quadratic" for DDIM and "logsnr" for DPM-Solver++.
     precision "bf16" runs the model under bf16 autocast; the sampler's arithmetic stays fp32.
+    `compile` runs the model through torch.compile (built once, on the first batch); every batch
+    then has the full batch size, the extra images of the last one dropped, so that one graph
+    serves all (for DDPM and eta > 0 that last batch's images differ from an uncompiled run's).
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}: choose one of {', '.join(SAMPLERS)}")
@@ -47,11 +51,14 @@ def generate(
     elif sampler == "dpm-solver":
         seq = dpm_solver_timesteps(steps, schedule, spacing or "uniform")
     device = next(model.parameters()).device
+    if compile:
+        model = torch.compile(model, dynamic=False)
     out = []
     batches = tqdm(range(0, n, batch_size), desc=f"{n} images", disable=not progress or n <= batch_size)
     for k, start in enumerate(batches):
         g = torch.Generator(device=device).manual_seed(seed + k)
-        x_T = torch.randn((min(batch_size, n - start), *image_shape), generator=g, device=device)
+        size = batch_size if compile else min(batch_size, n - start)
+        x_T = torch.randn((size, *image_shape), generator=g, device=device)
         with autocast(precision, device.type):
             if sampler == "ddpm":
                 x0 = ddpm_sample(model, x_T, schedule, clip_x0=clip_x0, generator=g, progress=progress)
@@ -60,5 +67,5 @@ def generate(
             else:
                 x0 = ddim_sample(model, x_T, schedule, seq, eta=eta, clip_x0=clip_x0, generator=g,
                                  progress=progress)
-        out.append(to_uint8(x0).cpu())
+        out.append(to_uint8(x0[: n - start]).cpu())
     return torch.cat(out)

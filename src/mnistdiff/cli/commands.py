@@ -13,8 +13,8 @@ def cmd_train(args) -> None:
     final = train(args.out, preset=args.preset, dataset=args.dataset, data_dir=args.data_dir, resume=args.resume,
                   minutes=args.minutes, device=args.device, compile=args.compile, steps=args.steps,
                   batch_size=args.batch_size, lr=args.lr,
-                  lr_decay=args.lr_decay, min_snr_gamma=args.min_snr_gamma, precision=args.precision, sample_every=args.sample_every,
-                  checkpoint_every=args.checkpoint_every, fid_every=args.fid_every,
+                  lr_decay=args.lr_decay, min_snr_gamma=args.min_snr_gamma, precision=args.precision,
+                  sample_every=args.sample_every, checkpoint_every=args.checkpoint_every, fid_every=args.fid_every,
                   fid_images=args.fid_images, seed=args.seed)
     print(f"checkpoint: {final}")
 
@@ -29,7 +29,7 @@ def generate_images(args) -> tuple:
         raise ValueError(f"--steps must be at most T={schedule.T}, got {args.steps}")
     images = generate(model, schedule, args.n, sampler=args.sampler, steps=args.steps, eta=args.eta,
                       spacing=args.spacing, clip_x0=not args.no_clip, seed=args.seed,
-                      batch_size=args.batch_size, precision=args.precision, progress=True)
+                      batch_size=args.batch_size, precision=args.precision, compile=args.compile, progress=True)
     return images, config
 
 
@@ -88,7 +88,8 @@ def cmd_eval_grid(args) -> None:
     if max(args.steps) > schedule.T:
         raise ValueError(f"--steps must be at most T={schedule.T}")
     rows = eval_grid(model, schedule, n=args.n, dataset=config["dataset"], etas=args.etas, steps=args.steps,
-                     ddpm=not args.no_ddpm, seed=args.seed, batch_size=args.batch_size, precision=args.precision)
+                     ddpm=not args.no_ddpm, seed=args.seed, batch_size=args.batch_size, precision=args.precision,
+                     compile=args.compile)
     write_results(args.out, to_markdown(rows), {"checkpoint": str(args.checkpoint), "rows": rows})
 
 
@@ -101,7 +102,7 @@ def cmd_nfe_curve(args) -> None:
     model, schedule, config = load_checkpoint(args.checkpoint)
     floor = real_floor(args.n, config["dataset"], args.data_dir)
     rows = nfe_curve(model, schedule, n=args.n, dataset=config["dataset"], nfes=args.nfes, seed=args.seed,
-                     batch_size=args.batch_size, precision=args.precision)
+                     batch_size=args.batch_size, precision=args.precision, compile=args.compile)
     markdown = nfe_markdown(rows) + f"\nReal training images at the same count: {floor:.3f}\n"
     write_results(args.out, markdown, {"checkpoint": str(args.checkpoint), "command": args.command_line,
                                        "floor_fid_test": floor, "rows": rows})
@@ -159,7 +160,7 @@ def cmd_bench(args) -> None:
 
     if args.what == "model":
         result = bench.bench_preset(args.preset, batch_size=args.batch_size, precision=args.precision,
-                                    repeats=args.repeats)
+                                    repeats=args.repeats, compile=args.compile)
     else:
         if args.checkpoint:
             from mnistdiff import load_checkpoint
@@ -168,6 +169,6 @@ def cmd_bench(args) -> None:
         else:  # timing does not depend on the weights
             model, schedule = UNet(get_preset(args.preset).unet).eval(), linear_schedule()
         result = bench.bench_sampling(model, schedule, ddim_steps=args.ddim_steps, batch_size=args.batch_size,
-                                      precision=args.precision)
+                                      precision=args.precision, compile=args.compile)
         result["model"] = args.checkpoint or args.preset
     print(json.dumps(result, indent=2))

@@ -32,6 +32,13 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _model_run_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
+                   help="run the model under bf16 autocast (faster on CPUs with bf16 units)")
+    p.add_argument("--compile", action="store_true",
+                   help="run the model through torch.compile (about a minute to build; faster after)")
+
+
 def _sampler_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sampler", default="ddim", choices=list(SAMPLERS))
     p.add_argument("--steps", type=_positive_int, default=50,
@@ -44,8 +51,7 @@ def _sampler_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=_positive_int, default=64)
     p.add_argument("--raw-weights", action="store_true", help="use the raw weights instead of the EMA copy")
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
-                   help="run the model under bf16 autocast (faster on CPUs with bf16 units)")
+    _model_run_args(p)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -103,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-ddpm", action="store_true", help="leave out the DDPM row")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=_positive_int, default=64)
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="run the model under bf16 autocast")
+    _model_run_args(p)
     p.add_argument("--out", default="eval-grid", help="writes OUT.md and OUT.json")
 
     p = sub.add_parser("nfe-curve", help="FID against model evaluations for DDIM and DPM-Solver++ (table + PNG)")
@@ -113,7 +119,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-dir", help="folder with the IDX files (for the real-data floor)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=_positive_int, default=64)
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"], help="run the model under bf16 autocast")
+    _model_run_args(p)
     p.add_argument("--out", default="nfe-curve", help="writes OUT.md, OUT.json and OUT.png")
 
     p = sub.add_parser("export", help="copy a run's EMA weights, config and logs into a folder to ship")
@@ -144,6 +150,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--ddim-steps", type=_positive_int, default=50)
     p.add_argument("--batch-size", type=_positive_int, default=64)
     p.add_argument("--precision", default="bf16", choices=["fp32", "bf16"])
+    p.add_argument("--compile", action="store_true", help="time the model through torch.compile")
     p.add_argument("--repeats", type=_positive_int, default=10)
 
     _experiment_parsers(sub)

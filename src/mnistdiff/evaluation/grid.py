@@ -16,12 +16,13 @@ STEPS = (10, 20, 50, 100, 1000)
 
 def eval_grid(model, schedule: Schedule, *, n: int, dataset: str = "mnist", etas=ETAS, steps=STEPS,
               ddpm: bool = True, seed: int = 0, batch_size: int = 64, precision: str = "fp32",
-              progress: bool = True) -> list[dict]:
+              compile: bool = False, progress: bool = True) -> list[dict]:
     """One row per setting: sampler, eta, steps, FID against the test statistics, seconds taken."""
     settings = [("ddim", eta, s) for eta in etas for s in steps]
     if ddpm:
         settings.append(("ddpm", None, schedule.T))
-    common = {"n": n, "dataset": dataset, "seed": seed, "batch_size": batch_size, "precision": precision}
+    common = {"n": n, "dataset": dataset, "seed": seed, "batch_size": batch_size, "precision": precision,
+              "compile": compile}
     return [{"sampler": sampler, "eta": eta, "steps": s, "n": n, "dataset": dataset, "precision": precision,
              **_score(model, schedule, sampler=sampler, steps=s, eta=eta or 0.0, **common)}
             for sampler, eta, s in tqdm(settings, desc="eval-grid", disable=not progress)]
@@ -57,10 +58,12 @@ CURVES = (("ddim", "uniform"), ("dpm-solver", "logsnr"), ("dpm-solver", "uniform
 
 
 def nfe_curve(model, schedule: Schedule, *, n: int, dataset: str = "mnist", nfes=NFES, curves=CURVES,
-              seed: int = 0, batch_size: int = 64, precision: str = "fp32", progress: bool = True) -> list[dict]:
+              seed: int = 0, batch_size: int = 64, precision: str = "fp32", compile: bool = False,
+              progress: bool = True) -> list[dict]:
     """FID against the number of model evaluations, one row per (sampler, spacing, NFE)."""
     settings = [(sampler, spacing, nfe) for sampler, spacing in curves for nfe in nfes]
-    common = {"n": n, "dataset": dataset, "seed": seed, "batch_size": batch_size, "precision": precision}
+    common = {"n": n, "dataset": dataset, "seed": seed, "batch_size": batch_size, "precision": precision,
+              "compile": compile}
     return [{"sampler": sampler, "spacing": spacing, "nfe": nfe, "n": n, "dataset": dataset, "precision": precision,
              **_score(model, schedule, sampler=sampler, steps=nfe, spacing=spacing, **common)}
             for sampler, spacing, nfe in tqdm(settings, desc="nfe-curve", disable=not progress)]

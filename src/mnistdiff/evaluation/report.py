@@ -20,8 +20,7 @@ def evaluate(images: torch.Tensor, dataset: str = "mnist", data_dir=None, seed: 
 
     images: uint8 (N, 1, 28, 28).
     """
-    classifier, _ = load_classifier(dataset)
-    reference = load_reference(dataset)
+    classifier, reference = _scorer(dataset)
     feats, probs = features_and_probs(classifier, images)
     mu, sigma = gaussian_stats(feats)
     n = len(images)
@@ -50,10 +49,12 @@ def real_floor(n: int, dataset: str = "mnist", data_dir=None, seed: int = 0) -> 
 
 @lru_cache(maxsize=2)
 def _scorer(dataset: str):
-    return load_classifier(dataset)[0], load_reference(dataset)["test"]
+    """The dataset's shipped classifier and reference statistics, loaded once per process."""
+    return load_classifier(dataset)[0], load_reference(dataset)
 
 
 def fid_test(images: torch.Tensor, dataset: str = "mnist") -> float:
     """FID of uint8 images against the shipped test statistics alone: the cheap check run during training."""
-    classifier, (mu, sigma) = _scorer(dataset)
+    classifier, reference = _scorer(dataset)
+    mu, sigma = reference["test"]
     return frechet_distance(*gaussian_stats(features_and_probs(classifier, images)[0]), mu, sigma)
