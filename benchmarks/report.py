@@ -15,14 +15,20 @@ def _speed_table(record: dict) -> list[str]:
              "| denoiser GFLOP/s | share of matmul peak |", "|---|---|---|---|---|---|---|---|---|"]
     for r in record["speed"]:
         achieved = r["denoiser_images_per_s"] * r["gflop_per_image"]
+        train = f"{r['train_images_per_s']:.0f}"
+        if r.get("train_grads_match") is False:
+            train = f"{train} (wrong gradients: {r['train_grad_error']:.0%} off)"
         lines.append(f"| {r['model']} | {r['params'] / 1e6:.2f}M | {r['gflop_per_image']:.3f} | {r['precision']} "
-                     f"| {_layout(r)} | {r['train_images_per_s']:.0f} | {r['denoiser_images_per_s']:.0f} "
+                     f"| {_layout(r)} | {train} | {r['denoiser_images_per_s']:.0f} "
                      f"| {achieved:.0f} | {achieved / peak[r['precision']]:.0%} |")
     return lines
 
 
 def _best(rows: list[dict], model: str, key: str) -> dict:
-    return max((r for r in rows if r["model"] == model), key=lambda r: r[key])
+    """The fastest row of `model` for `key`; for training, only settings whose gradients are right."""
+    valid = [r for r in rows if r["model"] == model
+             and not (key == "train_images_per_s" and r.get("train_grads_match") is False)]
+    return max(valid, key=lambda r: r[key])
 
 
 def _targets(record: dict) -> list[str]:

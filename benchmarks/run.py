@@ -20,8 +20,10 @@ from pathlib import Path
 import torch
 
 from mnistdiff import bench, load_checkpoint
+from mnistdiff.diffusion import linear_schedule
 from mnistdiff.model import UNet, get_preset
 from mnistdiff.provenance import git_commit
+from mnistdiff.train.compiled import compiled_grads_match
 
 sys.path.insert(0, str(Path(__file__).parent))
 from diffusers_unet import DiffusersUNet  # noqa: E402
@@ -54,6 +56,10 @@ def speed_rows(models: dict, device: torch.device, repeats: int, with_compile: b
                   flush=True)
             timed = torch.compile(model) if compiled else model
             speed = bench.model_speed(timed, precision=precision, channels_last=channels_last, repeats=repeats)
+            if compiled:  # a fast wrong backward is no use: check it against the plain one
+                x0 = torch.rand(64, 1, 28, 28, device=device) * 2 - 1
+                speed["train_grads_match"], speed["train_grad_error"] = compiled_grads_match(
+                    model, timed, linear_schedule(), x0, precision)
             rows.append(base | {"precision": precision, "channels_last": channels_last, "compile": compiled} | speed)
     return rows
 

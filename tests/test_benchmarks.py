@@ -27,3 +27,21 @@ def test_rss_job_reports_its_own_peak():
                           capture_output=True, text=True)
     row = json.loads(done.stdout.strip().splitlines()[-1])
     assert row["job"] == "sample" and 50 < row["peak_rss_mib"] < 4096
+
+
+def test_report_leaves_out_training_with_wrong_gradients():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    from report import to_markdown
+
+    row = {"params": 1.1e6, "gflop_per_image": 0.38, "channels_last": False, "denoiser_images_per_s": 100.0}
+    speed = [row | {"model": "small", "precision": "bf16", "compile": False, "train_images_per_s": 200.0},
+             row | {"model": "small", "precision": "bf16", "compile": True, "train_images_per_s": 900.0,
+                    "train_grads_match": False, "train_grad_error": 0.21},
+             row | {"model": "small", "precision": "fp32", "compile": False, "train_images_per_s": 100.0},
+             row | {"model": "diffusers UNet2DModel", "precision": "bf16", "compile": False,
+                    "train_images_per_s": 100.0}]
+    record = {"machine": {"gpu": None, "cpu": "x", "threads": 2, "torch": "t", "commit": "c"}, "command": "run",
+              "peak_gflops": {"fp32": 100.0, "bf16": 400.0}, "speed": speed}
+    table = to_markdown(record)
+    assert "900 (wrong gradients: 21% off)" in table
+    assert "train images per s: 2.00x" in table  # 200 / 100, not 900 / 100

@@ -7,6 +7,7 @@ from mnistdiff.diffusion import linear_schedule
 from mnistdiff.generate import generate
 from mnistdiff.model import UNet, get_preset
 from mnistdiff.precision import autocast
+from mnistdiff.train.compiled import compile_for_training, compiled_grads_match
 
 
 @pytest.fixture(scope="module")
@@ -65,3 +66,19 @@ def test_bf16_sampling_draws_nearly_the_same_images(model_and_input):
     a = generate(model, schedule, 8, steps=5, precision="fp32").int()
     b = generate(model, schedule, 8, steps=5, precision="bf16").int()
     assert (a - b).abs().float().mean() < 4  # grey levels out of 255
+
+
+def test_compiled_training_gradients_are_checked(model_and_input, monkeypatch):
+    model = model_and_input[0]
+    schedule = linear_schedule()
+    x0 = torch.rand(4, 1, 28, 28, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    ok, error = compiled_grads_match(model, torch.compile(model), schedule, x0, "fp32")
+    assert ok and error < 1e-3
+    # A stand-in whose backward is wrong (no gradient reaches the weights) fails the check...
+    broken = lambda x, t: model(x, t).detach() + 0 * model(x, t)  # noqa: E731
+    ok, error = compiled_grads_match(model, broken, schedule, x0, "fp32")
+    assert not ok and error == pytest.approx(1.0)
+    # ...and training then keeps the plain model.
+    monkeypatch.setattr(torch, "compile", lambda m: broken)
+    chosen, message = compile_for_training(model, schedule, x0, "fp32")
+    assert chosen is model and "NOT used" in message

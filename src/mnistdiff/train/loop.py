@@ -20,6 +20,7 @@ from mnistdiff.images import grid, save_png
 from mnistdiff.model import UNet, get_preset
 from mnistdiff.precision import autocast
 from mnistdiff.train import checkpoint
+from mnistdiff.train.compiled import compile_for_training
 from mnistdiff.train.ema import EMA
 from mnistdiff.train.log import FID_FIELDS, TRAIN_FIELDS, CsvLog
 
@@ -39,10 +40,14 @@ class Run:
         torch.manual_seed(self.cfg.seed)  # the weights' initialisation, and dropout
         self.model = UNet(unet_cfg).to(device)
         self.ema = EMA(self.model, self.cfg.ema_decay)
-        # The training forward may run through torch.compile; weights and state_dict stay the model's.
-        self.compiled = torch.compile(self.model) if compile else self.model
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
         self.schedule = make_schedule(sched_cfg)
+        # The training forward may run through torch.compile; weights and state_dict stay the model's.
+        self.compiled = self.model
+        if compile:
+            x0 = data.to_model_range(images[: self.cfg.batch_size]).to(device)
+            self.compiled, message = compile_for_training(self.model, self.schedule, x0, self.cfg.precision)
+            print(message, flush=True)
         self.gen = torch.Generator().manual_seed(self.cfg.seed)  # data order, t and eps, on the CPU
         self.state = {"step": 0, "elapsed_s": 0.0, "pos": 0,
                       "perm": torch.randperm(len(images), generator=self.gen)}
