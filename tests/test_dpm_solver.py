@@ -21,9 +21,11 @@ def ode_solution(x_T, schedule, mean, std, t_from, t_to):
 
 def test_grid_spans_0_to_T_minus_1():
     assert dpm_solver_timesteps(4, SCHEDULE, "uniform") == [0, 250, 500, 749, 999]
-    for n in (10, 100):
-        grid = dpm_solver_timesteps(n, SCHEDULE, "logsnr")
-        assert len(grid) == n + 1 and grid[0] == 0 and grid[-1] == 999 and grid == sorted(set(grid))
+    assert dpm_solver_timesteps(4, SCHEDULE, "quadratic") == [0, 62, 250, 562, 999]  # 999 (i/4)^2, rounded
+    for spacing in ("logsnr", "quadratic", "uniform"):
+        for n in (10, 100, 999):
+            grid = dpm_solver_timesteps(n, SCHEDULE, spacing)
+            assert len(grid) == n + 1 and grid[0] == 0 and grid[-1] == 999 and grid == sorted(set(grid))
     lam = 0.5 * (SCHEDULE.alpha_bar.log() - (1 - SCHEDULE.alpha_bar).log())
     steps = lam[dpm_solver_timesteps(10, SCHEDULE, "logsnr")].diff()
     assert steps.max() / steps.min() < 1.3  # even in lambda, up to rounding to whole timesteps
@@ -34,7 +36,7 @@ def test_grid_spans_0_to_T_minus_1():
 
 
 @pytest.mark.parametrize("n_steps", [1, 5, 10, 20])
-@pytest.mark.parametrize("spacing", ["logsnr", "uniform"])
+@pytest.mark.parametrize("spacing", ["logsnr", "uniform", "quadratic"])
 @pytest.mark.parametrize("schedule", [SCHEDULE, cosine_schedule()], ids=["linear", "cosine"])
 def test_one_point_data_ends_at_the_point(n_steps, spacing, schedule):
     """Every x0 estimate is the point, so x_0 = alpha_0 x* + sigma_0 / sigma_T (x_T - alpha_T x*) exactly."""

@@ -120,7 +120,7 @@ def test_dpm_solver_and_nfe_curve_from_the_cli(idx_folder, tmp_path, capsys):
     assert main(["sample", "--checkpoint", str(run), "--sampler", "dpm-solver", "--steps", "3", "--n", "2",
                  "--out", str(tmp_path / "g.png"), "--npz", str(npz)]) == 0
     assert np.load(npz)["images"].shape == (2, 1, 28, 28)
-    assert main(["sample", "--checkpoint", str(run), "--sampler", "dpm-solver", "--spacing", "quadratic"]) == 2
+    assert main(["sample", "--checkpoint", str(run), "--sampler", "ddim", "--spacing", "logsnr"]) == 2
     assert "spacing" in capsys.readouterr().err
     out = tmp_path / "nfe"
     assert main(["nfe-curve", "--checkpoint", str(run), "--n", "8", "--nfes", "2,3", "--data-dir", str(idx_folder),
@@ -129,6 +129,10 @@ def test_dpm_solver_and_nfe_curve_from_the_cli(idx_folder, tmp_path, capsys):
     assert [(r["sampler"], r["nfe"]) for r in record["rows"]][:3] == [("ddim", 2), ("ddim", 3), ("dpm-solver", 2)]
     assert record["floor_fid_test"] >= 0 and (tmp_path / "nfe.png").stat().st_size > 0
     assert "| dpm-solver, logsnr |" in (tmp_path / "nfe.md").read_text()
+    assert main(["nfe-curve", "--checkpoint", str(run), "--n", "4", "--nfes", "2", "--data-dir", str(idx_folder),
+                 "--curves", "dpm-solver:quadratic", "--out", str(out)]) == 0
+    rows = json.loads((tmp_path / "nfe.json").read_text())["rows"]
+    assert [(r["sampler"], r["spacing"], r["nfe"]) for r in rows] == [("dpm-solver", "quadratic", 2)]
 
 
 def test_cosine_lr_decays_to_zero_after_warm_up(idx_folder, tmp_path):

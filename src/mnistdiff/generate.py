@@ -34,7 +34,7 @@ def generate(
     so the same seed and batch size give the same images.
 
     `steps` counts model evaluations for "ddim" and "dpm-solver" ("ddpm" runs all T); `spacing`
-    is "uniform" by default, or "quadratic" for DDIM and "logsnr" for DPM-Solver++.
+    is "uniform" by default, or "quadratic" (both samplers) or "logsnr" (DPM-Solver++).
     precision "bf16" runs the model under bf16 autocast; the sampler's arithmetic stays fp32.
     `compile` runs the model through torch.compile (built once, on the first batch); every batch
     then has the full batch size, the extra images of the last one dropped, so that one graph

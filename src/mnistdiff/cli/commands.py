@@ -95,13 +95,14 @@ def cmd_eval_grid(args) -> None:
 
 def cmd_nfe_curve(args) -> None:
     from mnistdiff import load_checkpoint
-    from mnistdiff.evaluation.grid import nfe_curve, nfe_markdown
+    from mnistdiff.evaluation.grid import CURVES, nfe_curve, nfe_markdown
     from mnistdiff.evaluation.plots import plot_nfe_curve
     from mnistdiff.evaluation.report import real_floor
 
     model, schedule, config = load_checkpoint(args.checkpoint)
     floor = real_floor(args.n, config["dataset"], args.data_dir)
-    rows = nfe_curve(model, schedule, n=args.n, dataset=config["dataset"], nfes=args.nfes, seed=args.seed,
+    rows = nfe_curve(model, schedule, n=args.n, dataset=config["dataset"], nfes=args.nfes,
+                     curves=args.curves or CURVES, seed=args.seed,
                      batch_size=args.batch_size, precision=args.precision, compile=args.compile)
     markdown = nfe_markdown(rows) + f"\nReal training images at the same count: {floor:.3f}\n"
     write_results(args.out, markdown, {"checkpoint": str(args.checkpoint), "command": args.command_line,

@@ -32,6 +32,16 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
+def _curves(text: str) -> list[tuple[str, str]]:
+    curves = [tuple(item.split(":", 1)) for item in text.split(",")]
+    for curve in curves:
+        if len(curve) != 2 or curve[0] not in ("ddim", "dpm-solver") \
+                or curve[1] not in ("uniform", "quadratic", "logsnr") or curve == ("ddim", "logsnr"):
+            raise argparse.ArgumentTypeError(f"{':'.join(curve)}: use ddim or dpm-solver, then :uniform, "
+                                             ":quadratic or (dpm-solver only) :logsnr")
+    return curves
+
+
 def _model_run_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
                    help="run the model under bf16 autocast (faster on CPUs with bf16 units)")
@@ -45,7 +55,7 @@ def _sampler_args(p: argparse.ArgumentParser) -> None:
                    help="model evaluations of DDIM or DPM-Solver++ (DDPM always runs all T)")
     p.add_argument("--eta", type=_non_negative_float, default=0.0, help="DDIM noise: 0 deterministic, 1 like DDPM")
     p.add_argument("--spacing", choices=["uniform", "quadratic", "logsnr"],
-                   help="uniform (default), or quadratic for DDIM, logsnr for DPM-Solver++")
+                   help="uniform (default), quadratic (denser near t = 0), or logsnr for DPM-Solver++")
     p.add_argument("--no-clip", action="store_true",
                    help="do not clip the predicted x0 to [-1, 1] at each step (the CLI clips by default, as the DDPM code does)")
     p.add_argument("--seed", type=int, default=0)
@@ -116,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", help="run folder or checkpoint folder (default: the shipped model)")
     p.add_argument("--n", type=_positive_int, default=1000, help="images per point: more is slower and more precise")
     p.add_argument("--nfes", type=lambda t: [_positive_int(v) for v in t.split(",")], default=[5, 10, 20, 50, 100])
+    p.add_argument("--curves", type=_curves, help="comma list of sampler:spacing "
+                   "(default: ddim:uniform,dpm-solver:logsnr,dpm-solver:uniform)")
     p.add_argument("--data-dir", help="folder with the IDX files (for the real-data floor)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=_positive_int, default=64)

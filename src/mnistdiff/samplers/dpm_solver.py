@@ -13,31 +13,36 @@ from mnistdiff.samplers.steps import call, check_steps, predict_x0, progress_bar
 def dpm_solver_timesteps(n_steps: int, schedule: Schedule, spacing: str = "uniform") -> list[int]:
     """The ascending grid of n_steps + 1 levels from t = 0 to T - 1 that n_steps solver steps visit.
 
-    "uniform" spaces the levels evenly in t, "logsnr" evenly in lambda = log(alpha / sigma)
-    (the two choices of Lu et al. 2022); each level is rounded to the nearest trained timestep.
-    On Gaussian data "logsnr" is far more accurate at 20 steps (a time-uniform grid's last step
-    spans 2.9 in lambda; tests/test_dpm_solver.py), but on the shipped MNIST model "uniform" gives
-    the lower FID at 5 and 10 steps and the same from 20 on (docs/results/nfe-curve.md).
+    The three grids of Lu et al. 2022: "uniform" spaces the levels evenly in t, "logsnr" evenly
+    in lambda = log(alpha / sigma), "quadratic" evenly in sqrt(t) (denser near t = 0); each level
+    is rounded to the nearest trained timestep. On Gaussian data "logsnr" is far more accurate at
+    20 steps (a time-uniform grid's last step spans 2.9 in lambda; tests/test_dpm_solver.py), but
+    on the shipped MNIST model "uniform" gives the lowest FID at 5 and 10 steps
+    (docs/results/nfe-curve.md).
     """
     T = schedule.T
     if not 1 <= n_steps <= T - 1:
         raise ValueError(f"steps must be between 1 and T - 1 = {T - 1}, got {n_steps}")
     if spacing == "uniform":
-        grid = [round(i * (T - 1) / n_steps) for i in range(n_steps + 1)]
-    elif spacing == "logsnr":
+        return [round(i * (T - 1) / n_steps) for i in range(n_steps + 1)]
+    if spacing == "logsnr":
         lam = _lambdas(schedule)  # decreasing in t
         targets = torch.linspace(float(lam[0]), float(lam[-1]), n_steps + 1, dtype=torch.float64)
-        grid = [int((lam - v).abs().argmin()) for v in targets]
-        # Near the ends lambda can move faster than one level per step: keep the levels distinct.
-        for i in range(1, len(grid)):
-            grid[i] = max(grid[i], grid[i - 1] + 1)
-        grid[-1] = T - 1
-        for i in range(len(grid) - 2, -1, -1):
-            grid[i] = min(grid[i], grid[i + 1] - 1)
-    else:
-        raise ValueError(f"unknown spacing {spacing!r}: use 'uniform' or 'logsnr'")
-    if len(set(grid)) != len(grid):
-        raise ValueError(f"{spacing} spacing repeats timesteps at {n_steps} steps: use fewer or 'uniform'")
+        return _distinct([int((lam - v).abs().argmin()) for v in targets], T)
+    if spacing == "quadratic":
+        return _distinct([round((i / n_steps) ** 2 * (T - 1)) for i in range(n_steps + 1)], T)
+    raise ValueError(f"unknown spacing {spacing!r}: use 'uniform', 'logsnr' or 'quadratic'")
+
+
+def _distinct(grid: list[int], T: int) -> list[int]:
+    """Near the ends a grid can move slower than one level per step: push levels apart, keeping 0 and T - 1."""
+    for i in range(1, len(grid)):
+        grid[i] = max(grid[i], grid[i - 1] + 1)
+    grid[-1] = T - 1
+    for i in range(len(grid) - 2, -1, -1):
+        grid[i] = min(grid[i], grid[i + 1] - 1)
+    if grid[0] < 0:
+        raise ValueError(f"{len(grid) - 1} steps do not fit in {T} levels")
     return grid
 
 
