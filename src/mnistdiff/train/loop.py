@@ -168,7 +168,8 @@ def train(
     `overrides` replace fields of the preset's TrainConfig (steps, batch_size, lr, precision, ...).
     Training stops after `steps` or `minutes`, whichever comes first; SIGINT or SIGTERM saves a
     checkpoint before stopping. `device` "auto" takes a CUDA GPU when there is one. `compile` runs
-    the training forward and backward through torch.compile (the first steps wait for it to build).
+    the training forward and backward through torch.compile if a check on the first batch finds its
+    gradients equal to the plain model's (train/compiled.py); otherwise training runs uncompiled.
     """
     out = Path(out)
     config = _config(out, preset, dataset, resume, overrides)
