@@ -35,6 +35,37 @@ def test_grid_spans_0_to_T_minus_1():
         dpm_solver_timesteps(5, SCHEDULE, "karras")
 
 
+def test_grid_ending_early_jumps_to_clean_data():
+    assert dpm_solver_timesteps(4, SCHEDULE, "uniform", t_end=200) == [-1, 200, 466, 733, 999]
+    assert dpm_solver_timesteps(1, SCHEDULE, "uniform", t_end=200) == [-1, 999]
+    for spacing in ("logsnr", "quadratic", "uniform"):
+        for n in (2, 10, 100):
+            grid = dpm_solver_timesteps(n, SCHEDULE, spacing, t_end=150)
+            assert len(grid) == n + 1 and grid[:2] == [-1, 150] and grid[-1] == 999 and grid == sorted(set(grid))
+    for bad in (-1, 999):
+        with pytest.raises(ValueError):
+            dpm_solver_timesteps(10, SCHEDULE, t_end=bad)
+
+
+@pytest.mark.parametrize("n_steps", [1, 2, 10, 20])
+def test_clean_end_returns_the_x0_predicted_at_t_end(n_steps):
+    """On one-point data every x0 estimate is the point, so a grid ending at clean data lands on it exactly."""
+    x_star = torch.rand((1, 1, 4, 4), generator=torch.Generator().manual_seed(0), dtype=torch.float64) * 2 - 1
+    model = GaussianData(SCHEDULE, x_star, 0.0)
+    x_T = torch.randn((3, 1, 4, 4), dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    x0 = dpm_solver_sample(model, x_T, SCHEDULE, dpm_solver_timesteps(n_steps, SCHEDULE, "uniform", t_end=200))
+    torch.testing.assert_close(x0, x_star.expand_as(x0), atol=1e-10, rtol=0)
+
+
+def test_clean_end_at_t_0_matches_the_gaussian():
+    mean, std = 0.4, 0.3
+    model = GaussianData(SCHEDULE, mean, std)
+    x_T = torch.randn((2000, 1, 4, 4), dtype=torch.float64, generator=torch.Generator().manual_seed(5))
+    x0 = dpm_solver_sample(model, x_T, SCHEDULE, dpm_solver_timesteps(20, SCHEDULE, "logsnr", t_end=0))
+    assert abs(x0.mean().item() - mean) < 0.01
+    assert abs(x0.std().item() / std - 1) < 0.03
+
+
 @pytest.mark.parametrize("n_steps", [1, 5, 10, 20])
 @pytest.mark.parametrize("spacing", ["logsnr", "uniform", "quadratic"])
 @pytest.mark.parametrize("schedule", [SCHEDULE, cosine_schedule()], ids=["linear", "cosine"])
@@ -89,6 +120,6 @@ def test_ten_steps_are_close_to_the_ode_solution():
 def test_bad_grid():
     model = GaussianData(SCHEDULE, 0.0, 1.0)
     x_T = torch.randn(1, 1, 2, 2)
-    for bad in ([500], [3, 2], [0, 1000]):
+    for bad in ([500], [3, 2], [0, 1000], [-1], [-1, -1, 5], [-2, 5]):
         with pytest.raises(ValueError):
             dpm_solver_sample(model, x_T, SCHEDULE, bad)

@@ -130,9 +130,16 @@ def test_dpm_solver_and_nfe_curve_from_the_cli(idx_folder, tmp_path, capsys):
     assert record["floor_fid_test"] >= 0 and (tmp_path / "nfe.png").stat().st_size > 0
     assert "| dpm-solver, logsnr |" in (tmp_path / "nfe.md").read_text()
     assert main(["nfe-curve", "--checkpoint", str(run), "--n", "4", "--nfes", "2", "--data-dir", str(idx_folder),
-                 "--curves", "dpm-solver:quadratic", "--out", str(out)]) == 0
+                 "--curves", "dpm-solver:quadratic,ddim:uniform:300", "--out", str(out)]) == 0
     rows = json.loads((tmp_path / "nfe.json").read_text())["rows"]
-    assert [(r["sampler"], r["spacing"], r["nfe"]) for r in rows] == [("dpm-solver", "quadratic", 2)]
+    assert [(r["sampler"], r["spacing"], r["t_end"], r["nfe"]) for r in rows] == [
+        ("dpm-solver", "quadratic", None, 2), ("ddim", "uniform", 300, 2)]
+    assert "| ddim, uniform, t_end 300 |" in (tmp_path / "nfe.md").read_text()
+    assert main(["sample", "--checkpoint", str(run), "--sampler", "dpm-solver", "--steps", "3", "--t-end", "200",
+                 "--n", "2", "--out", str(tmp_path / "g.png")]) == 0
+    assert main(["sample", "--checkpoint", str(run), "--steps", "50", "--t-end", "990"]) == 2
+    assert "t_end" in capsys.readouterr().err
+    assert main(["nfe-curve", "--checkpoint", str(run), "--curves", "ddim:uniform:x"]) == 2
 
 
 def test_cosine_lr_decays_to_zero_after_warm_up(idx_folder, tmp_path):

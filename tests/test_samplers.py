@@ -30,6 +30,29 @@ def test_timesteps_quadratic_and_errors():
         timesteps(10, 1000, "cubic")
 
 
+def test_timesteps_end_early():
+    assert timesteps(4, 1000, t_end=200) == [200, 400, 600, 800]
+    assert timesteps(50, 1000, t_end=0) == timesteps(50, 1000)
+    seq = timesteps(10, 1000, "quadratic", t_end=100)
+    assert seq[0] == 100 and seq[-1] == 100 + 720 and len(set(seq)) == 10
+    for bad in (-1, 997):
+        with pytest.raises(ValueError):
+            timesteps(4, 1000, t_end=bad)
+
+
+def test_ddim_ending_early_returns_the_x0_predicted_there():
+    """From t_end DDIM jumps to clean data: for Gaussian data, the posterior mean at t_end."""
+    model = GaussianData(SCHEDULE, 0.4, 0.3)
+    x_T = torch.randn((4, 1, 4, 4), dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    seen = []
+    x0 = ddim_sample(model, x_T, SCHEDULE, timesteps(5, 1000, t_end=300), callback=lambda t, x: seen.append((t, x)))
+    assert [t for t, _ in seen] == [720, 580, 440, 300, -1]  # from 860, the top of 300, 440, ..., 860
+    t, x_at_end = seen[-2]
+    ab = SCHEDULE.alpha_bar[300]
+    expected = (x_at_end - (1 - ab).sqrt() * model(x_at_end, torch.full((4,), 300))) / ab.sqrt()
+    torch.testing.assert_close(x0, expected)
+
+
 @pytest.mark.parametrize("n_steps", [1, 10, 50])
 def test_ddim_deterministic_returns_the_data_point(n_steps):
     model, x_star = point_model()

@@ -22,6 +22,7 @@ def generate(
     steps: int = 50,
     eta: float = 0.0,
     spacing: str | None = None,
+    t_end: int | None = None,
     clip_x0: bool = True,
     seed: int = 0,
     batch_size: int = 64,
@@ -35,6 +36,9 @@ def generate(
 
     `steps` counts model evaluations for "ddim" and "dpm-solver" ("ddpm" runs all T); `spacing`
     is "uniform" by default, or "quadratic" (both samplers) or "logsnr" (DPM-Solver++).
+    `t_end` is the last level the model is evaluated at before the samplers jump to clean data
+    (the x0 predicted there); by default DDIM's grid ends at 0 and DPM-Solver++ follows Lu et al.,
+    stepping down to t = 0 without that jump.
     precision "bf16" runs the model under bf16 autocast; the sampler's arithmetic stays fp32.
     `compile` runs the model through torch.compile (built once, on the first batch); every batch
     then has the full batch size, the extra images of the last one dropped, so that one graph
@@ -47,9 +51,9 @@ def generate(
     if eta < 0:
         raise ValueError(f"eta must be >= 0, got {eta}")
     if sampler == "ddim":
-        seq = timesteps(steps, schedule.T, spacing or "uniform")
+        seq = timesteps(steps, schedule.T, spacing or "uniform", t_end or 0)
     elif sampler == "dpm-solver":
-        seq = dpm_solver_timesteps(steps, schedule, spacing or "uniform")
+        seq = dpm_solver_timesteps(steps, schedule, spacing or "uniform", t_end)
     device = next(model.parameters()).device
     if compile:
         model = torch.compile(model, dynamic=False)

@@ -28,7 +28,7 @@ def generate_images(args) -> tuple:
     if args.sampler == "ddim" and args.steps > schedule.T:
         raise ValueError(f"--steps must be at most T={schedule.T}, got {args.steps}")
     images = generate(model, schedule, args.n, sampler=args.sampler, steps=args.steps, eta=args.eta,
-                      spacing=args.spacing, clip_x0=not args.no_clip, seed=args.seed,
+                      spacing=args.spacing, t_end=args.t_end, clip_x0=not args.no_clip, seed=args.seed,
                       batch_size=args.batch_size, precision=args.precision, compile=args.compile, progress=True)
     return images, config
 

@@ -25,6 +25,13 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    return value
+
+
 def _non_negative_float(text: str) -> float:
     value = float(text)
     if value < 0:
@@ -32,13 +39,18 @@ def _non_negative_float(text: str) -> float:
     return value
 
 
-def _curves(text: str) -> list[tuple[str, str]]:
-    curves = [tuple(item.split(":", 1)) for item in text.split(",")]
-    for curve in curves:
-        if len(curve) != 2 or curve[0] not in ("ddim", "dpm-solver") \
-                or curve[1] not in ("uniform", "quadratic", "logsnr") or curve == ("ddim", "logsnr"):
-            raise argparse.ArgumentTypeError(f"{':'.join(curve)}: use ddim or dpm-solver, then :uniform, "
-                                             ":quadratic or (dpm-solver only) :logsnr")
+def _curves(text: str) -> list[tuple[str, str, int | None]]:
+    """sampler:spacing[:t_end], comma-separated, e.g. ddim:uniform,dpm-solver:uniform:200."""
+    curves = []
+    for item in text.split(","):
+        parts = item.split(":")
+        ok = 2 <= len(parts) <= 3 and parts[0] in ("ddim", "dpm-solver") \
+            and parts[1] in ("uniform", "quadratic", "logsnr") and parts[:2] != ["ddim", "logsnr"] \
+            and (len(parts) == 2 or parts[2].isdigit())
+        if not ok:
+            raise argparse.ArgumentTypeError(f"{item}: use ddim or dpm-solver, then :uniform, :quadratic or "
+                                             "(dpm-solver only) :logsnr, then optionally :T_END (a timestep)")
+        curves.append((parts[0], parts[1], int(parts[2]) if len(parts) == 3 else None))
     return curves
 
 
@@ -56,6 +68,9 @@ def _sampler_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--eta", type=_non_negative_float, default=0.0, help="DDIM noise: 0 deterministic, 1 like DDPM")
     p.add_argument("--spacing", choices=["uniform", "quadratic", "logsnr"],
                    help="uniform (default), quadratic (denser near t = 0), or logsnr for DPM-Solver++")
+    p.add_argument("--t-end", type=_non_negative_int,
+                   help="last timestep the model sees before DDIM or DPM-Solver++ jumps to clean data "
+                        "(default: DDIM 0; DPM-Solver++ steps down to t = 0 as Lu et al.)")
     p.add_argument("--no-clip", action="store_true",
                    help="do not clip the predicted x0 to [-1, 1] at each step (the CLI clips by default, as the DDPM code does)")
     p.add_argument("--seed", type=int, default=0)
@@ -126,7 +141,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", help="run folder or checkpoint folder (default: the shipped model)")
     p.add_argument("--n", type=_positive_int, default=1000, help="images per point: more is slower and more precise")
     p.add_argument("--nfes", type=lambda t: [_positive_int(v) for v in t.split(",")], default=[5, 10, 20, 50, 100])
-    p.add_argument("--curves", type=_curves, help="comma list of sampler:spacing "
+    p.add_argument("--curves", type=_curves, help="comma list of sampler:spacing[:t_end] "
                    "(default: ddim:uniform,dpm-solver:logsnr,dpm-solver:uniform)")
     p.add_argument("--data-dir", help="folder with the IDX files (for the real-data floor)")
     p.add_argument("--seed", type=int, default=0)

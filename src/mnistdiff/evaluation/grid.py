@@ -53,30 +53,44 @@ def to_markdown(rows: list[dict]) -> str:
 
 
 NFES = (5, 10, 20, 50, 100)
-# (sampler, spacing): DDIM as in the official code, DPM-Solver++ on both of Lu et al.'s grids.
-CURVES = (("ddim", "uniform"), ("dpm-solver", "logsnr"), ("dpm-solver", "uniform"))
+# (sampler, spacing, t_end): DDIM as in the official code, DPM-Solver++ on two of Lu et al.'s grids.
+CURVES = (("ddim", "uniform", None), ("dpm-solver", "logsnr", None), ("dpm-solver", "uniform", None))
+
+
+def curve_label(sampler: str, spacing: str, t_end: int | None = None) -> str:
+    return f"{sampler}, {spacing}" + (f", t_end {t_end}" if t_end is not None else "")
+
+
+def _curve(row: dict) -> tuple:
+    return row["sampler"], row["spacing"], row.get("t_end")
 
 
 def nfe_curve(model, schedule: Schedule, *, n: int, dataset: str = "mnist", nfes=NFES, curves=CURVES,
               seed: int = 0, batch_size: int = 64, precision: str = "fp32", compile: bool = False,
               progress: bool = True) -> list[dict]:
-    """FID against the number of model evaluations, one row per (sampler, spacing, NFE)."""
-    settings = [(sampler, spacing, nfe) for sampler, spacing in curves for nfe in nfes]
+    """FID against the number of model evaluations, one row per (sampler, spacing, t_end, NFE).
+
+    A curve is (sampler, spacing) or (sampler, spacing, t_end); t_end None is the sampler's usual end.
+    """
+    curves = [(*curve, None)[:3] for curve in curves]
+    settings = [(*curve, nfe) for curve in curves for nfe in nfes]
     common = {"n": n, "dataset": dataset, "seed": seed, "batch_size": batch_size, "precision": precision,
               "compile": compile}
-    return [{"sampler": sampler, "spacing": spacing, "nfe": nfe, "n": n, "dataset": dataset, "precision": precision,
-             **_score(model, schedule, sampler=sampler, steps=nfe, spacing=spacing, **common)}
-            for sampler, spacing, nfe in tqdm(settings, desc="nfe-curve", disable=not progress)]
+    return [{"sampler": sampler, "spacing": spacing, "t_end": t_end, "nfe": nfe, "n": n, "dataset": dataset,
+             "precision": precision,
+             **_score(model, schedule, sampler=sampler, steps=nfe, spacing=spacing, t_end=t_end, **common)}
+            for sampler, spacing, t_end, nfe in tqdm(settings, desc="nfe-curve", disable=not progress)]
 
 
 def nfe_markdown(rows: list[dict]) -> str:
     """Rows of samplers against columns of model evaluations."""
     nfes = sorted({r["nfe"] for r in rows})
-    curves = list(dict.fromkeys((r["sampler"], r["spacing"]) for r in rows))
+    curves = list(dict.fromkeys(_curve(r) for r in rows))
     lines = [f"FID against the {rows[0]['dataset']} test statistics (classifier features), {rows[0]['n']} images "
              f"per cell, x0 clipped, model in {rows[0]['precision']}", "",
-             "| sampler, spacing | " + " | ".join(f"NFE = {k}" for k in nfes) + " |", "|---|" + "---|" * len(nfes)]
-    for sampler, spacing in curves:
-        cells = {r["nfe"]: r["fid_test"] for r in rows if (r["sampler"], r["spacing"]) == (sampler, spacing)}
-        lines.append(f"| {sampler}, {spacing} | " + " | ".join(f"{cells[k]:.3f}" for k in nfes) + " |")
+             "| sampler, spacing, end | " + " | ".join(f"NFE = {k}" for k in nfes) + " |", "|---|" + "---|" * len(nfes)]
+    for curve in curves:
+        cells = {r["nfe"]: r["fid_test"] for r in rows if _curve(r) == curve}
+        lines.append(f"| {curve_label(*curve)} | " + " | ".join(f"{cells[k]:.3f}" if k in cells else "" for k in nfes)
+                     + " |")
     return "\n".join(lines) + "\n"
