@@ -194,7 +194,11 @@ def test_eval_grid_writes_markdown_and_json(idx_folder, tmp_path):
     rows = json.loads((tmp_path / "grid.json").read_text())["rows"]
     assert [(r["eta"], r["steps"]) for r in rows] == [(0.0, 2), (0.0, 5), (1.0, 2), (1.0, 5)]
     table = (tmp_path / "grid.md").read_text()
-    assert "| DDIM, eta = 0 |" in table and "S = 5" in table
+    assert "| DDIM, eta = 0 |" in table and "S = 5" in table and "x0 clipped" in table
+    assert main(["eval-grid", "--checkpoint", str(run), "--n", "8", "--steps", "5", "--etas", "0",
+                 "--no-ddpm", "--no-clip", "--out", str(out)]) == 0
+    rows = json.loads((tmp_path / "grid.json").read_text())["rows"]
+    assert [r["clip_x0"] for r in rows] == [False] and "x0 not clipped" in (tmp_path / "grid.md").read_text()
 
 
 def test_export_keeps_the_ema_alone_and_loads(idx_folder, tmp_path):

@@ -89,7 +89,7 @@ def cmd_eval_grid(args) -> None:
         raise ValueError(f"--steps must be at most T={schedule.T}")
     rows = eval_grid(model, schedule, n=args.n, dataset=config["dataset"], etas=args.etas, steps=args.steps,
                      ddpm=not args.no_ddpm, seed=args.seed, batch_size=args.batch_size, precision=args.precision,
-                     compile=args.compile)
+                     compile=args.compile, clip_x0=not args.no_clip)
     write_results(args.out, to_markdown(rows), {"checkpoint": str(args.checkpoint), "rows": rows})
 
 
@@ -102,8 +102,8 @@ def cmd_nfe_curve(args) -> None:
     model, schedule, config = load_checkpoint(args.checkpoint)
     floor = real_floor(args.n, config["dataset"], args.data_dir)
     rows = nfe_curve(model, schedule, n=args.n, dataset=config["dataset"], nfes=args.nfes,
-                     curves=args.curves or CURVES, seed=args.seed,
-                     batch_size=args.batch_size, precision=args.precision, compile=args.compile)
+                     curves=args.curves or CURVES, seed=args.seed, batch_size=args.batch_size,
+                     precision=args.precision, compile=args.compile, clip_x0=not args.no_clip)
     markdown = nfe_markdown(rows) + f"\nReal training images at the same count: {floor:.3f}\n"
     write_results(args.out, markdown, {"checkpoint": str(args.checkpoint), "command": args.command_line,
                                        "floor_fid_test": floor, "rows": rows})

@@ -132,6 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--etas", type=lambda t: [_non_negative_float(v) for v in t.split(",")], default=[0.0, 0.5, 1.0])
     p.add_argument("--steps", type=lambda t: [_positive_int(v) for v in t.split(",")], default=[10, 20, 50, 100, 1000])
     p.add_argument("--no-ddpm", action="store_true", help="leave out the DDPM row")
+    p.add_argument("--no-clip", action="store_true", help="do not clip the predicted x0 to [-1, 1] at each step")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=_positive_int, default=64)
     _model_run_args(p)
@@ -143,6 +144,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nfes", type=lambda t: [_positive_int(v) for v in t.split(",")], default=[5, 10, 20, 50, 100])
     p.add_argument("--curves", type=_curves, help="comma list of sampler:spacing[:t_end] "
                    "(default: ddim:uniform,dpm-solver:logsnr,dpm-solver:uniform)")
+    p.add_argument("--no-clip", action="store_true", help="do not clip the predicted x0 to [-1, 1] at each step")
     p.add_argument("--data-dir", help="folder with the IDX files (for the real-data floor)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=_positive_int, default=64)

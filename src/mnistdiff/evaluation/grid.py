@@ -16,22 +16,22 @@ STEPS = (10, 20, 50, 100, 1000)
 
 def eval_grid(model, schedule: Schedule, *, n: int, dataset: str = "mnist", etas=ETAS, steps=STEPS,
               ddpm: bool = True, seed: int = 0, batch_size: int = 64, precision: str = "fp32",
-              compile: bool = False, progress: bool = True) -> list[dict]:
+              compile: bool = False, clip_x0: bool = True, progress: bool = True) -> list[dict]:
     """One row per setting: sampler, eta, steps, FID against the test statistics, seconds taken."""
     settings = [("ddim", eta, s) for eta in etas for s in steps]
     if ddpm:
         settings.append(("ddpm", None, schedule.T))
     common = {"n": n, "dataset": dataset, "seed": seed, "batch_size": batch_size, "precision": precision,
-              "compile": compile}
+              "compile": compile, "clip_x0": clip_x0}
     return [{"sampler": sampler, "eta": eta, "steps": s, "n": n, "dataset": dataset, "precision": precision,
-             **_score(model, schedule, sampler=sampler, steps=s, eta=eta or 0.0, **common)}
+             "clip_x0": clip_x0, **_score(model, schedule, sampler=sampler, steps=s, eta=eta or 0.0, **common)}
             for sampler, eta, s in tqdm(settings, desc="eval-grid", disable=not progress)]
 
 
 def _score(model, schedule: Schedule, *, n: int, dataset: str, **sampling) -> dict:
-    """FID against the test statistics of n clipped-x0 samples, and the seconds the sampling took."""
+    """FID against the test statistics of n samples, and the seconds the sampling took."""
     t0 = time.perf_counter()
-    images = generate(model, schedule, n, clip_x0=True, **sampling)
+    images = generate(model, schedule, n, **sampling)
     seconds = time.perf_counter() - t0
     return {"fid_test": fid_test(images, dataset), "seconds": seconds}
 
@@ -40,7 +40,8 @@ def to_markdown(rows: list[dict]) -> str:
     """Rows of eta (and DDPM) against columns of steps, as in Table 1 of Song et al. 2021."""
     steps = sorted({r["steps"] for r in rows if r["sampler"] == "ddim"})
     n, dataset = rows[0]["n"], rows[0]["dataset"]
-    lines = [f"FID against the {dataset} test statistics (classifier features), {n} images per cell", "",
+    lines = [f"FID against the {dataset} test statistics (classifier features), {n} images per cell, "
+             f"x0 {_clipping(rows)}", "",
              "| sampler | " + " | ".join(f"S = {s}" for s in steps) + " |",
              "|---|" + "---|" * len(steps)]
     for eta in sorted({r["eta"] for r in rows if r["sampler"] == "ddim"}):
@@ -67,7 +68,7 @@ def _curve(row: dict) -> tuple:
 
 def nfe_curve(model, schedule: Schedule, *, n: int, dataset: str = "mnist", nfes=NFES, curves=CURVES,
               seed: int = 0, batch_size: int = 64, precision: str = "fp32", compile: bool = False,
-              progress: bool = True) -> list[dict]:
+              clip_x0: bool = True, progress: bool = True) -> list[dict]:
     """FID against the number of model evaluations, one row per (sampler, spacing, t_end, NFE).
 
     A curve is (sampler, spacing) or (sampler, spacing, t_end); t_end None is the sampler's usual end.
@@ -75,9 +76,9 @@ def nfe_curve(model, schedule: Schedule, *, n: int, dataset: str = "mnist", nfes
     curves = [(*curve, None)[:3] for curve in curves]
     settings = [(*curve, nfe) for curve in curves for nfe in nfes]
     common = {"n": n, "dataset": dataset, "seed": seed, "batch_size": batch_size, "precision": precision,
-              "compile": compile}
+              "compile": compile, "clip_x0": clip_x0}
     return [{"sampler": sampler, "spacing": spacing, "t_end": t_end, "nfe": nfe, "n": n, "dataset": dataset,
-             "precision": precision,
+             "precision": precision, "clip_x0": clip_x0,
              **_score(model, schedule, sampler=sampler, steps=nfe, spacing=spacing, t_end=t_end, **common)}
             for sampler, spacing, t_end, nfe in tqdm(settings, desc="nfe-curve", disable=not progress)]
 
@@ -87,10 +88,14 @@ def nfe_markdown(rows: list[dict]) -> str:
     nfes = sorted({r["nfe"] for r in rows})
     curves = list(dict.fromkeys(_curve(r) for r in rows))
     lines = [f"FID against the {rows[0]['dataset']} test statistics (classifier features), {rows[0]['n']} images "
-             f"per cell, x0 clipped, model in {rows[0]['precision']}", "",
+             f"per cell, x0 {_clipping(rows)}, model in {rows[0]['precision']}", "",
              "| sampler, spacing, end | " + " | ".join(f"NFE = {k}" for k in nfes) + " |", "|---|" + "---|" * len(nfes)]
     for curve in curves:
         cells = {r["nfe"]: r["fid_test"] for r in rows if _curve(r) == curve}
         lines.append(f"| {curve_label(*curve)} | " + " | ".join(f"{cells[k]:.3f}" if k in cells else "" for k in nfes)
                      + " |")
     return "\n".join(lines) + "\n"
+
+
+def _clipping(rows: list[dict]) -> str:
+    return "clipped" if rows[0].get("clip_x0", True) else "not clipped"

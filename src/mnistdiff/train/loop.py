@@ -61,12 +61,17 @@ class Run:
         self.optimizer.load_state_dict(saved["optimizer"])
         rng = saved["rng"]
         torch.set_rng_state(rng.pop("torch"))
+        cuda_rng = rng.pop("cuda", None)  # dropout on a GPU draws from the device's generator
+        if cuda_rng is not None and self.device.type == "cuda":
+            torch.cuda.set_rng_state(cuda_rng, self.device)
         self.gen.set_state(rng.pop("gen"))
         self.state = rng | {"step": saved["step"]}
 
     def save(self) -> Path:
         rng = {"torch": torch.get_rng_state(), "gen": self.gen.get_state()} | {
             k: v for k, v in self.state.items() if k != "step"}
+        if self.device.type == "cuda":
+            rng["cuda"] = torch.cuda.get_rng_state(self.device)
         return checkpoint.save(self.out, self.state["step"], self.model, self.ema, self.optimizer, rng, self.config)
 
     def sample_grid(self) -> None:
