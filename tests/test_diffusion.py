@@ -37,7 +37,9 @@ def test_eps_loss_is_zero_for_the_true_noise_predictor():
     s = linear_schedule()
     x0 = torch.zeros(8, 1, 4, 4)  # q_sample(0, t, eps) = sqrt(1 - ab) eps: eps is recoverable
     oracle = lambda xt, t: xt / (1 - s.alpha_bar[t]).sqrt().float().view(-1, 1, 1, 1)  # noqa: E731
-    assert eps_loss(oracle, s, x0).item() < 1e-10
+    # fp32: 1 - alpha_bar near t = 0 keeps only ~4 digits, so "zero" is zero to about 1e-7 per element.
+    for seed in range(5):
+        assert eps_loss(oracle, s, x0, generator=torch.Generator().manual_seed(seed)).item() < 1e-6
     assert eps_loss(lambda xt, t: torch.zeros_like(xt), s, x0).item() > 0.5
 
 
