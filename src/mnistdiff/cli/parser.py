@@ -61,6 +61,11 @@ def _model_run_args(p: argparse.ArgumentParser) -> None:
                    help="run the model through torch.compile (about a minute to build; faster after)")
 
 
+def _no_clip_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--no-clip", action="store_true",
+                   help="do not clip the predicted x0 to [-1, 1] at each step (the CLI clips by default, as the DDPM code does)")
+
+
 def _sampler_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sampler", default="ddim", choices=list(SAMPLERS))
     p.add_argument("--steps", type=_positive_int, default=50,
@@ -71,8 +76,7 @@ def _sampler_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--t-end", type=_non_negative_int,
                    help="last timestep the model sees before DDIM or DPM-Solver++ jumps to clean data "
                         "(default: DDIM 0; DPM-Solver++ steps down to t = 0 as Lu et al.)")
-    p.add_argument("--no-clip", action="store_true",
-                   help="do not clip the predicted x0 to [-1, 1] at each step (the CLI clips by default, as the DDPM code does)")
+    _no_clip_arg(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=_positive_int, default=64)
     p.add_argument("--raw-weights", action="store_true", help="use the raw weights instead of the EMA copy")
@@ -132,7 +136,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--etas", type=lambda t: [_non_negative_float(v) for v in t.split(",")], default=[0.0, 0.5, 1.0])
     p.add_argument("--steps", type=lambda t: [_positive_int(v) for v in t.split(",")], default=[10, 20, 50, 100, 1000])
     p.add_argument("--no-ddpm", action="store_true", help="leave out the DDPM row")
-    p.add_argument("--no-clip", action="store_true", help="do not clip the predicted x0 to [-1, 1] at each step")
+    _no_clip_arg(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=_positive_int, default=64)
     _model_run_args(p)
@@ -144,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--nfes", type=lambda t: [_positive_int(v) for v in t.split(",")], default=[5, 10, 20, 50, 100])
     p.add_argument("--curves", type=_curves, help="comma list of sampler:spacing[:t_end] "
                    "(default: ddim:uniform,dpm-solver:logsnr,dpm-solver:uniform)")
-    p.add_argument("--no-clip", action="store_true", help="do not clip the predicted x0 to [-1, 1] at each step")
+    _no_clip_arg(p)
     p.add_argument("--data-dir", help="folder with the IDX files (for the real-data floor)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--batch-size", type=_positive_int, default=64)

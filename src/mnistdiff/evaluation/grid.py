@@ -62,7 +62,8 @@ def curve_label(sampler: str, spacing: str, t_end: int | None = None) -> str:
     return f"{sampler}, {spacing}" + (f", t_end {t_end}" if t_end is not None else "")
 
 
-def _curve(row: dict) -> tuple:
+def curve_key(row: dict) -> tuple:
+    """(sampler, spacing, t_end) of a row; rows written before t_end existed have None."""
     return row["sampler"], row["spacing"], row.get("t_end")
 
 
@@ -86,12 +87,12 @@ def nfe_curve(model, schedule: Schedule, *, n: int, dataset: str = "mnist", nfes
 def nfe_markdown(rows: list[dict]) -> str:
     """Rows of samplers against columns of model evaluations."""
     nfes = sorted({r["nfe"] for r in rows})
-    curves = list(dict.fromkeys(_curve(r) for r in rows))
+    curves = list(dict.fromkeys(curve_key(r) for r in rows))
     lines = [f"FID against the {rows[0]['dataset']} test statistics (classifier features), {rows[0]['n']} images "
              f"per cell, x0 {_clipping(rows)}, model in {rows[0]['precision']}", "",
              "| sampler, spacing, end | " + " | ".join(f"NFE = {k}" for k in nfes) + " |", "|---|" + "---|" * len(nfes)]
     for curve in curves:
-        cells = {r["nfe"]: r["fid_test"] for r in rows if _curve(r) == curve}
+        cells = {r["nfe"]: r["fid_test"] for r in rows if curve_key(r) == curve}
         lines.append(f"| {curve_label(*curve)} | " + " | ".join(f"{cells[k]:.3f}" if k in cells else "" for k in nfes)
                      + " |")
     return "\n".join(lines) + "\n"

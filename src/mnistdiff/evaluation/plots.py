@@ -39,15 +39,15 @@ def plot_fid_curve(fid_csv: str | Path, out: str | Path) -> None:
 
 def plot_nfe_curve(rows: list[dict], out: str | Path, floor: float | None = None) -> None:
     """FID against model evaluations, one line per (sampler, spacing, t_end), log-log."""
-    from mnistdiff.evaluation.grid import curve_label
+    from mnistdiff.evaluation.grid import curve_key, curve_label
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
-    for curve in dict.fromkeys((r["sampler"], r["spacing"], r.get("t_end")) for r in rows):
-        points = sorted((r["nfe"], r["fid_test"]) for r in rows if (r["sampler"], r["spacing"], r.get("t_end")) == curve)
+    for curve in dict.fromkeys(curve_key(r) for r in rows):
+        points = sorted((r["nfe"], r["fid_test"]) for r in rows if curve_key(r) == curve)
         ax.plot(*zip(*points), marker="o", label=curve_label(*curve))
     if floor is not None:
         ax.axhline(floor, color="gray", linestyle="--", label="real images, same count")

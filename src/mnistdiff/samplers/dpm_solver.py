@@ -25,7 +25,7 @@ def dpm_solver_timesteps(
     On Gaussian data "logsnr" is far more accurate at 20 steps (a time-uniform grid's last step
     spans 2.9 in lambda; tests/test_dpm_solver.py). On the shipped MNIST model "uniform" gives the
     lowest FID at 5 and 10 steps, and ending at t_end = 200 lowers FID further, for DDIM too
-    (docs/results/nfe-curve.md, docs/results/t-end.md).
+    (docs/results/nfe-curve.md, docs/results/t-end/README.md).
     """
     T = schedule.T
     if t_end is not None:
@@ -94,12 +94,12 @@ def dpm_solver_sample(
     ending at clean data, where the second-order correction is undefined (h is infinite).
     """
     clean_end = len(steps) > 0 and steps[0] == -1
-    steps = ([-1] if clean_end else []) + check_steps(steps[1:] if clean_end else steps, schedule.T)
-    if len(steps) < 2:
+    # Descending: levels[0] is where x_T sits; a clean end stays last.
+    levels = check_steps(steps[1:] if clean_end else steps, schedule.T)[::-1] + ([-1] if clean_end else [])
+    if len(levels) < 2:
         raise ValueError("steps must hold at least two levels: where sampling starts and where it ends")
     ab = schedule.alpha_bar.double()
     alpha, sigma, lam = ab.sqrt(), (1 - ab).sqrt(), _lambdas(schedule)
-    levels = steps[::-1]  # descending: levels[0] is where x_T sits
     n = len(levels) - 1
     x, x0_prev, h_prev = x_T, None, None
     for i in progress_bar(range(n), progress, "DPM-Solver++"):

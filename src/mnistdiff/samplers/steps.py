@@ -16,7 +16,7 @@ def timesteps(n_steps: int, T: int, spacing: str = "uniform", t_end: int = 0) ->
     "uniform" is 0, T/n, 2T/n, ...; "quadratic" is int(s^2) for s evenly spaced
     over [0, sqrt(0.8 T)] (Sec. D.2 of Song et al. 2021). With t_end > 0 the same
     spacing covers t_end..T - 1 instead, so sampling stops at t_end and returns the
-    x0 predicted there (docs/results/t-end.md: on the shipped model, t_end = 200 lowers FID).
+    x0 predicted there (docs/results/t-end/README.md: on the shipped model, t_end = 200 lowers FID).
     """
     if not 1 <= n_steps <= T:
         raise ValueError(f"steps must be between 1 and T={T}, got {n_steps}")
