@@ -40,6 +40,8 @@ def _targets(record: dict) -> list[str]:
         checks.append((f"small trains at >= 1.5x diffusers' images/s (best of each: {ours['precision']} "
                        f"{_layout(ours)} vs {theirs['precision']} {_layout(theirs)})", f"{ratio:.2f}x", ratio >= 1.5))
         for precision in ("bf16", "fp32"):  # the fastest setting in each precision, against that peak
+            if not any(r["model"] == "small" and r["precision"] == precision for r in rows):
+                continue
             den = _best([r for r in rows if r["precision"] == precision], "small", "denoiser_images_per_s")
             share = den["denoiser_images_per_s"] * den["gflop_per_image"] / record["peak_gflops"][precision]
             checks.append((f"small's denoiser reaches >= 60% of the {precision} matmul peak ({_layout(den)}, "
@@ -60,9 +62,10 @@ def to_markdown(record: dict) -> str:
     m, peak = record["machine"], record["peak_gflops"]
     lines = [f"# Benchmarks: {m['gpu'] or m['cpu']}, {m['threads']} threads, torch {m['torch']}", "",
              f"Commit {m['commit']}; `{record['command']}`.", "",
-             f"Matmul peak (2048 x 2048): {peak['fp32']:.0f} GFLOP/s fp32, {peak['bf16']:.0f} GFLOP/s bf16.", ""]
+             f"Matmul peak ({record.get('peak_size', 2048)} x {record.get('peak_size', 2048)}): {peak['fp32']:.0f} GFLOP/s fp32, {peak['bf16']:.0f} GFLOP/s bf16.", ""]
     if "speed" in record:
-        lines += ["## Throughput (batch 64; medians of timed steps after warm-up)", "", *_speed_table(record), "",
+        batch = record["speed"][0].get("batch_size", 64)
+        lines += [f"## Throughput (batch {batch}; medians of timed steps after warm-up)", "", *_speed_table(record), "",
                   "A training step costs about 3x the forward FLOPs.", ""]
         small, theirs = [r for r in record["speed"] if r["model"] == "small"], \
             [r for r in record["speed"] if r["model"] == THEIRS]

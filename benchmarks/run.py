@@ -40,27 +40,29 @@ def machine(device: torch.device) -> dict:
             "commit": git_commit()}
 
 
-def speed_rows(models: dict, device: torch.device, repeats: int, with_compile: bool) -> list[dict]:
+def speed_rows(models: dict, device: torch.device, repeats: int, with_compile: bool, precisions: list[str],
+               batch_size: int) -> list[dict]:
     rows = []
     for name, make in models.items():
         model = make().to(device)
         base = {"model": name, "params": sum(p.numel() for p in model.parameters()),
                 "gflop_per_image": bench.gflops_per_image(model)}
-        variants = [("fp32", False, False), ("bf16", False, False)]
-        if name == "small":
+        variants = [(precision, False, False) for precision in precisions]
+        if name == "small" and "bf16" in precisions:
             variants += [("bf16", True, False)]
         if with_compile:  # for every model timed, so that ours / theirs compares best with best
-            variants += [("fp32", False, True), ("bf16", False, True)]
+            variants += [(precision, False, True) for precision in precisions]
         for precision, channels_last, compiled in variants:
             print(f"  {name} {precision}{' channels-last' if channels_last else ''}{' compile' if compiled else ''}",
                   flush=True)
             timed = torch.compile(model) if compiled else model
-            speed = bench.model_speed(timed, precision=precision, channels_last=channels_last, repeats=repeats)
+            speed = bench.model_speed(timed, batch_size=batch_size, precision=precision, channels_last=channels_last,
+                                      repeats=repeats)
             if compiled:  # a fast wrong backward is no use: check it against the plain one
-                x0 = torch.rand(64, 1, 28, 28, device=device) * 2 - 1
+                x0 = torch.rand(batch_size, 1, 28, 28, device=device) * 2 - 1
                 speed["train_grads_match"], speed["train_grad_error"] = compiled_grads_match(
                     model, timed, linear_schedule(), x0, precision)
-            rows.append(base | {"precision": precision, "channels_last": channels_last, "compile": compiled} | speed)
+            rows.append(base | {"batch_size": batch_size, "precision": precision, "channels_last": channels_last, "compile": compiled} | speed)
     return rows
 
 
@@ -81,6 +83,10 @@ def main() -> None:
     p.add_argument("--presets", default="tiny,small,seed")
     p.add_argument("--data-dir", help="MNIST IDX folder, for the training-memory jobs")
     p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--batch-size", type=int, default=64, help="for the throughput rows (sampling always times 64)")
+    p.add_argument("--peak-size", type=int, default=2048,
+                   help="n of the n x n matmul that measures the peak (a GPU needs ~8192 to fill)")
+    p.add_argument("--precisions", default="fp32,bf16", help="comma list for the throughput rows")
     p.add_argument("--compile", action="store_true",
                    help="also time torch.compile, and sample through it (minutes to compile)")
     p.add_argument("--sampling-precision", default="bf16", choices=["fp32", "bf16"])
@@ -88,24 +94,34 @@ def main() -> None:
     args = p.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     presets, skip = args.presets.split(","), set(filter(None, args.skip.split(",")))
+    precisions = args.precisions.split(",")
+    if not set(precisions) <= {"fp32", "bf16"}:
+        p.error(f"--precisions: fp32 and/or bf16, got {args.precisions}")
     record = {"command": " ".join(["python", *sys.argv]), "machine": machine(device)}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     print("peak", flush=True)
-    record["peak_gflops"] = {prec: bench.matmul_gflops(prec, device) for prec in ("fp32", "bf16")}
+    record["peak_size"] = args.peak_size
+    record["peak_gflops"] = {prec: bench.matmul_gflops(prec, device, n=args.peak_size) for prec in ("fp32", "bf16")}
     if "speed" not in skip:
         models = {name: (lambda name=name: UNet(get_preset(name).unet)) for name in presets}
         models["diffusers UNet2DModel"] = DiffusersUNet
-        record["speed"] = speed_rows(models, device, args.repeats, args.compile)
+        record["speed"] = speed_rows(models, device, args.repeats, args.compile, precisions, args.batch_size)
+        write(record, args.out)  # each section is kept as it ends: a killed run loses only the one under way
     if "sampling" not in skip:
         print("sampling (DDPM-1000 takes minutes on a CPU)", flush=True)
         model, schedule, _ = load_checkpoint()
         record["sampling"] = bench.bench_sampling(model.to(device), schedule, precision=args.sampling_precision,
                                                   compile=args.compile)
+        write(record, args.out)
     if "memory" not in skip and device.type == "cpu":
         record["memory"] = memory_rows(presets, args.data_dir)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out + ".json").write_text(json.dumps(record, indent=2) + "\n")
-    Path(args.out + ".md").write_text(to_markdown(record))
+    write(record, args.out)
     print(to_markdown(record))
+
+
+def write(record: dict, out: str) -> None:
+    Path(out + ".json").write_text(json.dumps(record, indent=2) + "\n")
+    Path(out + ".md").write_text(to_markdown(record))
 
 
 if __name__ == "__main__":

@@ -97,6 +97,7 @@ def bench_preset(preset: str, *, batch_size: int = 64, precision: str = "bf16", 
         "precision": precision,
         "compile": compile,
         "threads": torch.get_num_threads(),
+        "device": str(device),
         **speed,
     }
 
@@ -123,5 +124,6 @@ def bench_sampling(model, schedule: Schedule, *, ddim_steps: int = 50, batch_siz
         _sync(device)
         ddpm_s = time.perf_counter() - t0
     return {"batch_size": batch_size, "precision": precision, "compile": compile, "threads": torch.get_num_threads(),
+            "device": str(device),
             "ddpm_steps": schedule.T, "ddpm_s": ddpm_s, "ddim_steps": ddim_steps, "ddim_s": ddim_s,
             "ratio": ddpm_s / ddim_s}

@@ -1,4 +1,4 @@
-"""Running a model in bf16 or fp32, on whichever device it lives."""
+"""Running a model in bf16 or fp32, on the CPU or a CUDA GPU."""
 
 from __future__ import annotations
 
@@ -16,3 +16,14 @@ def autocast(precision: str, device_type: str = "cpu"):
     if precision == "fp32":
         return nullcontext()
     raise ValueError(f"unknown precision {precision!r}: use 'fp32' or 'bf16'")
+
+
+def pick_device(name: str) -> torch.device:
+    """"auto": a CUDA GPU when torch sees one, else the CPU; or "cpu" / "cuda" as asked."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"device {name!r}: this torch sees no CUDA GPU")
+    if name != "cpu" and not name.startswith("cuda"):
+        raise ValueError(f"unknown device {name!r}: use 'auto', 'cpu' or 'cuda'")
+    return torch.device(name)

@@ -19,12 +19,20 @@ def cmd_train(args) -> None:
     print(f"checkpoint: {final}")
 
 
+def load_model(args, ema: bool = True) -> tuple:
+    """(model, schedule, config) of --checkpoint (or the shipped model), on --device."""
+    from mnistdiff import load_checkpoint
+    from mnistdiff.precision import pick_device
+
+    model, schedule, config = load_checkpoint(args.checkpoint, ema=ema)
+    return model.to(pick_device(args.device)), schedule, config
+
+
 def generate_images(args) -> tuple:
     """Images from the checkpoint with the sampler arguments, and the checkpoint's config."""
-    from mnistdiff import load_checkpoint
     from mnistdiff.generate import generate
 
-    model, schedule, config = load_checkpoint(args.checkpoint, ema=not args.raw_weights)
+    model, schedule, config = load_model(args, ema=not args.raw_weights)
     if args.sampler == "ddim" and args.steps > schedule.T:
         raise ValueError(f"--steps must be at most T={schedule.T}, got {args.steps}")
     images = generate(model, schedule, args.n, sampler=args.sampler, steps=args.steps, eta=args.eta,
@@ -81,10 +89,9 @@ def cmd_fid(args) -> None:
 
 
 def cmd_eval_grid(args) -> None:
-    from mnistdiff import load_checkpoint
     from mnistdiff.evaluation.grid import eval_grid, to_markdown
 
-    model, schedule, config = load_checkpoint(args.checkpoint)
+    model, schedule, config = load_model(args)
     if max(args.steps) > schedule.T:
         raise ValueError(f"--steps must be at most T={schedule.T}")
     rows = eval_grid(model, schedule, n=args.n, dataset=config["dataset"], etas=args.etas, steps=args.steps,
@@ -94,12 +101,11 @@ def cmd_eval_grid(args) -> None:
 
 
 def cmd_nfe_curve(args) -> None:
-    from mnistdiff import load_checkpoint
     from mnistdiff.evaluation.grid import CURVES, nfe_curve, nfe_markdown
     from mnistdiff.evaluation.plots import plot_nfe_curve
     from mnistdiff.evaluation.report import real_floor
 
-    model, schedule, config = load_checkpoint(args.checkpoint)
+    model, schedule, config = load_model(args)
     floor = real_floor(args.n, config["dataset"], args.data_dir)
     rows = nfe_curve(model, schedule, n=args.n, dataset=config["dataset"], nfes=args.nfes,
                      curves=args.curves or CURVES, seed=args.seed, batch_size=args.batch_size,
@@ -158,17 +164,17 @@ def cmd_bench(args) -> None:
     from mnistdiff import bench
     from mnistdiff.diffusion import linear_schedule
     from mnistdiff.model import UNet, get_preset
+    from mnistdiff.precision import pick_device
 
+    device = pick_device(args.device)
     if args.what == "model":
         result = bench.bench_preset(args.preset, batch_size=args.batch_size, precision=args.precision,
-                                    repeats=args.repeats, compile=args.compile)
+                                    repeats=args.repeats, device=device, compile=args.compile)
     else:
         if args.checkpoint:
-            from mnistdiff import load_checkpoint
-
-            model, schedule, _ = load_checkpoint(args.checkpoint)
+            model, schedule, _ = load_model(args)
         else:  # timing does not depend on the weights
-            model, schedule = UNet(get_preset(args.preset).unet).eval(), linear_schedule()
+            model, schedule = UNet(get_preset(args.preset).unet).to(device).eval(), linear_schedule()
         result = bench.bench_sampling(model, schedule, ddim_steps=args.ddim_steps, batch_size=args.batch_size,
                                       precision=args.precision, compile=args.compile)
         result["model"] = args.checkpoint or args.preset

@@ -59,6 +59,12 @@ def _model_run_args(p: argparse.ArgumentParser) -> None:
                    help="run the model under bf16 autocast (faster on CPUs with bf16 units)")
     p.add_argument("--compile", action="store_true",
                    help="run the model through torch.compile (about a minute to build; faster after)")
+    _device_arg(p, "where to run the model (auto: a CUDA GPU when there is one; its noise differs from the "
+                   "CPU's for the same seed)")
+
+
+def _device_arg(p: argparse.ArgumentParser, help: str) -> None:
+    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"], help=help)
 
 
 def _no_clip_arg(p: argparse.ArgumentParser) -> None:
@@ -95,8 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--minutes", type=float, help="stop after this many minutes of wall time")
     p.add_argument("--batch-size", type=_positive_int)
     p.add_argument("--lr", type=float)
-    p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"],
-                   help="where to train (auto: a CUDA GPU if there is one)")
+    _device_arg(p, "where to train (auto: a CUDA GPU if there is one)")
     p.add_argument("--lr-decay", choices=["constant", "cosine"], help="after warm-up (default: the preset's)")
     p.add_argument("--min-snr-gamma", type=float,
                    help="weight each image's loss by min(SNR, gamma)/SNR (0: plain MSE; default: the preset's)")
@@ -185,6 +190,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--precision", default="bf16", choices=["fp32", "bf16"])
     p.add_argument("--compile", action="store_true", help="time the model through torch.compile")
     p.add_argument("--repeats", type=_positive_int, default=10)
+    _device_arg(p, "where to time (auto: a CUDA GPU if there is one)")
 
     _experiment_parsers(sub)
     return parser

@@ -18,7 +18,7 @@ from mnistdiff.evaluation.report import fid_test
 from mnistdiff.generate import generate
 from mnistdiff.images import grid, save_png
 from mnistdiff.model import UNet, get_preset
-from mnistdiff.precision import autocast
+from mnistdiff.precision import autocast, pick_device
 from mnistdiff.train import checkpoint
 from mnistdiff.train.compiled import compile_for_training
 from mnistdiff.train.ema import EMA
@@ -113,14 +113,6 @@ class Run:
         self.ema.update(self.model, self.state["step"])
         self.state["step"] += 1
         return loss.item(), lr
-
-
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ValueError("--device cuda: this torch sees no CUDA GPU")
-    return torch.device(name)
 
 
 def learning_rate(cfg, step: int) -> float:
