@@ -132,7 +132,8 @@ def cmd_export(args) -> None:
     from mnistdiff.provenance import git_commit
 
     record = {"command": args.command_line, "commit": git_commit(),
-              "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}"}
+              "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}"
+              + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "")}
     print(f"exported to {checkpoint.export(args.checkpoint, args.out, record)}")
 
 
