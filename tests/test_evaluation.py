@@ -114,3 +114,10 @@ def test_fid_command_rejects_images_of_the_wrong_shape(tmp_path, capsys):
     np.savez(bad, images=np.zeros((4, 28, 28), dtype=np.uint8))
     assert main(["fid", "--npz", str(bad)]) == 2
     assert "expected uint8 images" in capsys.readouterr().err
+
+
+def test_fid_command_refuses_too_few_images_before_sampling(capsys):
+    from mnistdiff.cli import main
+
+    assert main(["fid", "--n", "5", "--device", "cpu"]) == 2
+    assert "at least 10 images" in capsys.readouterr().err

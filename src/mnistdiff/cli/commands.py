@@ -57,6 +57,7 @@ def cmd_fid(args) -> None:
     import torch
 
     from mnistdiff.evaluation import evaluate
+    from mnistdiff.evaluation.report import check_count
 
     dataset = args.dataset or "mnist"
     if args.inception:  # loaded first, to fail now rather than after sampling
@@ -68,6 +69,7 @@ def cmd_fid(args) -> None:
         if images.dtype != torch.uint8 or images.shape[1:] != (1, 28, 28):
             raise ValueError(f"{args.npz}: expected uint8 images of shape (N, 1, 28, 28), got {tuple(images.shape)}")
     else:
+        check_count(args.n)  # before minutes of sampling
         images, config = generate_images(args)
         dataset = args.dataset or config["dataset"]
     result = evaluate(images, dataset, args.data_dir, seed=args.seed)

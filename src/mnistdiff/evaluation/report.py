@@ -12,6 +12,7 @@ from mnistdiff.evaluation.metrics import features_and_probs, frechet_distance, g
 from mnistdiff.evaluation.reference import load_reference
 
 CONFIDENT = 0.9
+MIN_IMAGES = 10  # fewer leave FID's covariance and precision/recall's nearest-neighbour radii meaningless
 
 
 def evaluate(images: torch.Tensor, dataset: str = "mnist", data_dir=None, seed: int = 0) -> dict:
@@ -20,6 +21,7 @@ def evaluate(images: torch.Tensor, dataset: str = "mnist", data_dir=None, seed: 
 
     images: uint8 (N, 1, 28, 28).
     """
+    check_count(len(images))
     classifier, reference = _scorer(dataset)
     feats, probs = features_and_probs(classifier, images)
     mu, sigma = gaussian_stats(feats)
@@ -38,6 +40,11 @@ def evaluate(images: torch.Tensor, dataset: str = "mnist", data_dir=None, seed: 
         "confident_share": (probs.max(1).values >= CONFIDENT).double().mean().item(),
         "class_shares": (torch.bincount(classes, minlength=10).double() / n).tolist(),
     }
+
+
+def check_count(n: int) -> None:
+    if n < MIN_IMAGES:
+        raise ValueError(f"evaluation needs at least {MIN_IMAGES} images, got {n}")
 
 
 def real_floor(n: int, dataset: str = "mnist", data_dir=None, seed: int = 0) -> float:
