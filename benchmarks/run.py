@@ -55,6 +55,8 @@ def speed_rows(models: dict, device: torch.device, repeats: int, with_compile: b
         for precision, channels_last, compiled in variants:
             print(f"  {name} {precision}{' channels-last' if channels_last else ''}{' compile' if compiled else ''}",
                   flush=True)
+            if compiled:  # a fresh graph cache: a model compiled many ways would hit dynamo's recompile limit
+                torch._dynamo.reset()  # and quietly run the rest uncompiled
             timed = torch.compile(model) if compiled else model
             speed = bench.model_speed(timed, batch_size=batch_size, precision=precision, channels_last=channels_last,
                                       repeats=repeats)
@@ -115,6 +117,7 @@ def main() -> None:
     if "sampling" not in skip:
         print("sampling (DDPM-1000 takes minutes on a CPU)", flush=True)
         model, schedule, _ = load_checkpoint()
+        torch._dynamo.reset()
         record["sampling"] = bench.bench_sampling(model.to(device), schedule, precision=args.sampling_precision,
                                                   compile=args.compile)
         write(record, args.out)
