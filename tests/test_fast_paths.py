@@ -82,3 +82,19 @@ def test_compiled_training_gradients_are_checked(model_and_input, monkeypatch):
     monkeypatch.setattr(torch, "compile", lambda m: broken)
     chosen, message = compile_for_training(model, schedule, x0, "fp32")
     assert chosen is model and "NOT used" in message
+
+
+def test_cli_runs_compiled_fp32_in_channels_last_on_cpu():
+    from argparse import Namespace
+
+    from mnistdiff.cli.commands import load_model
+
+    def convs_are_channels_last(precision, compile):
+        args = Namespace(checkpoint=None, device="cpu", precision=precision, compile=compile)
+        model = load_model(args)[0]
+        weight = next(m.weight for m in model.modules() if isinstance(m, torch.nn.Conv2d) and m.in_channels > 1)
+        return weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+
+    assert convs_are_channels_last("fp32", compile=True)
+    assert not convs_are_channels_last("bf16", compile=True)
+    assert not convs_are_channels_last("fp32", compile=False)
