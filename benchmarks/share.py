@@ -1,9 +1,9 @@
 """The denoiser's share of the matmul peak, measured in alternating rounds so that drift cancels.
 
-    python benchmarks/share.py [--rounds 10] [--precision fp32] [--layout channels-last] [--out FILE]
+    python benchmarks/share.py [--rounds 10] [--precision fp32] [--layout channels-last] [--batch-size 64] [--out FILE]
 
 The peak (an n x n matmul) moves between runs by 20% here, more than the gaps we want to see. Each
-round times the peak, then the shipped model's compiled denoiser (batch 64), then the peak again,
+round times the peak, then the shipped model's compiled denoiser, then the peak again,
 and takes that round's share against the higher of its two peaks; the median over rounds is the
 figure. The graph is built once, before the first round.
 """
@@ -27,13 +27,15 @@ def main() -> None:
     p.add_argument("--rounds", type=int, default=10)
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     p.add_argument("--layout", default="channels-last", choices=["plain", "channels-last"])
+    p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--out", help="also write the rounds as JSON")
     args = p.parse_args()
     model, _, _ = load_checkpoint()
     gflop = gflops_per_image(model)
     fmt = torch.channels_last if args.layout == "channels-last" else torch.contiguous_format
     model = model.to(memory_format=fmt)
-    x, t = torch.randn(64, 1, 28, 28).contiguous(memory_format=fmt), torch.randint(0, 1000, (64,))
+    b = args.batch_size
+    x, t = torch.randn(b, 1, 28, 28).contiguous(memory_format=fmt), torch.randint(0, 1000, (b,))
     compiled = torch.compile(model)
 
     def denoise():
@@ -44,18 +46,18 @@ def main() -> None:
     rounds = []
     for k in range(args.rounds):
         before = matmul_gflops(args.precision)
-        per_s = 64 / median_seconds(denoise, 20, 3)
+        per_s = b / median_seconds(denoise, 20, 3)
         after = matmul_gflops(args.precision)
         share = per_s * gflop / max(before, after)
         rounds.append({"peak_before": before, "images_per_s": per_s, "peak_after": after, "share": share})
         print(f"round {k}: peak {before:.0f} / {after:.0f} GFLOP/s, denoiser {per_s:.0f} img/s = "
               f"{per_s * gflop:.0f} GFLOP/s, {share:.1%}", flush=True)
     median = statistics.median(r["share"] for r in rounds)
-    print(f"{args.precision} {args.layout} compiled, batch 64: median share {median:.1%} over {args.rounds} rounds "
+    print(f"{args.precision} {args.layout} compiled, batch {b}: median share {median:.1%} over {args.rounds} rounds "
           f"(min {min(r['share'] for r in rounds):.1%}, max {max(r['share'] for r in rounds):.1%})")
     if args.out:
         record = {"command": f"python benchmarks/share.py --rounds {args.rounds} --precision {args.precision} "
-                             f"--layout {args.layout}", "commit": git_commit(), "threads": torch.get_num_threads(),
+                             f"--layout {args.layout} --batch-size {b}", "commit": git_commit(), "threads": torch.get_num_threads(),
                   "gflop_per_image": gflop, "median_share": median, "rounds": rounds}
         with open(args.out, "w") as f:
             json.dump(record, f, indent=2)
