@@ -22,6 +22,7 @@ import torch
 from mnistdiff import bench, load_checkpoint
 from mnistdiff.diffusion import linear_schedule
 from mnistdiff.model import UNet, get_preset
+from mnistdiff.precision import pick_device
 from mnistdiff.provenance import git_commit
 from mnistdiff.train.compiled import compiled_grads_match
 
@@ -94,7 +95,7 @@ def main() -> None:
     p.add_argument("--sampling-precision", default="bf16", choices=["fp32", "bf16"])
     p.add_argument("--skip", default="", help="comma list of sections to leave out: speed, sampling, memory")
     args = p.parse_args()
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = pick_device("auto")
     presets, skip = args.presets.split(","), set(filter(None, args.skip.split(",")))
     precisions = args.precisions.split(",")
     if not set(precisions) <= {"fp32", "bf16"}:

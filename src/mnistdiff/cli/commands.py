@@ -20,19 +20,25 @@ def cmd_train(args) -> None:
 
 
 def load_model(args, ema: bool = True) -> tuple:
-    """(model, schedule, config) of --checkpoint (or the shipped model), on --device."""
-    import torch
-
+    """(model, schedule, config) of --checkpoint (or the shipped model), placed by `place_model`."""
     from mnistdiff import load_checkpoint
-    from mnistdiff.precision import pick_device
 
     model, schedule, config = load_checkpoint(args.checkpoint, ema=ema)
+    return place_model(model, args), schedule, config
+
+
+def place_model(model, args):
+    """The model on --device, in the memory layout that runs it fastest with --precision and --compile."""
+    import torch
+
+    from mnistdiff.precision import pick_device
+
     device = pick_device(args.device)
     if args.compile and args.precision == "fp32" and device.type == "cpu":
         # Measured: the compiled fp32 denoiser is 12-20% faster in channels-last on CPU, the compiled
         # bf16 one 13% slower (benchmarks/results/cpu-2core-compile.md).
         model = model.to(memory_format=torch.channels_last)
-    return model.to(device), schedule, config
+    return model.to(device)
 
 
 def generate_images(args) -> tuple:
@@ -176,15 +182,14 @@ def cmd_bench(args) -> None:
     from mnistdiff.model import UNet, get_preset
     from mnistdiff.precision import pick_device
 
-    device = pick_device(args.device)
     if args.what == "model":
         result = bench.bench_preset(args.preset, batch_size=args.batch_size, precision=args.precision,
-                                    repeats=args.repeats, device=device, compile=args.compile)
+                                    repeats=args.repeats, device=pick_device(args.device), compile=args.compile)
     else:
         if args.checkpoint:
             model, schedule, _ = load_model(args)
         else:  # timing does not depend on the weights
-            model, schedule = UNet(get_preset(args.preset).unet).to(device).eval(), linear_schedule()
+            model, schedule = place_model(UNet(get_preset(args.preset).unet), args).eval(), linear_schedule()
         result = bench.bench_sampling(model, schedule, ddim_steps=args.ddim_steps, batch_size=args.batch_size,
                                       precision=args.precision, compile=args.compile)
         result["model"] = args.checkpoint or args.preset
