@@ -42,7 +42,8 @@ def machine(device: torch.device) -> dict:
 
 
 def speed_rows(models: dict, device: torch.device, repeats: int, with_compile: bool, precisions: list[str],
-               batch_size: int) -> list[dict]:
+               batch_size: int, keep=lambda rows: None) -> list[dict]:
+    """One row per model and setting; keep(rows) is called after each, so a killed run keeps what it timed."""
     rows = []
     for name, make in models.items():
         model = make().to(device)
@@ -66,6 +67,7 @@ def speed_rows(models: dict, device: torch.device, repeats: int, with_compile: b
                 speed["train_grads_match"], speed["train_grad_error"] = compiled_grads_match(
                     model, timed, linear_schedule(), x0, precision)
             rows.append(base | {"batch_size": batch_size, "precision": precision, "channels_last": channels_last, "compile": compiled} | speed)
+            keep(rows)
     return rows
 
 
@@ -108,7 +110,8 @@ def main() -> None:
     if "speed" not in skip:
         models = {name: (lambda name=name: UNet(get_preset(name).unet)) for name in presets}
         models["diffusers UNet2DModel"] = DiffusersUNet
-        record["speed"] = speed_rows(models, device, args.repeats, args.compile, precisions, args.batch_size)
+        record["speed"] = speed_rows(models, device, args.repeats, args.compile, precisions, args.batch_size,
+                                     keep=lambda rows: write(record | {"speed": rows}, args.out))
         # The peak drifts between runs (CPU clocks, neighbours): measured again after the models, and
         # the shares are taken against the higher of the two.
         print("peak, again", flush=True)

@@ -12,7 +12,7 @@
 set -uo pipefail
 out=${1:?usage: scripts/gpu_check.sh OUT_DIR [BENCH_SECONDS]}
 bench_s=${2:-240}
-device=${DEVICE:-cuda} steps=${SEED_STEPS:-200} probe=${PROBE_STEPS:-300}  # smaller for a dry run on a CPU
+device=${DEVICE:-cuda} steps=${SEED_STEPS:-200} probe=${PROBE_STEPS:-200}  # smaller for a dry run on a CPU
 half=$((steps / 2))
 runs=$(mktemp -d)
 mkdir -p "$out"
@@ -23,11 +23,11 @@ train=(python -m mnistdiff train --device "$device" --sample-every 100000)
 
 part gpu 30 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.sm,clocks.max.sm --format=csv
 part torch 60 python -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
-part seed-a 90 "${train[@]}" --preset seed --steps "$steps" --checkpoint-every "$half" --out "$runs/seed-a"
-part seed-b 90 "${train[@]}" --preset seed --steps "$steps" --checkpoint-every "$half" --out "$runs/seed-b"
-part seed-first-half 60 "${train[@]}" --preset seed --steps "$half" --checkpoint-every "$half" --out "$runs/seed-resumed"
-part seed-resumed 60 "${train[@]}" --preset seed --steps "$steps" --checkpoint-every "$half" --out "$runs/seed-resumed" --resume
-part compare 60 python - "$runs" "$out/resume.json" <<'PY'
+part seed-a 60 "${train[@]}" --preset seed --steps "$steps" --checkpoint-every "$half" --out "$runs/seed-a"
+part seed-b 60 "${train[@]}" --preset seed --steps "$steps" --checkpoint-every "$half" --out "$runs/seed-b"
+part seed-first-half 45 "${train[@]}" --preset seed --steps "$half" --checkpoint-every "$half" --out "$runs/seed-resumed"
+part seed-resumed 45 "${train[@]}" --preset seed --steps "$steps" --checkpoint-every "$half" --out "$runs/seed-resumed" --resume
+part compare 30 python - "$runs" "$out/resume.json" <<'PY'
 import json, sys
 from pathlib import Path
 from mnistdiff.train import checkpoint
@@ -46,7 +46,7 @@ result = {"unbroken_vs_unbroken": rel(weights["seed-a"], weights["seed-b"]),
 dest.write_text(json.dumps(result, indent=2) + "\n")
 print({k: v for k, v in result.items() if k != "logs"})
 PY
-part small-512 90 "${train[@]}" --preset small --batch-size 512 --steps "$probe" --checkpoint-every 100000 --out "$runs/small-512"
+part small-512 60 "${train[@]}" --preset small --batch-size 512 --steps "$probe" --checkpoint-every 100000 --out "$runs/small-512"
 cp "$runs/small-512/log.csv" "$out/small-512-log.csv"
 part bench "$bench_s" python benchmarks/run.py --out "$out/bench-cuda" --presets small,seed --precisions bf16 \
     --compile --peak-size 8192 --repeats 20

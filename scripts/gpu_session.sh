@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # One call of the device tool on a lent GPU machine, from the repo root:
-#   run(command="scripts/gpu_session.sh check", carry=[".whl", ".gpudata"], timeout_s=480)
-#   run(command="scripts/gpu_session.sh train 240 IMAGES_PER_S", carry=[".whl", ".gpudata"], timeout_s=480)
+#   run(command="scripts/gpu_session.sh check", carry=[".whl", ".gpudata"], timeout_s=540)
+#   run(command="scripts/gpu_session.sh train 240 IMAGES_PER_S", carry=[".whl", ".gpudata"], timeout_s=540)
 # (check takes about 6 minutes, train SECONDS + 150 s; IMAGES_PER_S from check's small-512-log.csv).
 # Made here first (both git-ignored through .git/info/exclude):
 #   .gpudata/  the four MNIST .gz files (cp ../shared/data/mnist/*.gz .gpudata/)
@@ -9,6 +9,8 @@
 #              (pip download --no-deps --only-binary=:all: --python-version 3.12 -d .whl ...)
 # The machine's image has torch as `python3` only; results go under $OUT, which the tool brings back.
 set -uo pipefail
+# Every part ends by this deadline, so the call ends inside the tool's limit (BUDGET_S + ~30 s of setup).
+export DEADLINE=$(( $(date +%s) + ${BUDGET_S:-450} ))
 what=${1:?usage: scripts/gpu_session.sh check | train SECONDS IMAGES_PER_S}
 mkdir -p /tmp/bin
 printf '#!/bin/sh\nexec %s "$@"\n' "$(command -v python3)" > /tmp/bin/python  # a wrapper: a link breaks the venv
@@ -19,7 +21,7 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
     || exit 3
 export PYTHONPATH=$PWD/src:/tmp/site MNISTDIFF_DATA=$PWD/.gpudata PYTHONUNBUFFERED=1
 case $what in
-    check) scripts/gpu_check.sh "$OUT/check" 240 ;;
+    check) scripts/gpu_check.sh "$OUT/check" 400 ;;
     train) scripts/gpu_train.sh "$OUT/train" "${2:?SECONDS}" "${3:?IMAGES_PER_S}" ;;
     *) echo "unknown: $what (check or train)"; exit 2 ;;
 esac
