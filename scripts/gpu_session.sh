@@ -11,7 +11,7 @@
 set -uo pipefail
 # Every part ends by this deadline, so the call ends inside the tool's limit (BUDGET_S + ~30 s of setup).
 export DEADLINE=$(( $(date +%s) + ${BUDGET_S:-450} ))
-what=${1:?usage: scripts/gpu_session.sh check | train SECONDS IMAGES_PER_S}
+what=${1:?usage: scripts/gpu_session.sh check | bench | train SECONDS IMAGES_PER_S}
 mkdir -p /tmp/bin
 printf '#!/bin/sh\nexec %s "$@"\n' "$(command -v python3)" > /tmp/bin/python  # a wrapper: a link breaks the venv
 chmod +x /tmp/bin/python
@@ -22,6 +22,7 @@ python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upg
 export PYTHONPATH=$PWD/src:/tmp/site MNISTDIFF_DATA=$PWD/.gpudata PYTHONUNBUFFERED=1
 case $what in
     check) scripts/gpu_check.sh "$OUT/check" 400 ;;
+    bench) scripts/gpu_bench.sh "$OUT/bench" ;;
     train) scripts/gpu_train.sh "$OUT/train" "${2:?SECONDS}" "${3:?IMAGES_PER_S}" ;;
-    *) echo "unknown: $what (check or train)"; exit 2 ;;
+    *) echo "unknown: $what (check, bench or train)"; exit 2 ;;
 esac
