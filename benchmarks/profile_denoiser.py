@@ -14,7 +14,7 @@ import argparse
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from mnistdiff import load_checkpoint
+from mnistdiff import keep_freed_memory, load_checkpoint
 from mnistdiff.precision import autocast
 
 
@@ -23,6 +23,7 @@ def main() -> None:
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     p.add_argument("--layout", default="channels-last", choices=["plain", "channels-last"])
     args = p.parse_args()
+    keep_freed_memory()  # as the CLI does
     fmt = torch.channels_last if args.layout == "channels-last" else torch.contiguous_format
     model = load_checkpoint()[0].to(memory_format=fmt)
     x, t = torch.randn(64, 1, 28, 28).contiguous(memory_format=fmt), torch.randint(0, 1000, (64,))

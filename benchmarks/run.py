@@ -19,7 +19,7 @@ from pathlib import Path
 
 import torch
 
-from mnistdiff import bench, load_checkpoint
+from mnistdiff import bench, keep_freed_memory, load_checkpoint
 from mnistdiff.diffusion import linear_schedule
 from mnistdiff.model import UNet, get_preset
 from mnistdiff.precision import pick_device
@@ -97,6 +97,7 @@ def main() -> None:
     p.add_argument("--sampling-precision", default="bf16", choices=["fp32", "bf16"])
     p.add_argument("--skip", default="", help="comma list of sections to leave out: speed, sampling, memory")
     args = p.parse_args()
+    keep_freed_memory()  # as the CLI does: every model here, ours and diffusers', runs without page faults
     device = pick_device("auto")
     presets, skip = args.presets.split(","), set(filter(None, args.skip.split(",")))
     precisions = args.precisions.split(",")

@@ -1,6 +1,7 @@
 """The denoiser's share of the matmul peak, measured in alternating rounds so that drift cancels.
 
-    python benchmarks/share.py [--rounds 10] [--precision fp32] [--layout channels-last] [--batch-size 64] [--out FILE]
+    python benchmarks/share.py [--rounds 10] [--precision fp32] [--layout channels-last] [--batch-size 64]
+                               [--allocator keep|default] [--out FILE]
 
 The peak (an n x n matmul) moves between runs by 20% here, more than the gaps we want to see. Each
 round times the peak, then the shipped model's compiled denoiser, then the peak again,
@@ -16,7 +17,7 @@ import statistics
 
 import torch
 
-from mnistdiff import load_checkpoint
+from mnistdiff import keep_freed_memory, load_checkpoint
 from mnistdiff.bench import gflops_per_image, matmul_gflops, median_seconds
 from mnistdiff.precision import autocast
 from mnistdiff.provenance import git_commit
@@ -28,8 +29,12 @@ def main() -> None:
     p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
     p.add_argument("--layout", default="channels-last", choices=["plain", "channels-last"])
     p.add_argument("--batch-size", type=int, default=64)
+    p.add_argument("--allocator", default="keep", choices=["keep", "default"],
+                   help="keep: glibc keeps freed memory, as the CLI sets it; default: glibc as it comes")
     p.add_argument("--out", help="also write the rounds as JSON")
     args = p.parse_args()
+    if args.allocator == "keep":
+        keep_freed_memory()
     model, _, _ = load_checkpoint()
     gflop = gflops_per_image(model)
     fmt = torch.channels_last if args.layout == "channels-last" else torch.contiguous_format
@@ -53,11 +58,11 @@ def main() -> None:
         print(f"round {k}: peak {before:.0f} / {after:.0f} GFLOP/s, denoiser {per_s:.0f} img/s = "
               f"{per_s * gflop:.0f} GFLOP/s, {share:.1%}", flush=True)
     median = statistics.median(r["share"] for r in rounds)
-    print(f"{args.precision} {args.layout} compiled, batch {b}: median share {median:.1%} over {args.rounds} rounds "
+    print(f"{args.precision} {args.layout} compiled, batch {b}, allocator {args.allocator}: median share {median:.1%} over {args.rounds} rounds "
           f"(min {min(r['share'] for r in rounds):.1%}, max {max(r['share'] for r in rounds):.1%})")
     if args.out:
         record = {"command": f"python benchmarks/share.py --rounds {args.rounds} --precision {args.precision} "
-                             f"--layout {args.layout} --batch-size {b}", "commit": git_commit(), "threads": torch.get_num_threads(),
+                             f"--layout {args.layout} --batch-size {b} --allocator {args.allocator}", "commit": git_commit(), "threads": torch.get_num_threads(),
                   "gflop_per_image": gflop, "median_share": median, "rounds": rounds}
         with open(args.out, "w") as f:
             json.dump(record, f, indent=2)

@@ -6,10 +6,11 @@ from pathlib import Path
 
 from torch import nn
 
+from mnistdiff.allocator import keep_freed_memory
 from mnistdiff.diffusion import Schedule, make_schedule
 
 __version__ = "0.1.0"
-__all__ = ["load_checkpoint"]
+__all__ = ["load_checkpoint", "keep_freed_memory"]
 
 
 def load_checkpoint(path: str | Path | None = None, *, ema: bool = True) -> tuple[nn.Module, Schedule, dict]:
