@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import statistics
 
 import torch
@@ -51,18 +52,23 @@ def main() -> None:
     rounds = []
     for k in range(args.rounds):
         before = matmul_gflops(args.precision)
+        faults = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
         per_s = b / median_seconds(denoise, 20, 3)
+        faults = (resource.getrusage(resource.RUSAGE_SELF).ru_minflt - faults) / 23  # per call: new pages the kernel zeroed
         after = matmul_gflops(args.precision)
         share = per_s * gflop / max(before, after)
-        rounds.append({"peak_before": before, "images_per_s": per_s, "peak_after": after, "share": share})
+        rounds.append({"peak_before": before, "images_per_s": per_s, "peak_after": after, "share": share,
+                       "page_faults_per_call": faults})
         print(f"round {k}: peak {before:.0f} / {after:.0f} GFLOP/s, denoiser {per_s:.0f} img/s = "
-              f"{per_s * gflop:.0f} GFLOP/s, {share:.1%}", flush=True)
+              f"{per_s * gflop:.0f} GFLOP/s, {share:.1%}, {faults:.0f} page faults per call", flush=True)
     median = statistics.median(r["share"] for r in rounds)
-    print(f"{args.precision} {args.layout} compiled, batch {b}, allocator {args.allocator}: median share {median:.1%} over {args.rounds} rounds "
-          f"(min {min(r['share'] for r in rounds):.1%}, max {max(r['share'] for r in rounds):.1%})")
+    print(f"{args.precision} {args.layout} compiled, batch {b}, allocator {args.allocator}: median share {median:.1%} "
+          f"over {args.rounds} rounds (min {min(r['share'] for r in rounds):.1%}, max {max(r['share'] for r in rounds):.1%}), "
+          f"{statistics.median(r['images_per_s'] for r in rounds):.0f} img/s")
     if args.out:
-        record = {"command": f"python benchmarks/share.py --rounds {args.rounds} --precision {args.precision} "
-                             f"--layout {args.layout} --batch-size {b} --allocator {args.allocator}", "commit": git_commit(), "threads": torch.get_num_threads(),
+        command = (f"python benchmarks/share.py --rounds {args.rounds} --precision {args.precision} "
+                   f"--layout {args.layout} --batch-size {b} --allocator {args.allocator}")
+        record = {"command": command, "commit": git_commit(), "threads": torch.get_num_threads(),
                   "gflop_per_image": gflop, "median_share": median, "rounds": rounds}
         with open(args.out, "w") as f:
             json.dump(record, f, indent=2)
