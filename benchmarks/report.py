@@ -96,4 +96,5 @@ def to_markdown(record: dict) -> str:
                   "| preset | job | data | peak RSS (MiB) |", "|---|---|---|---|"]
         lines += [f"| {r['preset']} | {r['job']} | {r['data']} | {r['peak_rss_mib']:.0f} |" for r in record["memory"]]
         lines.append("")
-    return "\n".join(lines + ["## Targets (issue 5)", "", *_targets(record)]) + "\n"
+    where = " (set for the 2-core CPU; shown for reference)" if m.get("gpu") else ""
+    return "\n".join(lines + [f"## Targets (issue 5){where}", "", *_targets(record)]) + "\n"
