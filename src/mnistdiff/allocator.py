@@ -2,11 +2,10 @@
 
 glibc serves every block above its mmap threshold (128 KiB to 32 MiB, moving) with its own mmap
 and unmaps it on free. A forward pass of the UNet allocates its activations afresh each call, so
-each call gets new pages from the kernel, zeroed one 4 KiB page fault at a time: about 20,000
-faults per batch-64 forward of `small` on the 2-core dev machine, some 10% of its time
-(benchmarks/results/cpu-2core-allocator.txt). Serving all blocks from the heap and never trimming
-it removes the faults; the cost is that the process keeps what it freed until it exits (about
-100 MiB more resident for `small`: sampling or training stays well inside issue 5's memory targets).
+each call gets new pages from the kernel, zeroed one 4 KiB page fault at a time: 14,000-20,000
+faults per compiled batch-64 forward of `small` on the 2-core dev machine, about 8% of its time
+(benchmarks/results/cpu-2core-allocator/). Serving all blocks from the heap and never trimming
+it removes the faults; the cost is that the process keeps what it freed until it exits.
 """
 
 from __future__ import annotations
