@@ -2,7 +2,9 @@
 # One call of the device tool on a lent GPU machine, from the repo root:
 #   run(command="scripts/gpu_session.sh check", carry=[".whl", ".gpudata"], timeout_s=540)
 #   run(command="scripts/gpu_session.sh train 240 IMAGES_PER_S", carry=[".whl", ".gpudata"], timeout_s=540)
-# (check takes about 6 minutes, train SECONDS + 150 s; IMAGES_PER_S from check's small-512-log.csv).
+# (check takes about 7 minutes, bench 1.5, train SECONDS + 150 s). IMAGES_PER_S sets the step count:
+# on an H100 a 200-step probe (check's small-512-log.csv) ran at 14,000, but a 100 s run averaged
+# about 9,000 and was cut before its cosine decay ended (benchmarks/results/gpu-h100/); use ~9,000 there.
 # Made here first (both git-ignored through .git/info/exclude):
 #   .gpudata/  the four MNIST .gz files (cp ../shared/data/mnist/*.gz .gpudata/)
 #   .whl/      diffusers 0.42.1, importlib_metadata 10.2.0 and lazy_importer 0.1.0 wheels
