@@ -107,7 +107,11 @@ def main() -> None:
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     print("peak", flush=True)
     record["peak_size"] = args.peak_size
-    record["peak_gflops"] = {prec: bench.matmul_gflops(prec, device, n=args.peak_size) for prec in ("fp32", "bf16")}
+
+    def peaks() -> dict:
+        return {prec: bench.matmul_gflops(prec, device, n=args.peak_size) for prec in ("fp32", "bf16")}
+
+    record["peak_gflops"] = peaks()
     if "speed" not in skip:
         models = {name: (lambda name=name: UNet(get_preset(name).unet)) for name in presets}
         models["diffusers UNet2DModel"] = DiffusersUNet
@@ -116,8 +120,7 @@ def main() -> None:
         # The peak drifts between runs (CPU clocks, neighbours): measured again after the models, and
         # the shares are taken against the higher of the two.
         print("peak, again", flush=True)
-        record["peak_gflops_after"] = {prec: bench.matmul_gflops(prec, device, n=args.peak_size)
-                                       for prec in ("fp32", "bf16")}
+        record["peak_gflops_after"] = peaks()
         write(record, args.out)  # each section is kept as it ends: a killed run loses only the one under way
     if "sampling" not in skip:
         print("sampling (DDPM-1000 takes minutes on a CPU)", flush=True)
