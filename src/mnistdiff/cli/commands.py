@@ -35,8 +35,9 @@ def place_model(model, args):
 
     device = pick_device(args.device)
     if args.compile and args.precision == "fp32" and device.type == "cpu":
-        # Measured: the compiled fp32 denoiser is 12-20% faster in channels-last on CPU, the compiled
-        # bf16 one 13% slower (benchmarks/results/cpu-2core-compile.md).
+        # Measured: the compiled fp32 denoiser is 12% faster in channels-last on CPU, the compiled bf16
+        # one 13% slower (benchmarks/results/cpu-2core-compile.md); the rerun with the allocator
+        # setting found 3% faster and 5% faster (cpu-2core-compile-keep.md).
         model = model.to(memory_format=torch.channels_last)
     return model.to(device)
 
