@@ -9,6 +9,7 @@ import torch
 from mnistdiff.diffusion import linear_schedule
 from mnistdiff.generate import generate
 from mnistdiff.model import UNet, get_preset
+from mnistdiff.model.unet import GroupNorm
 from mnistdiff.precision import autocast
 from mnistdiff.train.compiled import compile_for_training, compiled_grads_match
 
@@ -55,6 +56,36 @@ def test_compile_matches(model_and_input):
     slow = generate(model, schedule, 6, steps=5, batch_size=4).int()
     assert fast.shape == slow.shape == (6, 1, 28, 28)
     assert (fast - slow).abs().max() <= 1  # grey levels: rounding of nearly equal floats
+
+
+def test_compiled_groupnorm_is_accurate_far_from_zero_in_both_layouts():
+    torch.manual_seed(0)
+    ours = GroupNorm(4, 24)
+    with torch.no_grad():
+        ours.weight.uniform_(0.5, 1.5)
+        ours.bias.uniform_(-1, 1)
+    compiled = torch.compile(ours)
+    # Mean 30, spread 0.1, channel means apart: E[x^2] - E[x]^2 in fp32 would lose the variance.
+    x = torch.randn(3, 24, 7, 7) * 0.1 + 30 + torch.linspace(0, 1, 24)[None, :, None, None]
+    weights = torch.linspace(-1, 1, x.numel()).view_as(x)  # a loss that reaches every output
+
+    def run(norm, x, w, b):
+        x = x.detach().requires_grad_()
+        out = torch.nn.functional.group_norm(x, 4, w, b) if norm is None else norm(x)
+        (out * weights.to(out.dtype)).sum().backward()
+        return out, x.grad
+
+    expected, expected_grad = run(None, x.double(), ours.weight.double(), ours.bias.double())
+    for layout in (torch.contiguous_format, torch.channels_last):
+        # (torch's own CPU kernel is 0.03 off here in channels-last, fp32.)
+        out, grad = run(compiled, x.clone(memory_format=layout), None, None)
+        torch.testing.assert_close(out.double(), expected, atol=1e-3, rtol=1e-3)
+        torch.testing.assert_close(grad.double(), expected_grad, atol=1e-2, rtol=1e-2)
+    with torch.no_grad(), autocast("bf16"):  # on a CPU, torch's returns bf16 for bf16 input; so does ours
+        x = torch.randn(3, 24, 7, 7).bfloat16()
+        out, plain = compiled(x), torch.nn.functional.group_norm(x, 4, ours.weight, ours.bias)
+    assert out.dtype == plain.dtype == torch.bfloat16
+    torch.testing.assert_close(out, plain, atol=2e-2, rtol=1e-2)
 
 
 def test_inference_mode_matches(model_and_input):
