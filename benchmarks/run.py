@@ -43,18 +43,24 @@ def machine(device: torch.device) -> dict:
 
 def speed_rows(models: dict, device: torch.device, repeats: int, with_compile: bool, precisions: list[str],
                batch_size: int, keep=lambda rows: None) -> list[dict]:
-    """One row per model and setting; keep(rows) is called after each, so a killed run keeps what it timed."""
+    """One row per model and setting; keep(rows) is called after each, so a killed run keeps what it timed.
+
+    Setting by setting, every model is timed back to back, so that a drift of the machine's speed
+    falls alike on the rows that the ours / theirs ratios compare.
+    """
+    built = {name: make().to(device) for name, make in models.items()}
+    base = {name: {"model": name, "params": sum(p.numel() for p in model.parameters()),
+                   "gflop_per_image": bench.gflops_per_image(model)} for name, model in built.items()}
+    settings = [(precision, False, False) for precision in precisions]
+    if "bf16" in precisions:
+        settings += [("bf16", True, False)]  # small only
+    if with_compile:  # for every model timed, so that ours / theirs compares best with best
+        settings += [(precision, channels_last, True) for precision in precisions for channels_last in (False, True)]
     rows = []
-    for name, make in models.items():
-        model = make().to(device)
-        base = {"model": name, "params": sum(p.numel() for p in model.parameters()),
-                "gflop_per_image": bench.gflops_per_image(model)}
-        variants = [(precision, False, False) for precision in precisions]
-        if name == "small" and "bf16" in precisions:
-            variants += [("bf16", True, False)]
-        if with_compile:  # for every model timed, so that ours / theirs compares best with best
-            variants += [(precision, channels_last, True) for precision in precisions for channels_last in (False, True)]
-        for precision, channels_last, compiled in variants:
+    for precision, channels_last, compiled in settings:
+        for name, model in built.items():
+            if channels_last and not compiled and name != "small":
+                continue
             print(f"  {name} {precision}{' channels-last' if channels_last else ''}{' compile' if compiled else ''}",
                   flush=True)
             if compiled:  # a fresh graph cache: a model compiled many ways would hit dynamo's recompile limit
@@ -66,7 +72,9 @@ def speed_rows(models: dict, device: torch.device, repeats: int, with_compile: b
                 x0 = torch.rand(batch_size, 1, 28, 28, device=device) * 2 - 1
                 speed["train_grads_match"], speed["train_grad_error"] = compiled_grads_match(
                     model, timed, linear_schedule(), x0, precision)
-            rows.append(base | {"batch_size": batch_size, "precision": precision, "channels_last": channels_last, "compile": compiled} | speed)
+            rows.append(base[name] | {"batch_size": batch_size, "precision": precision,
+                                      "channels_last": channels_last, "compile": compiled} | speed)
+            rows.sort(key=lambda row: list(built).index(row["model"]))  # the table lists model by model
             keep(rows)
     return rows
 
