@@ -91,6 +91,9 @@ def to_markdown(record: dict) -> str:
         lines += [f"## Sampling the shipped model, batch {s['batch_size']}, {how}", "",
                   "| sampler | seconds |", "|---|---|", f"| DDPM, {s['ddpm_steps']} steps | {s['ddpm_s']:.1f} |",
                   f"| DDIM, {s['ddim_steps']} steps | {s['ddim_s']:.2f} |", f"| ratio | {s['ratio']:.1f} |", ""]
+        if "ddim_runs_s" in s:
+            lines += [f"DDIM's time is the median of {len(s['ddim_runs_s'])} runs, half before DDPM's run and half after.",
+                      ""]
     if "memory" in record:
         lines += ["## Peak resident memory (each job alone in a fresh process)", "",
                   "| preset | job | data | peak RSS (MiB) |", "|---|---|---|---|"]

@@ -3,6 +3,7 @@
 import json
 import os
 import signal
+import statistics
 import subprocess
 import sys
 import time
@@ -183,6 +184,7 @@ def test_bench_prints_throughput_and_sampling_times(capsys):
     result = json.loads(capsys.readouterr().out)
     assert result["ddpm_steps"] == 1000 and result["ddim_steps"] == 10
     assert result["ratio"] == result["ddpm_s"] / result["ddim_s"] and result["ratio"] > 5
+    assert len(result["ddim_runs_s"]) == 4 and result["ddim_s"] == statistics.median(result["ddim_runs_s"])
 
 
 def test_eval_grid_writes_markdown_and_json(idx_folder, tmp_path):
