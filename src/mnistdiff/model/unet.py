@@ -47,7 +47,7 @@ class GroupNorm(nn.GroupNorm):
     Inductor's own lowering computes each group's scale and shift inside the loop over every
     element. Here per-channel moments are combined exactly per group, and two tiny matmuls spread
     the groups' scale and shift over the channels, so that loop is one multiply-add. The shipped
-    model's compiled denoiser runs 7% faster in fp32 and 10% in bf16 (benchmarks/groupnorm.py).
+    model's compiled denoiser runs 6-7% faster in fp32 and 10-13% in bf16 (benchmarks/groupnorm.py).
     Eager mode and GPUs keep PyTorch's kernel.
     """
 
