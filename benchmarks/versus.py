@@ -2,10 +2,11 @@
 
     python benchmarks/versus.py [--rounds 6] [--precision bf16] [--out FILE]
 
-run.py times each model once, one after the other, so the machine's drift (20% between minutes
-here) enters its ours / theirs ratios. Here each round times a training step and a denoiser call
-of both models back to back (batch 64, median of --repeats after warm-up), the ratio is taken
-within the round, and the figure is the median over rounds. Uncompiled: compiled training is
+run.py times each row once, so the machine's drift (20% between minutes here) reaches its
+ours / theirs ratios even with the two models timed back to back. Here each of several rounds
+times a training step and a denoiser call of both models back to back (batch 64, median of
+--repeats after warm-up), the ratio is taken within the round, and the figure is the median
+over rounds. Uncompiled: compiled training is
 wrong on this backend (see mnistdiff.train.compiled).
 """
 
