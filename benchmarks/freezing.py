@@ -5,15 +5,13 @@
 
 import torch
 
-from mnistdiff import load_checkpoint
-from mnistdiff.bench import gflops_per_image, matmul_gflops, median_seconds
+from mnistdiff.bench import gflops_per_image, matmul_gflops, median_seconds, shipped_model_and_batch
 from mnistdiff.precision import autocast
 
 
 def main() -> None:
-    model, _, _ = load_checkpoint()
+    model, x, t = shipped_model_and_batch()
     gflop = gflops_per_image(model)
-    x, t = torch.randn(64, 1, 28, 28), torch.randint(0, 1000, (64,))
     peaks = {p: matmul_gflops(p) for p in ("fp32", "bf16")}
     print(f"matmul peak GFLOP/s: {peaks}; GFLOP per image: {gflop:.3f}", flush=True)
     for precision in ("fp32", "bf16"):

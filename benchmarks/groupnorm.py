@@ -16,8 +16,8 @@ import statistics
 import torch
 from torch import nn
 
-from mnistdiff import keep_freed_memory, load_checkpoint
-from mnistdiff.bench import median_seconds
+from mnistdiff import keep_freed_memory
+from mnistdiff.bench import median_seconds, shipped_model_and_batch
 from mnistdiff.model.unet import GroupNorm
 from mnistdiff.precision import autocast
 from mnistdiff.provenance import git_commit
@@ -40,10 +40,8 @@ def main() -> None:
     p.add_argument("--out", help="also write the rounds as JSON")
     args = p.parse_args()
     keep_freed_memory()  # as the CLI does
-    fmt = torch.channels_last if args.layout == "channels-last" else torch.contiguous_format
-    ours = load_checkpoint()[0].to(memory_format=fmt)
+    ours, x, t = shipped_model_and_batch(args.layout)
     models = {"ours": torch.compile(ours), "torch": torch.compile(with_torch_groupnorm(ours))}
-    x, t = torch.randn(64, 1, 28, 28).contiguous(memory_format=fmt), torch.randint(0, 1000, (64,))
     ms = {name: [] for name in models}
     with torch.inference_mode(), autocast(args.precision, "cpu"):
         out = {name: model(x, t).float() for name, model in models.items()}  # builds both graphs

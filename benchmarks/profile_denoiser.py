@@ -14,7 +14,8 @@ import argparse
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from mnistdiff import keep_freed_memory, load_checkpoint
+from mnistdiff import keep_freed_memory
+from mnistdiff.bench import shipped_model_and_batch
 from mnistdiff.precision import autocast
 
 
@@ -24,9 +25,7 @@ def main() -> None:
     p.add_argument("--layout", default="channels-last", choices=["plain", "channels-last"])
     args = p.parse_args()
     keep_freed_memory()  # as the CLI does
-    fmt = torch.channels_last if args.layout == "channels-last" else torch.contiguous_format
-    model = load_checkpoint()[0].to(memory_format=fmt)
-    x, t = torch.randn(64, 1, 28, 28).contiguous(memory_format=fmt), torch.randint(0, 1000, (64,))
+    model, x, t = shipped_model_and_batch(args.layout)
     compiled = torch.compile(model)
     with torch.inference_mode(), autocast(args.precision, "cpu"):
         for _ in range(3):

@@ -18,8 +18,8 @@ import statistics
 
 import torch
 
-from mnistdiff import keep_freed_memory, load_checkpoint
-from mnistdiff.bench import gflops_per_image, matmul_gflops, median_seconds
+from mnistdiff import keep_freed_memory
+from mnistdiff.bench import gflops_per_image, matmul_gflops, median_seconds, shipped_model_and_batch
 from mnistdiff.precision import autocast
 from mnistdiff.provenance import git_commit
 
@@ -36,12 +36,9 @@ def main() -> None:
     args = p.parse_args()
     if args.allocator == "keep":
         keep_freed_memory()
-    model, _, _ = load_checkpoint()
-    gflop = gflops_per_image(model)
-    fmt = torch.channels_last if args.layout == "channels-last" else torch.contiguous_format
-    model = model.to(memory_format=fmt)
     b = args.batch_size
-    x, t = torch.randn(b, 1, 28, 28).contiguous(memory_format=fmt), torch.randint(0, 1000, (b,))
+    model, x, t = shipped_model_and_batch(args.layout, b)
+    gflop = gflops_per_image(model)
     compiled = torch.compile(model)
 
     def denoise():

@@ -45,3 +45,17 @@ def test_report_leaves_out_training_with_wrong_gradients():
     table = to_markdown(record)
     assert "900 (wrong gradients: 21% off)" in table
     assert "train images per s: 2.00x" in table  # 200 / 100, not 900 / 100
+
+
+def test_flops_per_image_do_not_depend_on_the_memory_layout():
+    import torch
+
+    from mnistdiff.bench import gflops_per_image
+    from mnistdiff.model import UNet, get_preset
+
+    model = UNet(get_preset("tiny").unet)
+    plain = gflops_per_image(model)
+    # In channels-last the CPU attention kernel is one the FLOP counter does not see (a third of tiny's count).
+    assert gflops_per_image(model.to(memory_format=torch.channels_last)) == plain
+    weight = model.down[0].res[0].conv1.weight  # the model itself is left as it was
+    assert weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()

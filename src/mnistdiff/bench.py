@@ -3,6 +3,7 @@ and DDPM against DDIM sampling time. benchmarks/run.py puts these together into 
 
 from __future__ import annotations
 
+import copy
 import statistics
 import time
 
@@ -41,12 +42,28 @@ def matmul_gflops(precision: str, device: torch.device = torch.device("cpu"), n:
     return 2 * n**3 / median_seconds(lambda: a @ b, repeats, 3, device) / 1e9
 
 
+def shipped_model_and_batch(layout: str = "plain", batch_size: int = 64) -> tuple:
+    """(model, xt, t): the shipped model and a random batch for its denoiser, both in `layout`
+    ("plain" or "channels-last"); what the timing scripts in benchmarks/ start from."""
+    from mnistdiff import load_checkpoint
+
+    fmt = torch.channels_last if layout == "channels-last" else torch.contiguous_format
+    model, schedule, _ = load_checkpoint()
+    xt = torch.randn(batch_size, 1, 28, 28).contiguous(memory_format=fmt)
+    return model.to(memory_format=fmt), xt, torch.randint(0, schedule.T, (batch_size,))
+
+
 def gflops_per_image(model, image_shape=(1, 28, 28)) -> float:
-    """Forward GFLOP for one image (a multiply-add counts 2), by torch's FLOP counter; a training step is ~3x."""
+    """Forward GFLOP for one image (a multiply-add counts 2), by torch's FLOP counter; a training step is ~3x.
+
+    Counted on a plain-layout copy: in channels-last, CPU attention takes a fused kernel that the
+    counter does not count.
+    """
     device = next(model.parameters()).device
     x, t = torch.zeros(1, *image_shape, device=device), torch.zeros(1, dtype=torch.long, device=device)
+    plain = copy.deepcopy(model).to(memory_format=torch.contiguous_format)
     with FlopCounterMode(display=False) as counter, torch.no_grad():
-        model(x, t)
+        plain(x, t)
     return counter.get_total_flops() / 1e9
 
 
