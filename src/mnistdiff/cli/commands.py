@@ -11,7 +11,7 @@ def cmd_train(args) -> None:
     from mnistdiff.train import train
 
     final = train(args.out, preset=args.preset, dataset=args.dataset, data_dir=args.data_dir, resume=args.resume,
-                  minutes=args.minutes, device=args.device, compile=args.compile, steps=args.steps,
+                  init_from=args.init_from, minutes=args.minutes, device=args.device, compile=args.compile, steps=args.steps,
                   batch_size=args.batch_size, lr=args.lr,
                   lr_decay=args.lr_decay, min_snr_gamma=args.min_snr_gamma, precision=args.precision,
                   sample_every=args.sample_every, checkpoint_every=args.checkpoint_every, fid_every=args.fid_every,

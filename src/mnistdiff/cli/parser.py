@@ -98,7 +98,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default="mnist", choices=DATASETS)
     p.add_argument("--data-dir", help="folder with the IDX files (else $MNISTDIFF_DATA, else download to the cache)")
     p.add_argument("--steps", type=_positive_int, help="total optimizer steps (default: the preset's)")
-    p.add_argument("--minutes", type=float, help="stop after this many minutes of wall time")
+    p.add_argument("--minutes", type=float,
+                   help="stop after this many minutes of wall time (a cosine decay then ends with them)")
     p.add_argument("--batch-size", type=_positive_int)
     p.add_argument("--lr", type=float)
     _device_arg(p, "where to train (auto: a CUDA GPU if there is one)")
@@ -114,6 +115,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int)
     p.add_argument("--out", required=True, help="run folder (checkpoints, log.csv, samples/)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
+    p.add_argument("--init-from", metavar="PATH",
+                   help="start a new run from this run's or checkpoint's EMA weights, with a fresh optimizer")
 
     p = sub.add_parser("sample", help="draw images from a checkpoint")
     p.add_argument("--checkpoint", help="run folder or checkpoint folder (default: the shipped model)")

@@ -11,6 +11,7 @@ a kill at any moment leaves `latest` naming a complete checkpoint.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -69,6 +70,15 @@ def export(run: str | Path, out: str | Path, record: dict) -> Path:
     step = torch.load(folder / "state.pt", weights_only=False)["step"]
     (out / "record.json").write_text(json.dumps({"step": step, "source": folder.name} | record, indent=2) + "\n")
     return out
+
+
+def sha256(path: Path) -> str:
+    """The hex SHA-256 of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def find(path: str | Path | None) -> Path:

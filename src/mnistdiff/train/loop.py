@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import signal
 import threading
@@ -97,9 +98,15 @@ class Run:
         s["pos"] += b
         return data.to_model_range(self.images[idx]).to(self.device, non_blocking=True)
 
-    def step(self) -> tuple[float, float]:
-        """One optimizer step; returns (loss, lr)."""
-        lr = learning_rate(self.cfg, self.state["step"])
+    def init_from(self, source: Path) -> None:
+        """Start from another checkpoint's EMA weights (model and EMA alike), with a fresh optimizer."""
+        _, weights = checkpoint.read(source)
+        self.model.load_state_dict(weights["ema"])
+        self.ema.shadow.load_state_dict(weights["ema"])
+
+    def step(self, time_done: float | None = None) -> tuple[float, float]:
+        """One optimizer step; returns (loss, lr). `time_done`: the share of a time budget spent."""
+        lr = learning_rate(self.cfg, self.state["step"], time_done)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         x0 = self.next_batch()
@@ -115,36 +122,63 @@ class Run:
         return loss.item(), lr
 
 
-def learning_rate(cfg, step: int) -> float:
-    """Linear warm-up, then constant or a cosine decay to 0 at `cfg.steps`."""
+def learning_rate(cfg, step: int, time_done: float | None = None) -> float:
+    """Linear warm-up, then constant or a cosine decay to 0 at `cfg.steps`.
+
+    `time_done` (0..1) is the share of a time budget spent: the decay then also ends when the
+    budget does, whichever of steps and time comes first, so a run stopped by --minutes anneals.
+    """
     if step < cfg.warmup:
         return cfg.lr * (step + 1) / cfg.warmup
     if cfg.lr_decay == "constant":
         return cfg.lr
     if cfg.lr_decay == "cosine":
         done = min(1.0, (step - cfg.warmup) / max(cfg.steps - cfg.warmup, 1))
+        if time_done is not None:
+            done = max(done, min(1.0, time_done))
         return cfg.lr * 0.5 * (1 + math.cos(math.pi * done))
     raise ValueError(f"unknown lr_decay {cfg.lr_decay!r}: use 'constant' or 'cosine'")
 
 
-def _config(out: Path, preset: str, dataset: str, resume: bool, overrides: dict) -> dict:
-    """The run's full config: the preset's, or on resume the checkpoint's, with `overrides` applied."""
+def _config(out: Path, preset: str, dataset: str, resume: bool, overrides: dict,
+            init_from: Path | None = None) -> dict:
+    """The run's full config: the preset's, or on resume the checkpoint's, with `overrides` applied.
+
+    With `init_from` (a checkpoint folder) the model's shape and schedule are that checkpoint's.
+    """
     has_checkpoint = (out / "checkpoints" / "latest").is_file()
     if resume and not has_checkpoint:
         raise FileNotFoundError(f"--resume: no checkpoint in {out}")
     if has_checkpoint and not resume:
         raise FileExistsError(f"{out} already holds a run: pass --resume to continue it, or another --out")
+    extra = {}
     if resume:
         config, _ = checkpoint.read(checkpoint.find(out))
         unet_cfg, train_cfg, sched_cfg = checkpoint.parse_config(config)
         preset, dataset = config["preset"], config["dataset"]
+        extra = {k: config[k] for k in ("init_from",) if k in config}
     else:
         p = get_preset(preset)
         unet_cfg, train_cfg, sched_cfg = p.unet, p.train, ScheduleConfig()
+    if init_from is not None:
+        source, _ = checkpoint.read(init_from)
+        unet_cfg, _, sched_cfg = checkpoint.parse_config(source)
+        dataset = source["dataset"]
+        extra["init_from"] = {"path": str(init_from), "step": _step_of(init_from),
+                              "weights_sha256": checkpoint.sha256(init_from / "weights.safetensors")}
     train_cfg = replace(train_cfg, **{k: v for k, v in overrides.items() if v is not None})
     autocast(train_cfg.precision)  # fail on a bad setting before loading data
     learning_rate(train_cfg, train_cfg.warmup)
-    return checkpoint.config_dict(preset, dataset, unet_cfg, train_cfg, sched_cfg)
+    return checkpoint.config_dict(preset, dataset, unet_cfg, train_cfg, sched_cfg) | extra
+
+
+def _step_of(folder: Path) -> int | None:
+    """The step a checkpoint (or exported model) was saved at, where it says."""
+    record = folder / "record.json"
+    if record.is_file():
+        return json.loads(record.read_text()).get("step")
+    digits = folder.name.removeprefix("step_")
+    return int(digits) if digits.isdigit() else None
 
 
 def train(
@@ -154,6 +188,7 @@ def train(
     dataset: str = "mnist",
     data_dir: str | Path | None = None,
     resume: bool = False,
+    init_from: str | Path | None = None,
     minutes: float | None = None,
     device: str = "auto",
     compile: bool = False,
@@ -167,25 +202,39 @@ def train(
     checkpoint before stopping. `device` "auto" takes a CUDA GPU when there is one. `compile` runs
     the training forward and backward through torch.compile if a check on the first batch finds its
     gradients equal to the plain model's (train/compiled.py); otherwise training runs uncompiled.
+    `init_from` (a run or checkpoint folder, or None for nothing) starts a new run from that
+    checkpoint's EMA weights with a fresh optimizer; config.json records where it started.
+    With `minutes` and a cosine decay, the learning rate reaches 0 when the time runs out.
     """
     out = Path(out)
-    config = _config(out, preset, dataset, resume, overrides)
+    if init_from is not None and resume:
+        raise ValueError("--init-from starts a new run; --resume continues one: pass only one")
+    source = checkpoint.find(init_from) if init_from is not None else None
+    config = _config(out, preset, dataset, resume, overrides, source)
     images, _ = data.load(config["dataset"], "train", data_dir)  # held once, as uint8
     config["unet"] |= {"in_channels": images.shape[1], "image_size": images.shape[-1]}
     run = Run(out, config, images, pick_device(device), compile=compile)
     if resume:
         run.restore()
+    elif source is not None:
+        run.init_from(source)
     cfg, state = run.cfg, run.state
     log = CsvLog(out / "log.csv", TRAIN_FIELDS, after_step=state["step"])
     fid_log = CsvLog(out / "fid.csv", FID_FIELDS, after_step=state["step"]) if cfg.fid_every else None
-    deadline = time.monotonic() + 60 * minutes if minutes else float("inf")
+    if minutes is not None and minutes <= 0:
+        raise ValueError(f"--minutes must be positive, got {minutes}")
+    start = time.monotonic()
+    deadline = start + 60 * minutes if minutes else float("inf")
+    # The share of the budget spent, measured from where a resumed decay stood, so the lr stays continuous.
+    begun = _decay_done(cfg, state["step"])
     last_saved = state["step"] if resume else -1
     bar = tqdm(total=cfg.steps, initial=state["step"], desc="train", disable=not progress, dynamic_ncols=True)
     since_log = [0, 0.0]  # steps and seconds of training since the last log row
     with _StopOnSignal() as stop:
         while state["step"] < cfg.steps and not stop.signalled and time.monotonic() < deadline:
             t0 = time.perf_counter()
-            loss, lr = run.step()
+            time_done = begun + (1 - begun) * (time.monotonic() - start) / (60 * minutes) if minutes else None
+            loss, lr = run.step(time_done)
             dt = time.perf_counter() - t0
             state["elapsed_s"] += dt
             since_log = [since_log[0] + 1, since_log[1] + dt]
@@ -209,6 +258,11 @@ def train(
     if state["step"] % cfg.sample_every != 0:
         run.sample_grid()
     return final
+
+
+def _decay_done(cfg, step: int) -> float:
+    """How far a cosine decay over `cfg.steps` has gone at `step` (0 during warm-up)."""
+    return min(1.0, max(0, step - cfg.warmup) / max(cfg.steps - cfg.warmup, 1))
 
 
 def _time_left(deadline: float) -> dict:
