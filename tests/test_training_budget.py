@@ -1,0 +1,67 @@
+"""A time budget that anneals, and a run that starts from another checkpoint's weights."""
+
+import json
+
+import pytest
+import torch
+
+from mnistdiff.cli import main
+from mnistdiff.model.presets import TrainConfig
+from mnistdiff.train import checkpoint
+from mnistdiff.train.loop import learning_rate
+
+FAST = ["--preset", "tiny", "--checkpoint-every", "10", "--sample-every", "1000"]
+
+
+def train_cli(out, data_dir, *extra):
+    return main(["train", *FAST, "--data-dir", str(data_dir), "--out", str(out), *extra])
+
+
+def test_cosine_decay_ends_with_the_time_budget_when_that_comes_first():
+    cfg = TrainConfig(steps=1_000_000, warmup=10, lr=1.0, lr_decay="cosine")
+    assert learning_rate(cfg, 20) == pytest.approx(1.0, abs=1e-4)  # by steps alone, barely started
+    assert learning_rate(cfg, 20, time_done=0.5) == pytest.approx(0.5)
+    assert learning_rate(cfg, 20, time_done=1.0) == pytest.approx(0.0)
+    assert learning_rate(cfg, 5, time_done=0.9) == pytest.approx(0.6)  # warm-up first, whatever the clock
+    # Steps that end first still end the decay.
+    assert learning_rate(TrainConfig(steps=110, warmup=10, lr=1.0, lr_decay="cosine"), 110, 0.1) == 0.0
+    assert learning_rate(TrainConfig(steps=110, warmup=10, lr=1.0), 50, time_done=1.0) == 1.0  # constant
+
+
+def test_a_run_stopped_by_minutes_has_annealed(idx_folder, tmp_path):
+    run = tmp_path / "run"
+    assert train_cli(run, idx_folder, "--steps", "1000000", "--lr-decay", "cosine", "--minutes", "0.15") == 0
+    rows = [line.split(",") for line in (run / "log.csv").read_text().splitlines()[1:]]
+    lrs = [float(r[2]) for r in rows if int(r[0]) >= 10]  # after the tiny preset's 10 warm-up steps
+    assert len(lrs) >= 2 and lrs == sorted(lrs, reverse=True)
+    assert lrs[-1] < 0.5 * 2e-3  # the preset's peak lr is 2e-3; a step-based decay would still be at 2e-3
+
+
+def test_minutes_must_be_positive(idx_folder, tmp_path, capsys):
+    assert train_cli(tmp_path / "run", idx_folder, "--minutes", "-1") == 2
+    assert "--minutes" in capsys.readouterr().err
+
+
+def test_init_from_starts_from_the_ema_weights_with_a_fresh_optimizer(idx_folder, tmp_path):
+    first, second = tmp_path / "first", tmp_path / "second"
+    assert train_cli(first, idx_folder, "--steps", "20") == 0
+    source = checkpoint.find(first)
+    _, before = checkpoint.read(source)
+    # A learning rate of ~0 leaves the weights where they started.
+    assert train_cli(second, idx_folder, "--steps", "10", "--lr", "1e-20", "--init-from", str(first)) == 0
+    config, after = checkpoint.read(checkpoint.find(second))
+    for name, value in before["ema"].items():
+        torch.testing.assert_close(after["model"][name], value)
+    assert config["init_from"]["step"] == 20
+    assert config["init_from"]["weights_sha256"] == checkpoint.sha256(source / "weights.safetensors")
+    # Resuming the new run keeps the record of where it started.
+    assert train_cli(second, idx_folder, "--steps", "20", "--resume") == 0
+    resumed = json.loads((checkpoint.find(second) / "config.json").read_text())
+    assert resumed["init_from"] == config["init_from"]
+
+
+def test_init_from_and_resume_do_not_go_together(idx_folder, tmp_path, capsys):
+    first = tmp_path / "first"
+    assert train_cli(first, idx_folder, "--steps", "10") == 0
+    assert train_cli(first, idx_folder, "--resume", "--init-from", str(first)) == 2
+    assert "--init-from" in capsys.readouterr().err
