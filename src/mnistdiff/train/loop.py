@@ -252,6 +252,9 @@ def train(
                 run.save()
                 last_saved = state["step"]
     bar.close()
+    if since_log[0]:  # steps since the last row: the log ends at the step the run stopped at
+        log.write(step=state["step"], loss=loss, lr=lr, images_per_s=cfg.batch_size * since_log[0] / since_log[1],
+                  elapsed_s=state["elapsed_s"])
     final = checkpoint.find(out) if state["step"] == last_saved else run.save()
     if stop.signalled:
         raise Interrupted(f"stopped by signal at step {state['step']}; checkpoint saved in {final}")
