@@ -6,7 +6,7 @@ import torch
 from exact import GaussianData
 from mnistdiff.diffusion import linear_schedule
 from mnistdiff.experiments import RULES, linear, linear_norm, merge, slerp
-from mnistdiff.samplers import ddim_invert, ddim_sample, timesteps
+from mnistdiff.samplers import ddim_invert, levels, sample_ddim
 
 SCHEDULE = linear_schedule()
 
@@ -45,9 +45,9 @@ def test_linear_mix_of_independent_latents_shrinks_and_norm_rule_restores():
 def test_merge_with_weight_0_or_1_gives_back_the_inversion_of_a_or_b(rule):
     model = GaussianData(SCHEDULE, 0.1, 0.5)
     a, b = (x.clamp(-1, 1) for x in gaussians(n=2, seed=1))
-    steps = timesteps(20, 1000)
-    out = merge(model, SCHEDULE, a, b, [0.0, 1.0], rule=rule, steps=steps, clip_x0=False)
-    decode_a = ddim_sample(model, ddim_invert(model, a, SCHEDULE, steps), SCHEDULE, steps)
+    grid = levels(20, SCHEDULE)
+    out = merge(model, SCHEDULE, a, b, [0.0, 1.0], rule=rule, levels=grid, clip_x0=False)
+    decode_a = sample_ddim(model, ddim_invert(model, a, SCHEDULE, grid), SCHEDULE, grid)
     torch.testing.assert_close(out["latent_mix"][0], decode_a)
     torch.testing.assert_close(out["latent_mix"][0], out["recon_a"])
     torch.testing.assert_close(out["latent_mix"][1], out["recon_b"])
@@ -58,7 +58,7 @@ def test_merge_with_weight_0_or_1_gives_back_the_inversion_of_a_or_b(rule):
 def test_unknown_rule():
     a, b = gaussians(n=1)
     with pytest.raises(ValueError, match="mixing rule"):
-        merge(None, SCHEDULE, a, b, [0.5], rule="cubic", steps=[0, 500])
+        merge(None, SCHEDULE, a, b, [0.5], rule="cubic", levels=[500, 0, -1])
 
 
 def test_invert_merge_and_figures_from_the_cli(idx_folder, tmp_path):

@@ -105,11 +105,11 @@ def _steps_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=_positive_int, default=50, help="DDIM steps of the inversion and the decoding")
 
 
-def train_config_args(p: argparse.ArgumentParser, config: type = TrainConfig) -> None:
-    """One flag per field of `config`: its name, type and choices, its help from the field's metadata,
+def train_config_args(p: argparse.ArgumentParser) -> None:
+    """One flag per field of TrainConfig: its name, type and choices, its help from the field's metadata,
     and each preset's value as its default (None here, so that the preset, or on --resume the run, decides)."""
-    hints = typing.get_type_hints(config)
-    for f in dataclasses.fields(config):
+    hints = typing.get_type_hints(TrainConfig)
+    for f in dataclasses.fields(TrainConfig):
         values = {name: getattr(preset.train, f.name, f.default) for name, preset in PRESETS.items()}
         default = (f"{next(iter(values.values()))}" if len(set(values.values())) == 1
                    else "the preset's: " + ", ".join(f"{name} {v}" for name, v in values.items()))
@@ -117,9 +117,9 @@ def train_config_args(p: argparse.ArgumentParser, config: type = TrainConfig) ->
                        help=f"{f.metadata['help']} (default: {default})")
 
 
-def train_settings(args, config: type = TrainConfig) -> dict:
-    """The values of the `config` flags given on the command line, by field name; None where not given."""
-    return {f.name: getattr(args, f.name) for f in dataclasses.fields(config)}
+def train_settings(args) -> dict:
+    """The TrainConfig flags' values, by field name; None where not given."""
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
 
 
 def _sampler_args(p: argparse.ArgumentParser) -> None:
