@@ -26,5 +26,5 @@ cp "$run"/samples/*.png "$run/export/" 2>/dev/null
 tar czf "$out/model.tgz" -C "$run" export
 fid=(python -m mnistdiff fid --checkpoint "$run/export" --device "$device" --precision bf16)
 part ddim50 90 "${fid[@]}" --n "$n_ddim" --batch-size 500 --json "$out/fid-ddim50.json"
-part ddpm1000 120 "${fid[@]}" --sampler ddpm --steps 1000 --n "$n_ddpm" --batch-size 1000 --json "$out/fid-ddpm1000.json"
+part ddpm1000 120 "${fid[@]}" --sampler ddpm --n "$n_ddpm" --batch-size 1000 --json "$out/fid-ddpm1000.json"
 cat "$out/steps.txt"
