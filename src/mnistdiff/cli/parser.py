@@ -15,7 +15,8 @@ class HelpFormatter(argparse.HelpFormatter):
     """Each option's help ends with its default, where it has one."""
 
     def _get_help_string(self, action):
-        shown = action.default not in (None, False, argparse.SUPPRESS) and "%(default)" not in (action.help or "")
+        unset = action.default is None or action.default is False or action.default == argparse.SUPPRESS
+        shown = not unset and "%(default)" not in (action.help or "")
         return (action.help or "") + (" (default: %(default)s)" if shown else "")
 
 
