@@ -1,4 +1,4 @@
-"""The compiled denoiser with the UNet's GroupNorm against the same model with torch's nn.GroupNorm.
+"""The compiled denoiser with the package's CPU GroupNorm (runtime.py) against torch's nn.GroupNorm.
 
     python benchmarks/groupnorm.py [--rounds 6] [--precision fp32] [--layout channels-last] [--out FILE]
 
@@ -14,22 +14,12 @@ import json
 import statistics
 
 import torch
-from torch import nn
 
 from mnistdiff import keep_freed_memory
 from mnistdiff.bench import median_seconds, shipped_model_and_batch
-from mnistdiff.model.unet import GroupNorm
 from mnistdiff.precision import autocast
 from mnistdiff.provenance import git_commit
-
-
-def with_torch_groupnorm(model):
-    """A copy of model whose GroupNorms are torch's own (same weights)."""
-    plain = copy.deepcopy(model)
-    for module in plain.modules():
-        if type(module) is GroupNorm:
-            module.__class__ = nn.GroupNorm
-    return plain
+from mnistdiff.runtime import compile_model
 
 
 def main() -> None:
@@ -41,7 +31,7 @@ def main() -> None:
     args = p.parse_args()
     keep_freed_memory()  # as the CLI does
     ours, x, t = shipped_model_and_batch(args.layout)
-    models = {"ours": torch.compile(ours), "torch": torch.compile(with_torch_groupnorm(ours))}
+    models = {"ours": compile_model(copy.deepcopy(ours)), "torch": torch.compile(ours)}
     ms = {name: [] for name in models}
     with torch.inference_mode(), autocast(args.precision, "cpu"):
         out = {name: model(x, t).float() for name, model in models.items()}  # builds both graphs

@@ -6,7 +6,8 @@ import torch
 diffusers = pytest.importorskip("diffusers")
 
 from mnistdiff.diffusion import linear_schedule  # noqa: E402
-from mnistdiff.samplers import ddim_update, ddpm_step, timesteps  # noqa: E402
+from mnistdiff.samplers import ddim_update, ddpm_step, levels  # noqa: E402
+from mnistdiff.samplers.common import alpha_bar  # noqa: E402
 
 SCHEDULE = linear_schedule()
 
@@ -21,15 +22,14 @@ def test_ddim_matches_diffusers_ddim_scheduler(eta, clip):
                                   beta_schedule="linear", clip_sample=clip, clip_sample_range=1.0,
                                   set_alpha_to_one=True, steps_offset=0, timestep_spacing="leading")
     ref.set_timesteps(50)
-    steps = timesteps(50, 1000)
-    assert ref.timesteps.tolist() == steps[::-1]
+    grid = levels(50, SCHEDULE)
+    assert ref.timesteps.tolist() == grid[:-1]  # diffusers leaves out the clean end
     x = 3 * _random((2, 1, 8, 8), 0)  # wide enough that clipping x0 matters
-    for i, t in enumerate(ref.timesteps.tolist()):
+    for i, (t, t_next) in enumerate(zip(grid, grid[1:])):
         eps, noise = _random(x.shape, 100 + i), _random(x.shape, 200 + i)
         expected = ref.step(eps, t, x, eta=eta, variance_noise=noise).prev_sample
-        t_prev = t - 20
-        ab_prev = float(SCHEDULE.alpha_bar[t_prev]) if t_prev >= 0 else 1.0
-        ours = ddim_update(x, eps, float(SCHEDULE.alpha_bar[t]), ab_prev, eta=eta, noise=noise, clip_x0=clip)
+        ours = ddim_update(x, eps, alpha_bar(SCHEDULE, t), alpha_bar(SCHEDULE, t_next), eta=eta, noise=noise,
+                           clip_x0=clip)
         torch.testing.assert_close(ours, expected, atol=1e-5, rtol=1e-4)
         x = expected
 

@@ -109,9 +109,11 @@ def test_ddpm_sampling_from_the_cli(idx_folder, tmp_path):
     run = tmp_path / "run"
     assert train_cli(run, idx_folder, "--steps", "10") == 0
     npz = tmp_path / "ddpm.npz"
-    assert main(["sample", "--checkpoint", str(run), "--sampler", "ddpm", "--n", "2",
+    assert main(["sample", "--checkpoint", str(run), "--sampler", "ddpm", "--steps", "1000", "--n", "2",
                  "--out", str(tmp_path / "g.png"), "--npz", str(npz)]) == 0
     assert np.load(npz)["images"].shape == (2, 1, 28, 28)
+    assert main(["sample", "--checkpoint", str(run), "--sampler", "ddpm", "--steps", "50"]) == 2
+    assert main(["sample", "--checkpoint", str(run), "--sampler", "dpm-solver", "--eta", "0.5"]) == 2
 
 
 def test_dpm_solver_and_nfe_curve_from_the_cli(idx_folder, tmp_path, capsys):
@@ -121,7 +123,7 @@ def test_dpm_solver_and_nfe_curve_from_the_cli(idx_folder, tmp_path, capsys):
     assert main(["sample", "--checkpoint", str(run), "--sampler", "dpm-solver", "--steps", "3", "--n", "2",
                  "--out", str(tmp_path / "g.png"), "--npz", str(npz)]) == 0
     assert np.load(npz)["images"].shape == (2, 1, 28, 28)
-    assert main(["sample", "--checkpoint", str(run), "--sampler", "ddim", "--spacing", "logsnr"]) == 2
+    assert main(["sample", "--checkpoint", str(run), "--sampler", "ddim", "--spacing", "cubic"]) == 2
     assert "spacing" in capsys.readouterr().err
     out = tmp_path / "nfe"
     assert main(["nfe-curve", "--checkpoint", str(run), "--n", "8", "--nfes", "2,3", "--data-dir", str(idx_folder),

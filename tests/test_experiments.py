@@ -6,7 +6,7 @@ import torch
 from exact import GaussianData
 from mnistdiff.diffusion import linear_schedule
 from mnistdiff.experiments import RULES, linear, linear_norm, merge, slerp
-from mnistdiff.samplers import ddim_invert, ddim_sample, timesteps
+from mnistdiff.samplers import ddim_invert, levels, sample_ddim
 
 SCHEDULE = linear_schedule()
 
@@ -45,9 +45,9 @@ def test_linear_mix_of_independent_latents_shrinks_and_norm_rule_restores():
 def test_merge_with_weight_0_or_1_gives_back_the_inversion_of_a_or_b(rule):
     model = GaussianData(SCHEDULE, 0.1, 0.5)
     a, b = (x.clamp(-1, 1) for x in gaussians(n=2, seed=1))
-    steps = timesteps(20, 1000)
-    out = merge(model, SCHEDULE, a, b, [0.0, 1.0], rule=rule, steps=steps, clip_x0=False)
-    decode_a = ddim_sample(model, ddim_invert(model, a, SCHEDULE, steps), SCHEDULE, steps)
+    grid = levels(20, SCHEDULE)
+    out = merge(model, SCHEDULE, a, b, [0.0, 1.0], rule=rule, levels=grid, clip_x0=False)
+    decode_a = sample_ddim(model, ddim_invert(model, a, SCHEDULE, grid), SCHEDULE, grid)
     torch.testing.assert_close(out["latent_mix"][0], decode_a)
     torch.testing.assert_close(out["latent_mix"][0], out["recon_a"])
     torch.testing.assert_close(out["latent_mix"][1], out["recon_b"])
@@ -58,7 +58,7 @@ def test_merge_with_weight_0_or_1_gives_back_the_inversion_of_a_or_b(rule):
 def test_unknown_rule():
     a, b = gaussians(n=1)
     with pytest.raises(ValueError, match="mixing rule"):
-        merge(None, SCHEDULE, a, b, [0.5], rule="cubic", steps=[0, 500])
+        merge(None, SCHEDULE, a, b, [0.5], rule="cubic", levels=[500, 0, -1])
 
 
 def test_invert_merge_and_figures_from_the_cli(idx_folder, tmp_path):
@@ -121,3 +121,41 @@ def test_reconstruction_error_falls_with_steps_for_the_exact_model():
     rows = reconstruction_errors(model, SCHEDULE, x, (10, 100, 1000), progress=False)
     errors = [r["mse"] for r in rows]
     assert errors[0] > errors[1] > errors[2] and errors[2] < 1e-4
+
+
+def test_trajectory_shows_x_t_and_the_predicted_x0_along_the_way():
+    from mnistdiff.experiments.figures import trajectory
+    from mnistdiff.samplers import levels
+
+    model = GaussianData(SCHEDULE, 0.2, 0.1)
+    x_T = torch.randn((5, 1, 4, 4), dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    frames, panel = trajectory(model, SCHEDULE, x_T, levels(20, SCHEDULE), columns=6, rows=2)
+    assert len(frames) == 21  # x_T, then after each step
+    assert [label for label, _ in panel] == ["#0 x_t", "#0 predicted x0", "#1 x_t", "#1 predicted x0"]
+    x_t, x0 = panel[0][1], panel[1][1]
+    assert [c for c, _ in x_t][0] == "t = 900" and x_t[-1][0] == "clean" and len(x_t) == 6
+    assert x0[0][0] == "at t = 950" and x0[-1][0] == "at t = 0"
+    # Early on x_t is mostly noise while the predicted x0 is already near the data mean.
+    assert (x0[0][1] - 0.2).abs().mean() < 0.5 * (x_t[0][1] - 0.2).abs().mean()
+    torch.testing.assert_close(x_t[-1][1], x0[-1][1])
+
+
+def test_every_experiment_command_places_its_model(idx_folder, tmp_path, monkeypatch):
+    """--device, --precision and --compile reach every model the experiments run, through place_model."""
+    from mnistdiff.cli import commands, main
+    from mnistdiff.runtime import Runner
+
+    run = tmp_path / "run"
+    assert main(["train", "--preset", "tiny", "--steps", "5", "--data-dir", str(idx_folder), "--out", str(run)]) == 0
+    placed = []
+    place = commands.place_model
+    monkeypatch.setattr(commands, "place_model", lambda model, args: placed.append(place(model, args)) or placed[-1])
+    common = ["--checkpoint", str(run), "--data-dir", str(idx_folder), "--device", "cpu", "--precision", "bf16"]
+    steps = ["--steps", "2"]
+    for argv in (["invert", "0", *steps, "--out", str(tmp_path / "z.npz")],
+                 ["merge", "0", "1", *steps, "--weights", "0.5", "--out", str(tmp_path / "m.png")],
+                 ["figure", "trajectory", *steps, "--n", "2", "--out", str(tmp_path / "traj")],
+                 ["reconstruction", "--n", "2", "--steps", "2", "--out", str(tmp_path / "recon")]):
+        assert main([*argv, *common]) == 0, argv
+    assert len(placed) == 4
+    assert all(isinstance(m, Runner) and m.precision == "bf16" for m in placed)

@@ -9,8 +9,8 @@ import torch
 from mnistdiff.diffusion import linear_schedule
 from mnistdiff.generate import generate
 from mnistdiff.model import UNet, get_preset
-from mnistdiff.model.unet import GroupNorm
 from mnistdiff.precision import autocast
+from mnistdiff.runtime import GroupNorm
 from mnistdiff.train.compiled import compile_for_training, compiled_grads_match
 
 

@@ -1,16 +1,51 @@
-"""mnistdiff: DDPM and DDIM on MNIST, in plain PyTorch."""
+"""mnistdiff: DDPM and DDIM on MNIST, in plain PyTorch.
+
+    from mnistdiff import SAMPLERS, ddim_invert, levels, load_checkpoint
+
+    model, schedule, _ = load_checkpoint()        # the model shipped with the package
+    grid = levels(50, schedule)                   # DDIM-50: [980, 960, ..., 0, -1]
+    x0 = SAMPLERS["ddim"](model, x_T, schedule, grid)
+
+examples/api.py is a complete script. Names load on first use, so `import mnistdiff` stays light.
+"""
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from torch import nn
+if TYPE_CHECKING:
+    from torch import nn
 
-from mnistdiff.allocator import keep_freed_memory
-from mnistdiff.diffusion import Schedule, make_schedule
+    from mnistdiff.diffusion import Schedule
 
 __version__ = "0.1.0"
-__all__ = ["load_checkpoint", "keep_freed_memory"]
+
+# name -> the module that defines it
+_LAZY = {
+    "UNet": "mnistdiff.model",
+    "linear_schedule": "mnistdiff.diffusion",
+    "cosine_schedule": "mnistdiff.diffusion",
+    "levels": "mnistdiff.samplers",
+    "register": "mnistdiff.samplers",
+    "SAMPLERS": "mnistdiff.samplers",
+    "ddim_invert": "mnistdiff.samplers",
+    "generate": "mnistdiff.generate",
+    "train": "mnistdiff.train",
+    "keep_freed_memory": "mnistdiff.runtime",
+}
+__all__ = ["load_checkpoint", *_LAZY]
+
+
+def __getattr__(name: str):
+    if name not in _LAZY:
+        raise AttributeError(f"module 'mnistdiff' has no attribute {name!r}")
+    return getattr(importlib.import_module(_LAZY[name]), name)
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 
 def load_checkpoint(path: str | Path | None = None, *, ema: bool = True) -> tuple[nn.Module, Schedule, dict]:
@@ -20,6 +55,7 @@ def load_checkpoint(path: str | Path | None = None, *, ema: bool = True) -> tupl
     The model is in eval mode; model(xt, t) takes xt (B, C, H, W) in [-1, 1] and t (B,) int64
     in 0..T-1 and returns the predicted eps.
     """
+    from mnistdiff.diffusion import make_schedule
     from mnistdiff.model import UNet
     from mnistdiff.train import checkpoint
 

@@ -13,7 +13,8 @@ from torch.utils.flop_counter import FlopCounterMode
 from mnistdiff.diffusion import Schedule, eps_loss, linear_schedule
 from mnistdiff.model import UNet, get_preset
 from mnistdiff.precision import autocast
-from mnistdiff.samplers import ddim_sample, ddpm_sample, timesteps
+from mnistdiff.runtime import compile_model, prepare
+from mnistdiff.samplers import levels, sample_ddim, sample_ddpm
 
 
 def _sync(device: torch.device) -> None:
@@ -104,7 +105,7 @@ def bench_preset(preset: str, *, batch_size: int = 64, precision: str = "bf16", 
                  device: str = "cpu", compile: bool = False) -> dict:
     """Speed of a preset's UNet (random weights: timing does not depend on them)."""
     model = UNet(get_preset(preset).unet).to(device)
-    timed = torch.compile(model) if compile else model  # built during the warm-up steps
+    timed = compile_model(model) if compile else model  # built during the warm-up steps
     speed = model_speed(timed, batch_size=batch_size, precision=precision, repeats=repeats, warmup=warmup)
     return {
         "preset": preset,
@@ -130,26 +131,24 @@ def bench_sampling(model, schedule: Schedule, *, ddim_steps: int = 50, batch_siz
     """
     device = next(model.parameters()).device
     config = model.config
-    if compile:
-        model = torch.compile(model, dynamic=False)
+    model = prepare(model, precision=precision, compile=compile)
     x_T = torch.randn((batch_size, config.in_channels, config.image_size, config.image_size),
                       generator=torch.Generator().manual_seed(seed)).to(device)
 
     def ddim() -> float:
         t0 = time.perf_counter()
-        ddim_sample(model, x_T, schedule, timesteps(ddim_steps, schedule.T), clip_x0=True)
+        sample_ddim(model, x_T, schedule, levels(ddim_steps, schedule), clip_x0=True)
         _sync(device)
         return time.perf_counter() - t0
 
-    with autocast(precision, device.type):
-        ddim()  # warm-up
-        ddim_runs = [ddim() for _ in range(ddim_repeats // 2)]
-        t0 = time.perf_counter()
-        ddpm_sample(model, x_T, schedule, clip_x0=True, generator=torch.Generator(device).manual_seed(seed),
-                    progress=True)
-        _sync(device)
-        ddpm_s = time.perf_counter() - t0
-        ddim_runs += [ddim() for _ in range(ddim_repeats - ddim_repeats // 2)]
+    ddim()  # warm-up
+    ddim_runs = [ddim() for _ in range(ddim_repeats // 2)]
+    t0 = time.perf_counter()
+    sample_ddpm(model, x_T, schedule, levels(schedule.T, schedule), clip_x0=True,
+                generator=torch.Generator(device).manual_seed(seed), progress=True)
+    _sync(device)
+    ddpm_s = time.perf_counter() - t0
+    ddim_runs += [ddim() for _ in range(ddim_repeats - ddim_repeats // 2)]
     ddim_s = statistics.median(ddim_runs)
     return {"batch_size": batch_size, "precision": precision, "compile": compile, "threads": torch.get_num_threads(),
             "device": str(device),

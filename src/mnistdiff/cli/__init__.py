@@ -6,7 +6,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from mnistdiff.allocator import keep_freed_memory
+from mnistdiff.runtime import keep_freed_memory
 from mnistdiff.cli import commands, experiment_commands
 from mnistdiff.cli.parser import UsageError, build_parser
 from mnistdiff.data import DataFileError
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
         args.command_line = shlex.join(["mnistdiff", *argv])  # recorded beside shipped files
         if getattr(args, "checkpoint", None) and not Path(args.checkpoint).exists():
             raise FileNotFoundError(f"checkpoint {args.checkpoint} does not exist")
-        keep_freed_memory()  # no page faults on each forward pass
+        keep_freed_memory()  # freed activations are reused, not faulted in afresh (runtime.py)
         COMMANDS[args.command](args)
     except (UsageError, ValueError, FileNotFoundError, FileExistsError, DataFileError, InceptionUnavailable) as err:
         print(f"mnistdiff: error: {err}", file=sys.stderr)

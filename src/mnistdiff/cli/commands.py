@@ -8,14 +8,12 @@ from pathlib import Path
 
 
 def cmd_train(args) -> None:
+    from mnistdiff.cli.parser import train_settings
     from mnistdiff.train import train
 
     final = train(args.out, preset=args.preset, dataset=args.dataset, data_dir=args.data_dir, resume=args.resume,
-                  init_from=args.init_from, minutes=args.minutes, device=args.device, compile=args.compile, steps=args.steps,
-                  batch_size=args.batch_size, lr=args.lr,
-                  lr_decay=args.lr_decay, min_snr_gamma=args.min_snr_gamma, precision=args.precision,
-                  sample_every=args.sample_every, checkpoint_every=args.checkpoint_every, fid_every=args.fid_every,
-                  fid_images=args.fid_images, seed=args.seed)
+                  init_from=args.init_from, minutes=args.minutes, device=args.device, compile=args.compile,
+                  **train_settings(args))
     print(f"checkpoint: {final}")
 
 
@@ -28,18 +26,19 @@ def load_model(args, ema: bool = True) -> tuple:
 
 
 def place_model(model, args):
-    """The model on --device, in the memory layout that runs it fastest with --precision and --compile."""
-    import torch
-
+    """The model on --device, in the memory layout that runs it fastest, run with --precision and
+    --compile (runtime.prepare): what every command that runs a model runs."""
     from mnistdiff.precision import pick_device
+    from mnistdiff.runtime import memory_format, prepare
 
     device = pick_device(args.device)
-    if args.compile and args.precision == "fp32" and device.type == "cpu":
-        # Measured: the compiled fp32 denoiser is 12% faster in channels-last on CPU, the compiled bf16
-        # one 13% slower (benchmarks/results/cpu-2core-compile.md); the rerun with the allocator
-        # setting found 3% faster and 5% faster (cpu-2core-compile-keep.md).
-        model = model.to(memory_format=torch.channels_last)
-    return model.to(device)
+    model = model.to(device, memory_format=memory_format(device, args.precision, args.compile))
+    return prepare(model, precision=args.precision, compile=args.compile)
+
+
+def sampler_options(args) -> dict:
+    """The sampler options given on the command line (each sampler takes its own)."""
+    return {name: getattr(args, name) for name in ("eta", "variance") if getattr(args, name) is not None}
 
 
 def generate_images(args) -> tuple:
@@ -47,11 +46,9 @@ def generate_images(args) -> tuple:
     from mnistdiff.generate import generate
 
     model, schedule, config = load_model(args, ema=not args.raw_weights)
-    if args.sampler == "ddim" and args.steps > schedule.T:
-        raise ValueError(f"--steps must be at most T={schedule.T}, got {args.steps}")
-    images = generate(model, schedule, args.n, sampler=args.sampler, steps=args.steps, eta=args.eta,
-                      spacing=args.spacing, t_end=args.t_end, clip_x0=not args.no_clip, seed=args.seed,
-                      batch_size=args.batch_size, precision=args.precision, compile=args.compile, progress=True)
+    images = generate(model, schedule, args.n, sampler=args.sampler, steps=args.steps, spacing=args.spacing,
+                      t_end=args.t_end, clip_x0=not args.no_clip, seed=args.seed, batch_size=args.batch_size,
+                      precision=args.precision, compile=args.compile, progress=True, **sampler_options(args))
     return images, config
 
 
@@ -190,7 +187,7 @@ def cmd_bench(args) -> None:
         if args.checkpoint:
             model, schedule, _ = load_model(args)
         else:  # timing does not depend on the weights
-            model, schedule = place_model(UNet(get_preset(args.preset).unet), args).eval(), linear_schedule()
+            model, schedule = place_model(UNet(get_preset(args.preset).unet).eval(), args), linear_schedule()
         result = bench.bench_sampling(model, schedule, ddim_steps=args.ddim_steps, batch_size=args.batch_size,
                                       precision=args.precision, compile=args.compile)
         result["model"] = args.checkpoint or args.preset

@@ -5,72 +5,74 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from mnistdiff import data, load_checkpoint
-from mnistdiff.cli.commands import write_results
+from mnistdiff import data
+from mnistdiff.cli.commands import load_model, write_results
 from mnistdiff.data import to_model_range, to_uint8
 from mnistdiff.evaluation import load_classifier, load_reference
 from mnistdiff.experiments import figures
 from mnistdiff.experiments.inputs import load_inputs
 from mnistdiff.experiments.merge import merge
 from mnistdiff.images import grid, save_png
-from mnistdiff.samplers import ddim_invert, ddim_sample, timesteps
+from mnistdiff.samplers import ddim_invert, levels, sample_ddim
 
 
-def _model_and_steps(args):
-    model, schedule, config = load_checkpoint(args.checkpoint)
-    return model, schedule, config, timesteps(args.steps, schedule.T)
+def _model_and_levels(args):
+    """(model, schedule, config, DDIM levels of --steps, device): the model placed by --device,
+    --precision and --compile."""
+    model, schedule, config = load_model(args)
+    return model, schedule, config, levels(args.steps, schedule), next(model.parameters()).device
 
 
-def _inputs(args, count: int | None = None) -> tuple[torch.Tensor, list[str]]:
+def _inputs(args, device, count: int | None = None) -> tuple[torch.Tensor, list[str]]:
     if count is not None and len(args.images) != count:
         raise ValueError(f"{args.command} {getattr(args, 'kind', '')} needs {count} image(s), got {len(args.images)}")
     images, labels = load_inputs(args.images, data_dir=args.data_dir)
-    return to_model_range(images), labels
+    return to_model_range(images).to(device), labels
 
 
 def cmd_invert(args) -> None:
-    model, schedule, _, steps = _model_and_steps(args)
+    model, schedule, _, grid_levels, device = _model_and_levels(args)
     if args.decode:
-        latents = torch.from_numpy(np.load(args.decode)["latents"]).float()
-        save_png(args.out, grid(to_uint8(ddim_sample(model, latents, schedule, steps, progress=True))))
+        latents = torch.from_numpy(np.load(args.decode)["latents"]).float().to(device)
+        save_png(args.out, grid(to_uint8(sample_ddim(model, latents, schedule, grid_levels, progress=True))))
     else:
         if not args.images:
             raise ValueError("invert needs images (test-set indices or PNG files), or --decode LATENTS.npz")
-        x0, labels = _inputs(args)
-        latents = ddim_invert(model, x0, schedule, steps, progress=True)
-        np.savez(args.out, latents=latents.numpy(), labels=np.array(labels), steps=np.array(steps))
+        x0, labels = _inputs(args, device)
+        latents = ddim_invert(model, x0, schedule, grid_levels, progress=True)
+        np.savez(args.out, latents=latents.cpu().numpy(), labels=np.array(labels), levels=np.array(grid_levels))
     print(f"wrote {args.out}")
 
 
 def cmd_merge(args) -> None:
-    model, schedule, _, steps = _model_and_steps(args)
+    model, schedule, _, grid_levels, device = _model_and_levels(args)
     args.images = [args.a, args.b]
-    x, labels = _inputs(args, 2)
-    result = merge(model, schedule, x[:1], x[1:], args.weights, rule=args.rule, steps=steps)
+    x, labels = _inputs(args, device, 2)
+    result = merge(model, schedule, x[:1], x[1:], args.weights, rule=args.rule, levels=grid_levels)
     rows = figures.merge_rows(labels, x[:1], x[1:], result, args.weights, args.rule)
     figures.panel_figure(rows, args.out, title=f"{labels[0]} + {labels[1]}, DDIM-{args.steps} inversion")
     print(f"wrote {args.out}")
 
 
 def cmd_figure(args) -> None:
-    model, schedule, _, steps = _model_and_steps(args)
+    model, schedule, _, grid_levels, device = _model_and_levels(args)
     if args.kind == "forward":
-        x, labels = _inputs(args, 1)
+        x, labels = _inputs(args, device, 1)
         show = [0, 50, 100, 200, 400, 600, 800, schedule.T - 1]
-        figures.panel_figure(figures.forward_and_back(model, schedule, x, show, steps), args.out + ".png",
+        figures.panel_figure(figures.forward_and_back(model, schedule, x, show, grid_levels), args.out + ".png",
                              title=f"{labels[0]}: forward process and DDIM-{args.steps} path back")
         print(f"wrote {args.out}.png")
         return
     if args.kind == "interpolate":
-        x, _ = _inputs(args, 2)
-        frames = figures.interpolation(model, schedule, x[:1], x[1:], steps, args.frames)
+        x, _ = _inputs(args, device, 2)
+        frames = figures.interpolation(model, schedule, x[:1], x[1:], grid_levels, args.frames)
         save_png(args.out + ".png", grid(frames, nrow=len(frames)), scale=3)
         pictures = [grid(f[None], pad=0) for f in frames]
         figures.save_gif(pictures + pictures[-2:0:-1], args.out + ".gif", ms=150, scale=6)  # there and back
     else:
-        x_T = torch.randn((args.n, 1, 28, 28), generator=torch.Generator().manual_seed(args.seed))
-        frames = figures.trajectory(model, schedule, x_T, steps)
-        save_png(args.out + ".png", frames[-1], scale=3)
+        x_T = torch.randn((args.n, 1, 28, 28), generator=torch.Generator().manual_seed(args.seed)).to(device)
+        frames, panel = figures.trajectory(model, schedule, x_T, grid_levels)
+        figures.panel_figure(panel, args.out + ".png", title=f"DDIM-{args.steps}: x_t and the predicted x0")
         figures.save_gif(frames, args.out + ".gif", ms=80)
     print(f"wrote {args.out}.png and {args.out}.gif")
 
@@ -78,20 +80,21 @@ def cmd_figure(args) -> None:
 def cmd_reconstruction(args) -> None:
     from mnistdiff.experiments.reconstruction import reconstruction_errors, to_markdown
 
-    model, schedule, config = load_checkpoint(args.checkpoint)
+    model, schedule, config = load_model(args)
     images, _ = data.load(config["dataset"], "test", args.data_dir)
-    rows = reconstruction_errors(model, schedule, to_model_range(images[: args.n]), args.steps)
+    x0 = to_model_range(images[: args.n]).to(next(model.parameters()).device)
+    rows = reconstruction_errors(model, schedule, x0, args.steps)
     write_results(args.out, to_markdown(rows), {"rows": rows})
 
 
 def cmd_merge_study(args) -> None:
     from mnistdiff.experiments.merge_study import merge_study, to_markdown
 
-    model, schedule, config, steps = _model_and_steps(args)
+    model, schedule, config, grid_levels, device = _model_and_levels(args)
     images, labels = data.load(config["dataset"], "test", args.data_dir)
     classifier, _ = load_classifier(config["dataset"])
-    study = merge_study(model, schedule, images, labels, classifier, load_reference(config["dataset"])["test"],
-                        steps, per_class=args.per_class, weight=args.weight, seed=args.seed)
+    study = merge_study(model, schedule, images.to(device), labels, classifier,
+                        load_reference(config["dataset"])["test"], grid_levels, per_class=args.per_class, weight=args.weight, seed=args.seed)
     figures.merge_heatmaps(study, args.out + ".png")
     write_results(args.out, to_markdown(study), study)
 

@@ -3,13 +3,27 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import typing
 
 from mnistdiff.data import DATASETS
-from mnistdiff.generate import SAMPLERS
-from mnistdiff.model import PRESETS
+from mnistdiff.model import PRESETS, TrainConfig
+from mnistdiff.samplers import SAMPLERS, SPACINGS
+
+
+class HelpFormatter(argparse.HelpFormatter):
+    """Each option's help ends with its default, where it has one."""
+
+    def _get_help_string(self, action):
+        unset = action.default is None or action.default is False or action.default == argparse.SUPPRESS
+        shown = not unset and "%(default)" not in (action.help or "")
+        return (action.help or "") + (" (default: %(default)s)" if shown else "")
 
 
 class Parser(argparse.ArgumentParser):
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, formatter_class=HelpFormatter, **kwargs)
+
     def error(self, message: str):
         raise UsageError(message)
 
@@ -44,12 +58,11 @@ def _curves(text: str) -> list[tuple[str, str, int | None]]:
     curves = []
     for item in text.split(","):
         parts = item.split(":")
-        ok = 2 <= len(parts) <= 3 and parts[0] in ("ddim", "dpm-solver") \
-            and parts[1] in ("uniform", "quadratic", "logsnr") and parts[:2] != ["ddim", "logsnr"] \
+        ok = 2 <= len(parts) <= 3 and parts[0] in SAMPLERS and parts[1] in SPACINGS \
             and (len(parts) == 2 or parts[2].isdigit())
         if not ok:
-            raise argparse.ArgumentTypeError(f"{item}: use ddim or dpm-solver, then :uniform, :quadratic or "
-                                             "(dpm-solver only) :logsnr, then optionally :T_END (a timestep)")
+            raise argparse.ArgumentTypeError(f"{item}: use a sampler ({', '.join(SAMPLERS)}), then a spacing "
+                                             f"(:{', :'.join(SPACINGS)}), then optionally :T_END (a timestep)")
         curves.append((parts[0], parts[1], int(parts[2]) if len(parts) == 3 else None))
     return curves
 
@@ -72,19 +85,58 @@ def _no_clip_arg(p: argparse.ArgumentParser) -> None:
                    help="do not clip the predicted x0 to [-1, 1] at each step (the CLI clips by default, as the DDPM code does)")
 
 
+def _seed_arg(p: argparse.ArgumentParser, help: str = "seed of the noise (batch k uses seed + k)") -> None:
+    p.add_argument("--seed", type=int, default=0, help=help)
+
+
+def _batch_size_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--batch-size", type=_positive_int, default=64, help="images per model call")
+
+
+def _data_dir_arg(p: argparse.ArgumentParser, what: str = "") -> None:
+    p.add_argument("--data-dir", help="folder with the IDX files (else $MNISTDIFF_DATA, else download to the cache)"
+                   + what)
+
+
+def _checkpoint_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--checkpoint", help="run folder or checkpoint folder (default: the shipped model)")
+
+
+def _steps_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--steps", type=_positive_int, default=50, help="DDIM steps of the inversion and the decoding")
+
+
+def train_config_args(p: argparse.ArgumentParser) -> None:
+    """One flag per field of TrainConfig: its name, type and choices, its help from the field's metadata,
+    and each preset's value as its default (None here, so that the preset, or on --resume the run, decides)."""
+    hints = typing.get_type_hints(TrainConfig)
+    for f in dataclasses.fields(TrainConfig):
+        values = {name: getattr(preset.train, f.name, f.default) for name, preset in PRESETS.items()}
+        default = (f"{next(iter(values.values()))}" if len(set(values.values())) == 1
+                   else "the preset's: " + ", ".join(f"{name} {v}" for name, v in values.items()))
+        p.add_argument("--" + f.name.replace("_", "-"), type=hints[f.name], choices=f.metadata.get("choices"),
+                       help=f"{f.metadata['help']} (default: {default})")
+
+
+def train_settings(args) -> dict:
+    """The TrainConfig flags' values, by field name; None where not given."""
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
+
+
 def _sampler_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--sampler", default="ddim", choices=list(SAMPLERS))
+    p.add_argument("--sampler", default="ddim", choices=list(SAMPLERS), help="how to step from noise to images")
     p.add_argument("--steps", type=_positive_int, default=50,
-                   help="model evaluations of DDIM or DPM-Solver++ (DDPM always runs all T)")
-    p.add_argument("--eta", type=_non_negative_float, default=0.0, help="DDIM noise: 0 deterministic, 1 like DDPM")
-    p.add_argument("--spacing", choices=["uniform", "quadratic", "logsnr"],
-                   help="uniform (default), quadratic (denser near t = 0), or logsnr for DPM-Solver++")
+                   help="model evaluations (ddpm takes every step: pass T, 1000 for the shipped model)")
+    p.add_argument("--eta", type=_non_negative_float, help="ddim's noise: 0 (its default) deterministic, 1 like DDPM")
+    p.add_argument("--variance", choices=["posterior", "beta"], help="ddpm's noise (its default: posterior)")
+    p.add_argument("--spacing", choices=SPACINGS, default="uniform",
+                   help="where the levels lie: uniform in t as the DDIM code, quadratic (denser near clean "
+                        "data) or evenly in log-SNR")
     p.add_argument("--t-end", type=_non_negative_int,
-                   help="last timestep the model sees before DDIM or DPM-Solver++ jumps to clean data "
-                        "(default: DDIM 0; DPM-Solver++ steps down to t = 0 as Lu et al.)")
+                   help="last timestep the model sees before the sampler jumps to clean data (default: 0)")
     _no_clip_arg(p)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=_positive_int, default=64)
+    _seed_arg(p)
+    _batch_size_arg(p)
     p.add_argument("--raw-weights", action="store_true", help="use the raw weights instead of the EMA copy")
     _model_run_args(p)
 
@@ -95,31 +147,20 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train a noise predictor")
     p.add_argument("--preset", default="small", choices=list(PRESETS), help="model shape and its training defaults")
-    p.add_argument("--dataset", default="mnist", choices=DATASETS)
-    p.add_argument("--data-dir", help="folder with the IDX files (else $MNISTDIFF_DATA, else download to the cache)")
-    p.add_argument("--steps", type=_positive_int, help="total optimizer steps (default: the preset's)")
+    p.add_argument("--dataset", default="mnist", choices=DATASETS, help="what to train on")
+    _data_dir_arg(p)
     p.add_argument("--minutes", type=float,
                    help="stop after this many minutes of wall time (a cosine decay then ends with them)")
-    p.add_argument("--batch-size", type=_positive_int)
-    p.add_argument("--lr", type=float)
     _device_arg(p, "where to train (auto: a CUDA GPU if there is one)")
-    p.add_argument("--lr-decay", choices=["constant", "cosine"], help="after warm-up (default: the preset's)")
-    p.add_argument("--min-snr-gamma", type=float,
-                   help="weight each image's loss by min(SNR, gamma)/SNR (0: plain MSE; default: the preset's)")
     p.add_argument("--compile", action="store_true", help="run training steps through torch.compile")
-    p.add_argument("--precision", choices=["fp32", "bf16"], help="bf16 autocast works on CPU (default: the preset's)")
-    p.add_argument("--sample-every", type=_positive_int, help="write a sample grid every N steps")
-    p.add_argument("--checkpoint-every", type=_positive_int, help="save a checkpoint every N steps")
-    p.add_argument("--fid-every", type=_positive_int, help="log the FID of DDIM samples to fid.csv every N steps")
-    p.add_argument("--fid-images", type=_positive_int, help="images per FID check (default 1000)")
-    p.add_argument("--seed", type=int)
+    train_config_args(p)
     p.add_argument("--out", required=True, help="run folder (checkpoints, log.csv, samples/)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
     p.add_argument("--init-from", metavar="PATH",
                    help="start a new run from this run's or checkpoint's EMA weights, with a fresh optimizer")
 
     p = sub.add_parser("sample", help="draw images from a checkpoint")
-    p.add_argument("--checkpoint", help="run folder or checkpoint folder (default: the shipped model)")
+    _checkpoint_arg(p)
     _sampler_args(p)
     p.add_argument("--n", type=_positive_int, default=64, help="number of images")
     p.add_argument("--out", default="samples.png", help="grid PNG to write")
@@ -132,67 +173,70 @@ def build_parser() -> argparse.ArgumentParser:
     _sampler_args(p)
     p.add_argument("--n", type=_positive_int, default=2048, help="number of images (the report used 2048)")
     p.add_argument("--dataset", choices=DATASETS, help="default: the checkpoint's, or mnist")
-    p.add_argument("--data-dir", help="folder with the IDX files (for the real-data floor and recall)")
+    _data_dir_arg(p, "; for the real-data floor and recall")
     p.add_argument("--json", help="also write the results to this JSON file")
     p.add_argument("--inception", action="store_true",
                    help="also the standard Inception FID vs the test set (needs pytorch-fid and its weights)")
     p.add_argument("--inception-weights", help="pt_inception-2015-12-05-6726825d.pth (default: torch.hub's cache)")
 
     p = sub.add_parser("eval-grid", help="FID over eta x steps and DDPM (Table 1 of the DDIM paper)")
-    p.add_argument("--checkpoint", help="run folder or checkpoint folder (default: the shipped model)")
+    _checkpoint_arg(p)
     p.add_argument("--n", type=_positive_int, default=1000, help="images per cell: more is slower and more precise")
-    p.add_argument("--etas", type=lambda t: [_non_negative_float(v) for v in t.split(",")], default=[0.0, 0.5, 1.0])
-    p.add_argument("--steps", type=lambda t: [_positive_int(v) for v in t.split(",")], default=[10, 20, 50, 100, 1000])
+    p.add_argument("--etas", type=lambda t: [_non_negative_float(v) for v in t.split(",")], default=[0.0, 0.5, 1.0],
+                   help="DDIM etas, comma-separated")
+    p.add_argument("--steps", type=lambda t: [_positive_int(v) for v in t.split(",")], default=[10, 20, 50, 100, 1000],
+                   help="DDIM steps, comma-separated")
     p.add_argument("--no-ddpm", action="store_true", help="leave out the DDPM row")
     _no_clip_arg(p)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=_positive_int, default=64)
+    _seed_arg(p)
+    _batch_size_arg(p)
     _model_run_args(p)
     p.add_argument("--out", default="eval-grid", help="writes OUT.md and OUT.json")
 
     p = sub.add_parser("nfe-curve", help="FID against model evaluations for DDIM and DPM-Solver++ (table + PNG)")
-    p.add_argument("--checkpoint", help="run folder or checkpoint folder (default: the shipped model)")
+    _checkpoint_arg(p)
     p.add_argument("--n", type=_positive_int, default=1000, help="images per point: more is slower and more precise")
-    p.add_argument("--nfes", type=lambda t: [_positive_int(v) for v in t.split(",")], default=[5, 10, 20, 50, 100])
+    p.add_argument("--nfes", type=lambda t: [_positive_int(v) for v in t.split(",")], default=[5, 10, 20, 50, 100],
+                   help="model evaluations, comma-separated")
     p.add_argument("--curves", type=_curves, help="comma list of sampler:spacing[:t_end] "
                    "(default: ddim:uniform,dpm-solver:logsnr,dpm-solver:uniform)")
     _no_clip_arg(p)
-    p.add_argument("--data-dir", help="folder with the IDX files (for the real-data floor)")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--batch-size", type=_positive_int, default=64)
+    _data_dir_arg(p, "; for the real-data floor")
+    _seed_arg(p)
+    _batch_size_arg(p)
     _model_run_args(p)
     p.add_argument("--out", default="nfe-curve", help="writes OUT.md, OUT.json and OUT.png")
 
     p = sub.add_parser("export", help="copy a run's EMA weights, config and logs into a folder to ship")
     p.add_argument("--checkpoint", required=True, help="run folder or checkpoint folder")
-    p.add_argument("--out", required=True)
+    p.add_argument("--out", required=True, help="folder to write")
 
     p = sub.add_parser("plot-fid", help="PNG of FID against training time, from a run's fid.csv")
     p.add_argument("--run", help="run or exported folder holding fid.csv (default: the shipped model)")
-    p.add_argument("--out", default="fid-curve.png")
+    p.add_argument("--out", default="fid-curve.png", help="PNG to write")
 
     p = sub.add_parser("train-classifier", help="train the feature classifier used by fid")
-    p.add_argument("--dataset", default="mnist", choices=DATASETS)
-    p.add_argument("--data-dir")
-    p.add_argument("--epochs", type=_positive_int, default=4)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--dataset", default="mnist", choices=DATASETS, help="what to train on")
+    _data_dir_arg(p)
+    p.add_argument("--epochs", type=_positive_int, default=4, help="passes over the training set")
+    _seed_arg(p, "seed of the weights and the data order")
     p.add_argument("--out", required=True, help="folder for classifier-<dataset>.safetensors and .json")
 
     p = sub.add_parser("reference-stats", help="feature statistics of the real train and test sets")
-    p.add_argument("--dataset", default="mnist", choices=DATASETS)
-    p.add_argument("--data-dir")
+    p.add_argument("--dataset", default="mnist", choices=DATASETS, help="whose statistics")
+    _data_dir_arg(p)
     p.add_argument("--out", required=True, help="folder for stats-<dataset>.safetensors and .json")
 
     p = sub.add_parser("bench", help="speed on this machine: 'model' (training and denoiser images/s) "
                                      "or 'sample' (DDPM against DDIM time for one batch)")
-    p.add_argument("what", nargs="?", default="model", choices=["model", "sample"])
-    p.add_argument("--preset", default="small", choices=list(PRESETS))
+    p.add_argument("what", nargs="?", default="model", choices=["model", "sample"], help="what to time")
+    p.add_argument("--preset", default="small", choices=list(PRESETS), help="model shape to time")
     p.add_argument("--checkpoint", help="with 'sample': time this checkpoint's model instead of the preset's")
-    p.add_argument("--ddim-steps", type=_positive_int, default=50)
-    p.add_argument("--batch-size", type=_positive_int, default=64)
-    p.add_argument("--precision", default="bf16", choices=["fp32", "bf16"])
+    p.add_argument("--ddim-steps", type=_positive_int, default=50, help="with 'sample': DDIM's steps")
+    _batch_size_arg(p)
+    p.add_argument("--precision", default="bf16", choices=["fp32", "bf16"], help="run the model under bf16 autocast")
     p.add_argument("--compile", action="store_true", help="time the model through torch.compile")
-    p.add_argument("--repeats", type=_positive_int, default=10)
+    p.add_argument("--repeats", type=_positive_int, default=10, help="timed calls (the median is reported)")
     _device_arg(p, "where to time (auto: a CUDA GPU if there is one)")
 
     _experiment_parsers(sub)
@@ -204,47 +248,47 @@ def _experiment_parsers(sub) -> None:
     p = sub.add_parser("invert", help="images -> DDIM latents x_T (.npz), or latents -> images with --decode")
     p.add_argument("images", nargs="*", help=images_help)
     p.add_argument("--decode", help="a latents .npz (key 'latents') to decode instead")
-    p.add_argument("--checkpoint", help="default: the shipped model")
-    p.add_argument("--steps", type=_positive_int, default=50)
-    p.add_argument("--data-dir")
+    _experiment_args(p)
     p.add_argument("--out", default="latents.npz", help="latents .npz, or with --decode a grid PNG")
 
     p = sub.add_parser("merge", help="invert two digits, mix their latents, decode; compare with mixing pixels")
     p.add_argument("a", help="test-set index or PNG file")
     p.add_argument("b", help="test-set index or PNG file")
-    p.add_argument("--rule", default="linear", choices=["linear", "slerp", "linear-norm"])
+    p.add_argument("--rule", default="linear", choices=["linear", "slerp", "linear-norm"], help="how to mix latents")
     p.add_argument("--weights", type=lambda t: [float(v) for v in t.split(",")],
                    default=[0.0, 0.2, 0.4, 0.5, 0.6, 0.8, 1.0], help="mixing weights of B, comma-separated")
-    p.add_argument("--checkpoint", help="default: the shipped model")
-    p.add_argument("--steps", type=_positive_int, default=50)
-    p.add_argument("--data-dir")
-    p.add_argument("--out", default="merge.png")
+    _experiment_args(p)
+    p.add_argument("--out", default="merge.png", help="figure to write")
 
     p = sub.add_parser("reconstruction", help="DDIM invert-then-decode error of test images over S (DDIM Table 2)")
     p.add_argument("--n", type=_positive_int, default=200, help="test images")
+    _experiment_args(p, steps=False)
     p.add_argument("--steps", type=lambda t: [_positive_int(v) for v in t.split(",")],
-                   default=[10, 20, 50, 100, 200, 500, 1000])
-    p.add_argument("--checkpoint", help="default: the shipped model")
-    p.add_argument("--data-dir")
+                   default=[10, 20, 50, 100, 200, 500, 1000], help="DDIM steps S, comma-separated")
     p.add_argument("--out", default="reconstruction", help="writes OUT.md and OUT.json")
 
     p = sub.add_parser("merge-study", help="what merges of each pair of digit classes give, by mixing rule")
     p.add_argument("--per-class", type=_positive_int, default=20, help="image pairs per class pair")
-    p.add_argument("--weight", type=float, default=0.5)
-    p.add_argument("--checkpoint", help="default: the shipped model")
-    p.add_argument("--steps", type=_positive_int, default=50)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data-dir")
+    p.add_argument("--weight", type=float, default=0.5, help="mixing weight of the second image")
+    _experiment_args(p)
+    _seed_arg(p, "seed of the choice of images")
     p.add_argument("--out", default="merge-study", help="writes OUT.md, OUT.json and OUT.png (heat maps)")
 
     p = sub.add_parser("figure", help="the forward process of a digit, a latent interpolation, or a "
                                       "sampling trajectory (PNG and GIF)")
-    p.add_argument("kind", choices=["forward", "interpolate", "trajectory"])
+    p.add_argument("kind", choices=["forward", "interpolate", "trajectory"], help="which figure")
     p.add_argument("images", nargs="*", help="forward: one image; interpolate: two (" + images_help + ")")
-    p.add_argument("--checkpoint", help="default: the shipped model")
-    p.add_argument("--steps", type=_positive_int, default=50)
+    _experiment_args(p)
     p.add_argument("--frames", type=_positive_int, default=10, help="interpolate: frames of the path")
     p.add_argument("--n", type=_positive_int, default=16, help="trajectory: images in the batch")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--data-dir")
+    _seed_arg(p, "trajectory: seed of the noise")
     p.add_argument("--out", default="figure", help="writes OUT.png (and OUT.gif for interpolate and trajectory)")
+
+
+def _experiment_args(p: argparse.ArgumentParser, steps: bool = True) -> None:
+    """What every inversion experiment takes: the model, how to run it, the DDIM steps, the data."""
+    _checkpoint_arg(p)
+    if steps:
+        _steps_arg(p)
+    _data_dir_arg(p, "; for test-set indices")
+    _model_run_args(p)

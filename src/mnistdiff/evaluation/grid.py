@@ -24,7 +24,8 @@ def eval_grid(model, schedule: Schedule, *, n: int, dataset: str = "mnist", etas
     common = {"n": n, "dataset": dataset, "seed": seed, "batch_size": batch_size, "precision": precision,
               "compile": compile, "clip_x0": clip_x0}
     return [{"sampler": sampler, "eta": eta, "steps": s, "n": n, "dataset": dataset, "precision": precision,
-             "clip_x0": clip_x0, **_score(model, schedule, sampler=sampler, steps=s, eta=eta or 0.0, **common)}
+             "clip_x0": clip_x0, **_score(model, schedule, sampler=sampler, steps=s, **common,
+                                          **({} if eta is None else {"eta": eta}))}
             for sampler, eta, s in tqdm(settings, desc="eval-grid", disable=not progress)]
 
 
@@ -54,7 +55,7 @@ def to_markdown(rows: list[dict]) -> str:
 
 
 NFES = (5, 10, 20, 50, 100)
-# (sampler, spacing, t_end): DDIM as in the official code, DPM-Solver++ on two of Lu et al.'s grids.
+# (sampler, spacing, t_end): DDIM on the official code's grid, DPM-Solver++ on two of Lu et al.'s.
 CURVES = (("ddim", "uniform", None), ("dpm-solver", "logsnr", None), ("dpm-solver", "uniform", None))
 
 
@@ -72,7 +73,7 @@ def nfe_curve(model, schedule: Schedule, *, n: int, dataset: str = "mnist", nfes
               clip_x0: bool = True, progress: bool = True) -> list[dict]:
     """FID against the number of model evaluations, one row per (sampler, spacing, t_end, NFE).
 
-    A curve is (sampler, spacing) or (sampler, spacing, t_end); t_end None is the sampler's usual end.
+    A curve is (sampler, spacing) or (sampler, spacing, t_end); t_end None is 0, as in samplers.levels.
     """
     curves = [(*curve, None)[:3] for curve in curves]
     settings = [(*curve, nfe) for curve in curves for nfe in nfes]

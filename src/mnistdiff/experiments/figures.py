@@ -11,7 +11,7 @@ from mnistdiff.data import to_uint8
 from mnistdiff.diffusion import Schedule, q_sample
 from mnistdiff.experiments.mixing import slerp
 from mnistdiff.images import grid
-from mnistdiff.samplers import ddim_invert, ddim_sample
+from mnistdiff.samplers import ddim_invert, sample_ddim
 
 
 def _pyplot():
@@ -37,7 +37,7 @@ def panel_figure(rows: list[tuple[str, list[tuple[str, torch.Tensor]]]], out: st
                 ax.axis("off")
                 continue
             caption, image = cells[c]
-            ax.imshow(to_uint8(image)[0].numpy(), cmap="gray", vmin=0, vmax=255)
+            ax.imshow(to_uint8(image)[0].cpu().numpy(), cmap="gray", vmin=0, vmax=255)
             ax.set_title(caption, fontsize=7)
         axes[r][0].set_ylabel(label, fontsize=8)
     if title:
@@ -47,17 +47,17 @@ def panel_figure(rows: list[tuple[str, list[tuple[str, torch.Tensor]]]], out: st
     plt.close(fig)
 
 
-def forward_and_back(model, schedule: Schedule, x0: torch.Tensor, show: list[int], steps: list[int]) -> list:
+def forward_and_back(model, schedule: Schedule, x0: torch.Tensor, show: list[int], levels: list[int]) -> list:
     """Rows for one image x0 (1, C, H, W): x_t from q_sample at each t in `show`, and the deterministic
-    DDIM path back from the inverted latent, caught at the levels of `steps` nearest to `show`."""
-    eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(0))
-    forward = [(f"t = {t}", q_sample(schedule, x0, torch.tensor([t]), eps)[0]) for t in show]
-    caught = {}
-    wanted = {min(steps, key=lambda s: abs(s - t)) for t in show}
-    latent = ddim_invert(model, x0, schedule, steps)
-    ddim_sample(model, latent, schedule, steps,
-                callback=lambda t, x: caught.update({t: x[0]}) if t in wanted or t == -1 else None)
-    back = [(f"t = {t}", caught[t] if t != steps[-1] else latent[0]) for t in sorted(wanted, reverse=True)]
+    DDIM path back from the inverted latent, caught at the DDIM levels nearest to `show`."""
+    eps = torch.randn(x0.shape, generator=torch.Generator().manual_seed(0)).to(x0.device)
+    forward = [(f"t = {t}", q_sample(schedule, x0, torch.tensor([t], device=x0.device), eps)[0]) for t in show]
+    wanted = {min(levels[:-1], key=lambda s: abs(s - t)) for t in show}
+    latent = ddim_invert(model, x0, schedule, levels)
+    caught = {levels[0]: latent[0]}
+    sample_ddim(model, latent, schedule, levels,
+                callback=lambda t, x, x0_pred: caught.update({t: x[0]}) if t in wanted or t == -1 else None)
+    back = [(f"t = {t}", caught[t]) for t in sorted(wanted, reverse=True)]
     back.append(("x0 (decoded)", caught[-1]))
     return [("forward q(x_t | x0)", [("x0", x0[0])] + forward), ("DDIM back from x_T", back)]
 
@@ -69,19 +69,31 @@ def save_gif(frames: list[torch.Tensor], out: str | Path, ms: int = 120, scale: 
     pics[0].save(out, save_all=True, append_images=pics[1:], duration=durations, loop=0)
 
 
-def interpolation(model, schedule: Schedule, a: torch.Tensor, b: torch.Tensor, steps: list[int],
+def interpolation(model, schedule: Schedule, a: torch.Tensor, b: torch.Tensor, levels: list[int],
                   frames: int = 10) -> torch.Tensor:
     """Decoded slerp path between the latents of a and b (1, C, H, W): uint8 (frames, C, H, W)."""
-    za, zb = ddim_invert(model, torch.cat([a, b]), schedule, steps).chunk(2)
+    za, zb = ddim_invert(model, torch.cat([a, b]), schedule, levels).chunk(2)
     path = torch.cat([slerp(za, zb, i / (frames - 1)) for i in range(frames)])
-    return to_uint8(ddim_sample(model, path, schedule, steps))  # no clipping: see merge()
+    return to_uint8(sample_ddim(model, path, schedule, levels))  # no clipping: see merge()
 
 
-def trajectory(model, schedule: Schedule, x_T: torch.Tensor, steps: list[int]) -> list:
-    """Grid pictures of a batch at every DDIM step, from noise to digits."""
-    frames = [grid(to_uint8(x_T))]
-    ddim_sample(model, x_T, schedule, steps, clip_x0=True, callback=lambda t, x: frames.append(grid(to_uint8(x))))
-    return frames
+def trajectory(model, schedule: Schedule, x_T: torch.Tensor, levels: list[int], *, columns: int = 8,
+               rows: int = 4) -> tuple[list, list]:
+    """A DDIM run from x_T (B, C, H, W) to digits: grid pictures of the batch at every step (for a GIF),
+    and panel rows of x_t and the predicted x0 of the first `rows` images at `columns` of the steps."""
+    frames, seen = [grid(to_uint8(x_T))], []
+
+    def record(t, x, x0_pred):
+        frames.append(grid(to_uint8(x)))
+        seen.append((levels[len(seen)], t, x[:rows], x0_pred[:rows]))  # (from, to, x, x0 predicted at from)
+
+    sample_ddim(model, x_T, schedule, levels, clip_x0=True, callback=record)
+    picked = [seen[round(i * (len(seen) - 1) / max(columns - 1, 1))] for i in range(min(columns, len(seen)))]
+    panel = []
+    for k in range(min(rows, len(x_T))):
+        panel.append((f"#{k} x_t", [(f"t = {t}" if t >= 0 else "clean", x[k]) for _, t, x, _ in picked]))
+        panel.append((f"#{k} predicted x0", [(f"at t = {s}", x0[k]) for s, _, _, x0 in picked]))
+    return frames, panel
 
 
 def merge_rows(labels: list[str], a: torch.Tensor, b: torch.Tensor, result: dict, weights: list[float],

@@ -11,7 +11,7 @@ from mnistdiff.data import to_model_range, to_uint8
 from mnistdiff.diffusion import Schedule
 from mnistdiff.evaluation.metrics import features_and_probs, frechet_distance, gaussian_stats
 from mnistdiff.experiments.mixing import RULES, linear
-from mnistdiff.samplers import ddim_invert, ddim_sample
+from mnistdiff.samplers import ddim_invert, sample_ddim
 
 CONFIDENT = 0.9
 
@@ -29,14 +29,14 @@ def pick_per_class(labels: torch.Tensor, per_class: int, seed: int = 0) -> dict[
 
 
 def merge_study(model, schedule: Schedule, images: torch.Tensor, labels: torch.Tensor, classifier,
-                reference: tuple[torch.Tensor, torch.Tensor], steps: list[int], *, per_class: int = 20,
+                reference: tuple[torch.Tensor, torch.Tensor], levels: list[int], *, per_class: int = 20,
                 weight: float = 0.5, batch_size: int = 64, seed: int = 0, progress: bool = True) -> dict:
     """Mix image i of class a with image i of class b for every pair a < b, by each latent rule and
-    by pixels. images: uint8 (N, 1, 28, 28). Returns per-method summaries and per-pair class counts."""
+    by pixels. images: uint8 (N, 1, 28, 28), on the model's device; `levels`: DDIM's (samplers.levels). Returns per-method summaries and per-pair class counts."""
     picks = pick_per_class(labels, per_class, seed)
     order = torch.cat([picks[c] for c in range(10)])
     x0 = to_model_range(images[order])
-    latents = torch.cat([ddim_invert(model, x0[i : i + batch_size], schedule, steps)
+    latents = torch.cat([ddim_invert(model, x0[i : i + batch_size], schedule, levels)
                          for i in range(0, len(x0), batch_size)]).view(10, per_class, *x0.shape[1:])
     x0 = x0.view(10, per_class, *x0.shape[1:])
     pairs = list(itertools.combinations(range(10), 2))
@@ -46,10 +46,10 @@ def merge_study(model, schedule: Schedule, images: torch.Tensor, labels: torch.T
             mixed = torch.cat([linear(x0[a], x0[b], weight) for a, b in pairs])
         else:
             mixes = torch.cat([RULES[method](latents[a], latents[b], weight) for a, b in pairs])
-            mixed = torch.cat([ddim_sample(model, mixes[i : i + batch_size], schedule, steps)
+            mixed = torch.cat([sample_ddim(model, mixes[i : i + batch_size], schedule, levels)
                                for i in range(0, len(mixes), batch_size)])
-        results[method] = _summarise(classifier, to_uint8(mixed), pairs, per_class, reference)
-    return {"weight": weight, "per_class": per_class, "steps": len(steps), "methods": results}
+        results[method] = _summarise(classifier, to_uint8(mixed).cpu(), pairs, per_class, reference)
+    return {"weight": weight, "per_class": per_class, "steps": len(levels) - 1, "methods": results}
 
 
 def _summarise(classifier, images: torch.Tensor, pairs, per_class: int, reference) -> dict:

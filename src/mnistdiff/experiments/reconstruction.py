@@ -6,7 +6,7 @@ import torch
 from tqdm.auto import tqdm
 
 from mnistdiff.diffusion import Schedule
-from mnistdiff.samplers import ddim_invert, ddim_sample, timesteps
+from mnistdiff.samplers import ddim_invert, levels, sample_ddim
 
 STEPS = (10, 20, 50, 100, 200, 500, 1000)
 CIFAR10_REFERENCE = {10: 0.014, 20: 0.0065, 50: 0.0023, 100: 0.0009, 200: 0.0004, 500: 0.0001, 1000: 0.0001}
@@ -17,11 +17,11 @@ def reconstruction_errors(model, schedule: Schedule, x0: torch.Tensor, steps_lis
     """Per-pixel MSE on the [0, 1] scale between x0 (N, C, H, W) in [-1, 1] and its decoded inversion."""
     rows = []
     for n_steps in tqdm(steps_list, desc="reconstruction", disable=not progress):
-        steps = timesteps(n_steps, schedule.T)
+        grid = levels(n_steps, schedule)
         total = 0.0
         for i in range(0, len(x0), batch_size):
             x = x0[i : i + batch_size]
-            back = ddim_sample(model, ddim_invert(model, x, schedule, steps), schedule, steps).clamp(-1, 1)
+            back = sample_ddim(model, ddim_invert(model, x, schedule, grid), schedule, grid).clamp(-1, 1)
             total += (((back - x) / 2) ** 2).sum().item()
         rows.append({"steps": n_steps, "images": len(x0), "mse": total / x0.numel(),
                      "cifar10_reference": CIFAR10_REFERENCE.get(n_steps)})

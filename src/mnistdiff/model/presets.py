@@ -2,34 +2,49 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from mnistdiff.model.unet import UNetConfig
 
 
+def option(default, help: str, *, minimum: float | None = None, choices: tuple[str, ...] | None = None):
+    """A TrainConfig field: its default, the help text of its `train` flag, and what values it takes."""
+    return field(default=default, metadata={"help": help, "minimum": minimum, "choices": choices})
+
+
 @dataclass(frozen=True)
 class TrainConfig:
-    """Training settings; a preset's defaults, overridable from the CLI."""
+    """Training settings; a preset's defaults. Each field is also a flag of `mnistdiff train`
+    (cli/parser.py builds them from these fields), so a new field needs nothing else."""
 
-    steps: int = 20_000
-    batch_size: int = 64
-    lr: float = 5e-4
-    warmup: int = 200
-    lr_decay: str = "constant"  # or "cosine": from lr after warm-up down to 0 at `steps`
-    min_snr_gamma: float = 0.0  # > 0: Min-SNR-gamma loss weighting; 0: the plain MSE
-    weight_decay: float = 0.0
-    grad_clip: float = 1.0
-    ema_decay: float = 0.999
-    precision: str = "bf16"
-    seed: int = 0
-    log_every: int = 50
-    sample_every: int = 1000
-    checkpoint_every: int = 500
-    grid_images: int = 64
-    grid_steps: int = 50
-    fid_every: int = 0  # 0: no FID checks during training
-    fid_images: int = 1000
-    fid_steps: int = 50
+    steps: int = option(20_000, "total optimizer steps", minimum=1)
+    batch_size: int = option(64, "images per optimizer step", minimum=1)
+    lr: float = option(5e-4, "peak learning rate of AdamW", minimum=0)
+    warmup: int = option(200, "steps of linear learning-rate warm-up", minimum=0)
+    lr_decay: str = option("constant", "after warm-up: constant, or cosine down to 0 at --steps",
+                           choices=("constant", "cosine"))
+    min_snr_gamma: float = option(0.0, "weight each image's loss by min(SNR, gamma)/SNR (0: the plain MSE)", minimum=0)
+    weight_decay: float = option(0.0, "AdamW's weight decay", minimum=0)
+    grad_clip: float = option(1.0, "clip the gradient's norm to this", minimum=0)
+    ema_decay: float = option(0.999, "decay of the EMA copy of the weights that sampling uses", minimum=0)
+    precision: str = option("bf16", "bf16 autocast (works on CPUs too) or fp32", choices=("fp32", "bf16"))
+    seed: int = option(0, "seed of the weights, the data order, t and the noise")
+    log_every: int = option(50, "write a row of log.csv every N steps", minimum=1)
+    sample_every: int = option(1000, "write a sample grid every N steps", minimum=1)
+    checkpoint_every: int = option(500, "save a checkpoint every N steps", minimum=1)
+    grid_images: int = option(64, "images in each sample grid", minimum=1)
+    grid_steps: int = option(50, "DDIM steps of each sample grid", minimum=1)
+    fid_every: int = option(0, "log the FID of DDIM samples to fid.csv every N steps (0: never)", minimum=0)
+    fid_images: int = option(1000, "images per FID check", minimum=1)
+    fid_steps: int = option(50, "DDIM steps of the FID checks", minimum=1)
+
+    def __post_init__(self):
+        for f in fields(self):
+            value, low, choices = getattr(self, f.name), f.metadata.get("minimum"), f.metadata.get("choices")
+            if low is not None and value < low:
+                raise ValueError(f"{f.name} must be at least {low}, got {value}")
+            if choices and value not in choices:
+                raise ValueError(f"{f.name} must be one of {', '.join(choices)}, got {value!r}")
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,31 @@
-"""Samplers: plain functions that call whatever `model(xt, t) -> eps` they are given."""
+"""Samplers: plain functions that call whatever `model(xt, t) -> eps` they are given.
 
-from mnistdiff.samplers.ddim import ddim_invert, ddim_sample, ddim_update
-from mnistdiff.samplers.dpm_solver import dpm_solver_sample, dpm_solver_timesteps
-from mnistdiff.samplers.ddpm import ddpm_sample, ddpm_step
-from mnistdiff.samplers.steps import timesteps
+Every sampler has one signature,
 
-__all__ = ["ddim_invert", "ddim_sample", "ddim_update", "ddpm_sample", "ddpm_step", "dpm_solver_sample",
-           "dpm_solver_timesteps", "timesteps"]
+    fn(model, x, schedule, levels, *, generator=None, clip_x0=False, callback=None, progress=False, **options)
+
+and denoises x from levels[0] down the list `levels` builds (descending, ending with -1 for clean
+data); callback(t, x, x0_pred) sees each step. SAMPLERS names them; register() adds one.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from mnistdiff.samplers.ddim import ddim_invert, ddim_update, sample_ddim
+from mnistdiff.samplers.ddpm import ddpm_step, sample_ddpm
+from mnistdiff.samplers.deprecated import ddim_sample, ddpm_sample, dpm_solver_sample, dpm_solver_timesteps, timesteps
+from mnistdiff.samplers.dpm_solver import sample_dpm_solver
+from mnistdiff.samplers.levels import SPACINGS, levels
+
+SAMPLERS: dict[str, Callable] = {"ddpm": sample_ddpm, "ddim": sample_ddim, "dpm-solver": sample_dpm_solver}
+
+
+def register(name: str, fn: Callable) -> None:
+    """Make `fn` (with the samplers' signature) available to generate() and the CLI as `name`."""
+    SAMPLERS[name] = fn
+
+
+__all__ = ["SAMPLERS", "SPACINGS", "ddim_invert", "ddim_sample", "ddim_update", "ddpm_sample", "ddpm_step",
+           "dpm_solver_sample", "dpm_solver_timesteps", "levels", "register", "sample_ddim", "sample_ddpm",
+           "sample_dpm_solver", "timesteps"]

@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import torch
 
 from mnistdiff.diffusion import Schedule
-from mnistdiff.samplers.steps import alpha_bar, call, check_steps, predict_x0, progress_bar
+from mnistdiff.samplers.common import (Callback, alpha_bar, call, check_levels, noise_like, predict_x0, progress_bar,
+                                     warn_once)
 
 
 def ddim_update(
@@ -20,7 +20,12 @@ def ddim_update(
     With ab_to < ab_from this denoises (sampling); with ab_to > ab_from and
     eta = 0 it adds noise along the same deterministic path (inversion).
     """
-    x0 = predict_x0(x, eps, ab_from, clip_x0)
+    return _to_level(predict_x0(x, eps, ab_from, clip_x0), eps, ab_from, ab_to, eta, noise)
+
+
+def _to_level(x0: torch.Tensor, eps: torch.Tensor, ab_from: float, ab_to: float, eta: float,
+              noise: torch.Tensor | None) -> torch.Tensor:
+    """ddim_update once x0 is predicted."""
     # sigma_t of Eq. 16; eta = 1 gives the DDPM posterior variance.
     sigma = eta * math.sqrt((1 - ab_to) / (1 - ab_from) * (1 - ab_from / ab_to)) if eta > 0 else 0.0
     # The direction pointing to x_t, then the random part.
@@ -31,56 +36,48 @@ def ddim_update(
 
 
 @torch.no_grad()
-def ddim_sample(
-    model,
-    x_T: torch.Tensor,
-    schedule: Schedule,
-    steps: list[int],
-    *,
-    eta: float = 0.0,
-    clip_x0: bool = False,
-    generator: torch.Generator | None = None,
-    progress: bool = False,
-    callback: Callable[[int, torch.Tensor], None] | None = None,
+def sample_ddim(
+    model, x: torch.Tensor, schedule: Schedule, levels: list[int], *, generator: torch.Generator | None = None,
+    clip_x0: bool = False, callback: Callback | None = None, progress: bool = False, eta: float = 0.0,
 ) -> torch.Tensor:
-    """Denoise x_T at steps[-1] down to x0, visiting only `steps` (ascending), Eq. 12 of Song et al. 2021.
-
-    callback(t, x), if given, sees x after each step; t = -1 is the clean end.
-    """
+    """Denoise x from levels[0] down to levels[-1], Eq. 12 of Song et al. 2021; eta = 0 is deterministic."""
     if eta < 0:
         raise ValueError(f"eta must be >= 0, got {eta}")
-    steps = check_steps(steps, schedule.T)
-    x = x_T
-    for i in progress_bar(range(len(steps) - 1, -1, -1), progress, "DDIM"):
-        t, t_prev = steps[i], steps[i - 1] if i > 0 else -1
-        noise = None
-        if eta > 0 and t_prev >= 0:
-            noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype)
-        ab_prev = alpha_bar(schedule, t_prev)
-        x = ddim_update(x, call(model, x, t), alpha_bar(schedule, t), ab_prev,
-                        eta=eta if t_prev >= 0 else 0.0, noise=noise, clip_x0=clip_x0)
-        if callback:
-            callback(t_prev, x)
-    return x
+    return _walk(model, x, schedule, check_levels(levels, schedule.T), "DDIM", eta=eta, generator=generator,
+                 clip_x0=clip_x0, callback=callback, progress=progress)
 
 
 @torch.no_grad()
 def ddim_invert(
-    model, x0: torch.Tensor, schedule: Schedule, steps: list[int], *, progress: bool = False,
-    callback: Callable[[int, torch.Tensor], None] | None = None,
+    model, x0: torch.Tensor, schedule: Schedule, levels: list[int], *, callback: Callback | None = None,
+    progress: bool = False,
 ) -> torch.Tensor:
-    """Encode x0 to x_T at steps[-1] by running the eta = 0 update forwards (Sec. 4.3 of Song et al. 2021).
+    """Encode x0 at levels[-1] (clean data) to x_T at levels[0] by running the eta = 0 update forwards
+    (Sec. 4.3 of Song et al. 2021): the same levels as sampling, walked in reverse.
 
-    Each step evaluates the model where x is now; the first, from clean data,
-    uses steps[0], the nearest level the model knows.
+    Each step evaluates the model where x is now; the first, from clean data, at the lowest level
+    the model knows.
     """
-    steps = check_steps(steps, schedule.T)
-    x = x0
-    levels = [-1] + steps
-    for i in progress_bar(range(len(steps)), progress, "DDIM inversion"):
-        t_from, t_to = levels[i], levels[i + 1]
-        eps = call(model, x, max(t_from, steps[0]))
-        x = ddim_update(x, eps, alpha_bar(schedule, t_from), alpha_bar(schedule, t_to))
-        if callback:
-            callback(t_to, x)
+    if len(levels) == 1 or levels[0] < levels[-1]:  # the ascending timesteps of the old API
+        warn_once("ddim_invert over ascending timesteps", "levels(n, schedule), descending")
+        levels = sorted(levels, reverse=True) + [-1]
+    levels = check_levels(levels, schedule.T)
+    return _walk(model, x0, schedule, levels[::-1], "DDIM inversion", callback=callback, progress=progress)
+
+
+def _walk(model, x: torch.Tensor, schedule: Schedule, path: list[int], desc: str, *, eta: float = 0.0,
+          generator=None, clip_x0: bool = False, callback: Callback | None = None, progress: bool = False):
+    """The DDIM update from each level of `path` to the next, in whichever direction it runs."""
+    lowest = min(t for t in path if t >= 0)
+    with progress_bar(len(path) - 1, progress, desc) as bar:
+        for t_from, t_to in zip(path, path[1:]):
+            eps = call(model, x, max(t_from, lowest))
+            noisy = eta > 0 and t_to >= 0  # the step to clean data adds no noise
+            ab_from = alpha_bar(schedule, t_from)
+            x0 = predict_x0(x, eps, ab_from, clip_x0)
+            x = _to_level(x0, eps, ab_from, alpha_bar(schedule, t_to), eta if noisy else 0.0,
+                          noise_like(x, generator) if noisy else None)
+            if callback:
+                callback(t_to, x, x0)
+            bar.update()
     return x

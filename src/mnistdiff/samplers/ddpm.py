@@ -7,7 +7,7 @@ import math
 import torch
 
 from mnistdiff.diffusion import Schedule
-from mnistdiff.samplers.steps import alpha_bar, call, predict_x0, progress_bar
+from mnistdiff.samplers.common import Callback, alpha_bar, call, check_levels, noise_like, predict_x0, progress_bar
 
 VARIANCES = ("posterior", "beta")
 
@@ -20,9 +20,14 @@ def ddpm_step(
 
     variance "posterior" uses sigma^2 = beta_tilde, "beta" uses sigma^2 = beta; t = 0 adds no noise.
     """
+    return _step(x, predict_x0(x, eps, alpha_bar(schedule, t), clip_x0), schedule, t, noise, variance)
+
+
+def _step(x: torch.Tensor, x0: torch.Tensor, schedule: Schedule, t: int, noise: torch.Tensor | None,
+          variance: str) -> torch.Tensor:
+    """ddpm_step once x0 is predicted."""
     ab, ab_prev = alpha_bar(schedule, t), alpha_bar(schedule, t - 1)
     beta = float(schedule.betas[t])
-    x0 = predict_x0(x, eps, ab, clip_x0)
     mean = (math.sqrt(ab_prev) * beta / (1 - ab)) * x0 + (math.sqrt(1 - beta) * (1 - ab_prev) / (1 - ab)) * x
     if t == 0:
         return mean
@@ -31,21 +36,25 @@ def ddpm_step(
 
 
 @torch.no_grad()
-def ddpm_sample(
-    model,
-    x_T: torch.Tensor,
-    schedule: Schedule,
-    *,
-    variance: str = "posterior",
-    clip_x0: bool = False,
-    generator: torch.Generator | None = None,
-    progress: bool = False,
+def sample_ddpm(
+    model, x: torch.Tensor, schedule: Schedule, levels: list[int], *, generator: torch.Generator | None = None,
+    clip_x0: bool = False, callback: Callback | None = None, progress: bool = False, variance: str = "posterior",
 ) -> torch.Tensor:
-    """Run all T steps from x_T (at t = T-1) to x0, Algorithm 2 of Ho et al. 2020."""
+    """Denoise x one level at a time from levels[0] down, Algorithm 2 of Ho et al. 2020.
+
+    `levels` must step by one, as levels(T, schedule) does; a shorter grid is DDIM with eta = 1.
+    """
     if variance not in VARIANCES:
         raise ValueError(f"variance must be one of {VARIANCES}, got {variance!r}")
-    x = x_T
-    for t in progress_bar(range(schedule.T - 1, -1, -1), progress, "DDPM"):
-        noise = torch.randn(x.shape, generator=generator, device=x.device, dtype=x.dtype) if t > 0 else None
-        x = ddpm_step(x, call(model, x, t), schedule, t, noise, variance=variance, clip_x0=clip_x0)
+    levels = check_levels(levels, schedule.T)
+    if any(a - b != 1 for a, b in zip(levels, levels[1:])):
+        raise ValueError(f"DDPM steps down one level at a time: ask for all T = {schedule.T} steps, "
+                         f"not {len(levels) - 1} (with fewer steps, use DDIM with eta = 1)")
+    with progress_bar(len(levels) - 1, progress, "DDPM") as bar:
+        for t in levels[:-1]:
+            x0 = predict_x0(x, call(model, x, t), alpha_bar(schedule, t), clip_x0)
+            x = _step(x, x0, schedule, t, noise_like(x, generator) if t > 0 else None, variance)
+            if callback:
+                callback(t - 1, x, x0)
+            bar.update()
     return x

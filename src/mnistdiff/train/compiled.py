@@ -11,6 +11,7 @@ import torch
 
 from mnistdiff.diffusion import Schedule, eps_loss
 from mnistdiff.precision import autocast
+from mnistdiff.runtime import compile_model
 
 
 def gradients(model, params, schedule: Schedule, x0: torch.Tensor, precision: str) -> torch.Tensor:
@@ -41,8 +42,8 @@ def compiled_grads_match(model, compiled, schedule: Schedule, x0: torch.Tensor, 
 
 
 def compile_for_training(model, schedule: Schedule, x0: torch.Tensor, precision: str):
-    """torch.compile(model) if its gradients pass the check on batch x0, else model, with a message."""
-    compiled = torch.compile(model)
+    """compile_model(model) if its gradients pass the check on batch x0, else model, with a message."""
+    compiled = compile_model(model)
     ok, error = compiled_grads_match(model, compiled, schedule, x0, precision)
     if ok:
         return compiled, f"compile: gradients match the plain model's (relative error {error:.1e})"

@@ -1,0 +1,127 @@
+"""How a model runs fast: under bf16 autocast, through torch.compile, in the best memory layout, and
+with freed memory kept for reuse. The model file holds the model; the speed-ups live here, applied by
+the code that compiles (`compile_model`, `prepare`) and by the CLI (`keep_freed_memory`). Their
+measurements are in docs/speed.md.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import platform
+
+import torch
+from torch import nn
+
+from mnistdiff.precision import autocast
+
+is_compiling = getattr(torch.compiler, "is_compiling", None) or torch._dynamo.is_compiling  # torch < 2.3
+
+
+class GroupNorm(nn.GroupNorm):
+    """nn.GroupNorm, written out under torch.compile on a CPU in a form that compiles to faster code.
+
+    Inductor's own lowering computes each group's scale and shift inside the loop over every
+    element. Here per-channel moments are combined exactly per group, and two tiny matmuls spread
+    the groups' scale and shift over the channels, so that loop is one multiply-add (see
+    docs/speed.md). Eager mode and GPUs keep PyTorch's kernel; the parameters are nn.GroupNorm's.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type != "cpu" or not is_compiling():
+            return super().forward(x)
+        b, c, g = x.shape[0], x.shape[1], self.num_groups
+        x32 = x.float()  # statistics in fp32, as torch's kernel keeps them; the result in x's dtype
+        var_c, mean_c = torch.var_mean(x32, (2, 3), correction=0)  # (B, C)
+        mean = mean_c.view(b, g, -1).mean(-1)  # (B, G)
+        # a group's variance: its channels' mean variance plus the variance of their means
+        var = (var_c.view(b, g, -1) + (mean_c.view(b, g, -1) - mean[:, :, None]) ** 2).mean(-1)
+        inv_std = torch.rsqrt(var + self.eps)
+        with torch.autocast("cpu", enabled=False):
+            spread = torch.eye(g).repeat_interleave(c // g, dim=1)  # (G, C): group -> its channels
+            scale = (inv_std @ spread) * self.weight  # (B, C)
+            shift = self.bias - ((mean * inv_std) @ spread) * self.weight
+        return (x32 * scale[:, :, None, None] + shift[:, :, None, None]).to(x.dtype)
+
+
+def use_fast_groupnorm(model: nn.Module) -> nn.Module:
+    """Model with each affine nn.GroupNorm turned into the GroupNorm above, in place.
+
+    The weights, state_dict keys and eager outputs stay as they were; only compiled CPU code changes.
+    """
+    for module in model.modules():
+        if type(module) is nn.GroupNorm and module.affine:
+            module.__class__ = GroupNorm
+    return model
+
+
+def compile_model(model: nn.Module, **options):
+    """torch.compile(model, **options), with the GroupNorm that compiles to faster CPU code."""
+    return torch.compile(use_fast_groupnorm(model), **options)
+
+
+def memory_format(device: torch.device, precision: str, compile: bool) -> torch.memory_format:
+    """The layout that runs the model fastest: channels-last only for compiled fp32 on a CPU
+    (compiled bf16 is slower in it; see docs/speed.md)."""
+    if compile and precision == "fp32" and device.type == "cpu":
+        return torch.channels_last
+    return torch.contiguous_format
+
+
+class Runner(nn.Module):
+    """model(xt, t) under `precision` autocast and, with `compile`, through compile_model.
+
+    Compiled, it pads a batch smaller than the largest it has seen, so that one graph serves the
+    last, smaller batch of a run too; a batch's rows never mix in the model, so padding leaves them be.
+    """
+
+    def __init__(self, model: nn.Module, precision: str = "fp32", compile: bool = False):
+        super().__init__()
+        autocast(precision)  # fails on an unknown precision
+        self.model, self.precision, self.compiled = model, precision, compile
+        self.config = getattr(model, "config", None)
+        self.run = compile_model(model, dynamic=False) if compile else model
+        self.batch = 0
+
+    def forward(self, xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        b = xt.shape[0]
+        if self.compiled:
+            self.batch = max(self.batch, b)
+            pad = self.batch - b
+            if pad:
+                xt, t = torch.cat([xt, xt.new_zeros(pad, *xt.shape[1:])]), torch.cat([t, t[:1].expand(pad)])
+        with autocast(self.precision, xt.device.type):
+            return self.run(xt, t)[:b]
+
+
+def prepare(model, *, precision: str = "fp32", compile: bool = False):
+    """What runs `model` with `precision` and `compile`: the model itself for plain fp32, else a Runner.
+
+    A Runner with the same settings is returned as it is, so callers may prepare twice.
+    """
+    if isinstance(model, Runner):
+        if (model.precision, model.compiled) == (precision, compile):
+            return model
+        model = model.model
+    return Runner(model, precision, compile) if precision != "fp32" or compile else model
+
+
+M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # mallopt parameters, from glibc's malloc.h
+
+
+def keep_freed_memory() -> bool:
+    """Tell glibc to serve every block from its heap and never trim it; True where it took effect.
+
+    A forward pass allocates its activations afresh each call; above glibc's mmap threshold each
+    block is mapped anew and every page of it faults in zeroed, which costs a compiled CPU forward
+    a noticeable share of its time (see docs/speed.md). Kept on the heap, the blocks are reused;
+    the cost is that the process keeps what it freed until it exits.
+
+    Process-wide and lasting. The CLI and the benchmarks call it; call it yourself before sampling
+    or training from Python. Does nothing off glibc (macOS, Windows, musl).
+    """
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    mallopt = getattr(ctypes.CDLL(None), "mallopt", None)
+    if mallopt is None:
+        return False
+    return bool(mallopt(M_MMAP_MAX, 0)) and bool(mallopt(M_TRIM_THRESHOLD, 2**31 - 1))
