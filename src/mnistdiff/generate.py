@@ -12,6 +12,8 @@ from mnistdiff.diffusion import Schedule
 from mnistdiff.runtime import prepare
 from mnistdiff.samplers import SAMPLERS, levels
 
+DEFAULT_STEPS = 50
+
 
 def generate(
     model,
@@ -19,7 +21,7 @@ def generate(
     n: int,
     *,
     sampler: str = "ddim",
-    steps: int = 50,
+    steps: int | None = None,
     spacing: str = "uniform",
     t_end: int | None = None,
     clip_x0: bool = True,
@@ -34,7 +36,8 @@ def generate(
     """n images as uint8 (n, C, H, W) from SAMPLERS[sampler] over levels(steps, schedule, spacing, t_end);
     batch k starts from noise seeded with seed + k, so the same seed and batch size give the same images.
 
-    `steps` counts model evaluations ("ddpm" takes every step: steps = T). `options` go to the
+    `steps` counts model evaluations: by default 50, or every one of the T steps for a sampler that
+    takes no other grid ("ddpm", marked `every_step`). `options` go to the
     sampler (eta for "ddim", variance for "ddpm"). precision "bf16" runs the model under bf16
     autocast, the sampler's arithmetic staying fp32; `compile` runs it through torch.compile, built
     once, on the first batch (runtime.prepare).
@@ -48,6 +51,8 @@ def generate(
         inspect.signature(fn).bind(model, None, schedule, [], **options)
     except TypeError:
         raise ValueError(f"sampler {sampler!r} takes no option among {', '.join(options)}") from None
+    if steps is None:
+        steps = schedule.T if getattr(fn, "every_step", False) else DEFAULT_STEPS
     grid = levels(steps, schedule, spacing, t_end)
     device = next(model.parameters()).device
     model = prepare(model, precision=precision, compile=compile)

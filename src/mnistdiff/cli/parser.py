@@ -125,8 +125,8 @@ def train_settings(args) -> dict:
 
 def _sampler_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sampler", default="ddim", choices=list(SAMPLERS), help="how to step from noise to images")
-    p.add_argument("--steps", type=_positive_int, default=50,
-                   help="model evaluations (ddpm takes every step: pass T, 1000 for the shipped model)")
+    p.add_argument("--steps", type=_positive_int,
+                   help="model evaluations (default: 50; ddpm: every one of the T steps, 1000 for the shipped model)")
     p.add_argument("--eta", type=_non_negative_float, help="ddim's noise: 0 (its default) deterministic, 1 like DDPM")
     p.add_argument("--variance", choices=["posterior", "beta"], help="ddpm's noise (its default: posterior)")
     p.add_argument("--spacing", choices=SPACINGS, default="uniform",

@@ -58,3 +58,6 @@ def sample_ddpm(
                 callback(t - 1, x, x0)
             bar.update()
     return x
+
+
+sample_ddpm.every_step = True  # generate() gives it levels(T) unless told otherwise
