@@ -41,8 +41,11 @@ def test_draw_invert_and_mix_in_a_browser():
         page.goto(url)
         page.wait_for_function("document.querySelectorAll('#grid figure').length === 16")  # the first samples
 
+        # A and B start as the test set's first 2 and 5, inverted and mixed.
+        page.wait_for_function("document.querySelector('#mix-reading').textContent.startsWith('w = 0.50')")
         page.click("#clear-a")
-        assert sum(_pixels(page, "#draw-a")) == 0
+        assert sum(_pixels(page, "#draw-a")) == sum(_pixels(page, "#recon-a")) == 0
+        assert page.text_content("#recon-reading-a").strip() == ""
         _stroke(page, "#draw-a", [(0.5, 0.2), (0.5, 0.5), (0.45, 0.8)])
         drawn = _pixels(page, "#draw-a")
         assert max(drawn) == 255 and sum(v > 0 for v in drawn) > 20
@@ -50,8 +53,7 @@ def test_draw_invert_and_mix_in_a_browser():
         page.wait_for_function("document.querySelector('#recon-reading-a').textContent.startsWith('decoded')")
         assert sum(_pixels(page, "#recon-a")) > 0
 
-        # B is the test set's first 5, picked when the page started; the mix follows A's new stroke.
-        page.wait_for_function("document.querySelector('#mix-reading').textContent.startsWith('w = 0.50')")
+        page.wait_for_function("document.querySelector('#reading-a').textContent.startsWith('drawn: reads as')")
         before, label = _pixels(page, "#mix"), page.text_content("#mix-reading")
         page.focus("#weight")
         page.keyboard.press("ArrowRight")

@@ -4,6 +4,7 @@
 const SIDE = 28;
 const $ = (id) => document.getElementById(id);
 const digits = { a: new Float32Array(SIDE * SIDE), b: new Float32Array(SIDE * SIDE) };
+const source = { a: "drawn", b: "drawn" };  // what each digit is: drawn, or a test digit and its label
 const last = {};  // the request behind each result, resent with trajectory: true
 let pickerStart = 0;
 
@@ -95,6 +96,7 @@ function setUpDrawing(which) {
   const end = () => {
     if (!previous) return;
     previous = null;
+    source[which] = "drawn";
     changed(which);
   };
   canvas.addEventListener("pointerup", end);
@@ -102,15 +104,18 @@ function setUpDrawing(which) {
   $("clear-" + which).addEventListener("click", () => {
     digits[which].fill(0);
     paint(canvas, digits[which], 255);
-    $("reading-" + which).textContent = "\u00a0";
+    paint($("recon-" + which), digits[which]);
+    for (const id of ["reading-", "recon-reading-"]) $(id + which).textContent = "\u00a0";
+    $("traj-" + which).disabled = true;
   });
   $("invert-" + which).addEventListener("click", () => invert(which).catch(failed));
   $("traj-" + which).addEventListener("click", () => trajectory(which, `reconstruction of ${which.toUpperCase()}`));
 }
 
+// A new digit is inverted and decoded at once, then mixed: the server keeps its latent for the slider.
 function changed(which) {
   paint($("draw-" + which), digits[which], 255);
-  requestMix();
+  if (!empty(which)) invert(which).then(requestMix, failed);
 }
 
 async function invert(which) {
@@ -119,7 +124,7 @@ async function invert(which) {
   const r = await api("/api/invert", body);
   last[which] = ["/api/invert", body];
   paint($("recon-" + which), r.reconstruction);
-  $("reading-" + which).textContent = `reads as ${reading(r.input_reading)}`;
+  $("reading-" + which).textContent = `${source[which]}: reads as ${reading(r.input_reading)}`;
   $("recon-reading-" + which).textContent = `decoded: ${reading(r.reading)}, MSE ${r.mse.toFixed(4)}`;
   $("traj-" + which).disabled = false;
   setStatus(`DDIM-${body.steps} inversion and decode: ${r.ms} ms`);
@@ -177,7 +182,7 @@ async function loadDigits() {
     figure.addEventListener("click", () => {
       const which = document.querySelector("input[name=target]:checked").value;
       digits[which].set(d.pixels.map((v) => v / 255));
-      $("reading-" + which).textContent = `test #${d.index}, labelled ${d.label}`;
+      source[which] = `test #${d.index} (a ${d.label})`;
       changed(which);
     });
     return figure;
@@ -196,7 +201,7 @@ async function start() {
     requestMix();
   });
   $("rule").addEventListener("change", requestMix);
-  $("steps").addEventListener("change", requestMix);
+  $("steps").addEventListener("change", () => ["a", "b"].forEach(changed));
   $("sample").addEventListener("click", () => sample().catch(failed));
   $("traj-sample").addEventListener("click", () => trajectory("sample", "first sample"));
   $("traj-mix").addEventListener("click", () => trajectory("mix", "mix"));
@@ -213,11 +218,10 @@ async function start() {
       const d = shown.find((x) => x.label === label);
       if (d) {
         digits[which].set(d.pixels.map((v) => v / 255));
-        $("reading-" + which).textContent = `test #${d.index}, labelled ${d.label}`;
-        paint($("draw-" + which), digits[which], 255);
+        source[which] = `test #${d.index} (a ${d.label})`;
+        changed(which);
       }
     }
-    requestMix();
   } else {
     $("picker-note").hidden = false;
     $("picker-note").textContent = `The digit picker is hidden: ${info.note || "no test digits"}. ` +
