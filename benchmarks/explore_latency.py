@@ -48,32 +48,30 @@ def summary(seconds: list[float]) -> dict:
 
 
 def slider(explorer, repeats: int, rules: list[str]) -> dict:
+    """Each move timed in process and over HTTP in turn, so that both see the same load."""
     import httpx
     from explore_support import live_server
 
     a, b = two_digits(explorer)
     weights = [0.3 + 0.4 * i / max(repeats - 1, 1) for i in range(repeats)]
     out = {}
-    for rule in rules:
-        explorer.mix(a, b, rule, 0.5, steps=10)  # inverts A and B once: later moves only decode
-        times = []
-        for w in weights:
-            start = time.perf_counter()
-            explorer.mix(a, b, rule, w, steps=10)
-            times.append(time.perf_counter() - start)
-        out[rule] = {"in_process": summary(times)}
     with live_server(explorer) as (url, _), httpx.Client(base_url=url, timeout=60) as client:
         for rule in rules:
-            times = []
+            explorer.mix(a, b, rule, 0.5, steps=10)  # inverts A and B once: later moves only decode
+            times = {"in_process": [], "http": []}
             for w in weights:
                 start = time.perf_counter()
+                explorer.mix(a, b, rule, w, steps=10)
+                times["in_process"].append(time.perf_counter() - start)
+                start = time.perf_counter()
                 client.post("/api/mix", json={"a": a, "b": b, "rule": rule, "weight": w, "steps": 10}).raise_for_status()
-                times.append(time.perf_counter() - start)
-            out[rule]["http"] = summary(times)
+                times["http"].append(time.perf_counter() - start)
+            out[rule] = {k: summary(v) for k, v in times.items()}
     return out
 
 
-def first_start(threads: int, data_dir: str | None, browser: bool, screenshot: str | None) -> dict:
+def first_start(checkpoint: str | None, threads: int, data_dir: str | None, browser: bool,
+                screenshot: str | None) -> dict:
     import httpx
     from explore_support import free_port
 
@@ -81,6 +79,7 @@ def first_start(threads: int, data_dir: str | None, browser: bool, screenshot: s
     env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONPATH=str(ROOT / "src"))
     command = [sys.executable, "-m", "mnistdiff", "explore", "--port", str(port), "--device", "cpu"]
     command += ["--data-dir", data_dir] if data_dir else []
+    command += ["--checkpoint", checkpoint] if checkpoint else []
     url = f"http://127.0.0.1:{port}"
     start = time.perf_counter()
     proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
@@ -142,8 +141,16 @@ def small(path: str) -> None:
     Image.open(path).convert("RGB").quantize(64).save(path, optimize=True)
 
 
+def command_line(argv: list[str]) -> str:
+    """The command as run, with the data folder written as DIR: it names a place on this machine only."""
+    shown = ["DIR" if i > 0 and argv[i - 1] == "--data-dir" else a.split("=")[0] + "=DIR"
+             if a.startswith("--data-dir=") else a for i, a in enumerate(argv)]
+    return " ".join(["python", "benchmarks/explore_latency.py", *shown])
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--checkpoint", help="default: the shipped model")
     p.add_argument("--data-dir", help="folder with the MNIST test set (else $MNISTDIFF_DATA; else drawn strokes)")
     p.add_argument("--threads", type=int, default=2, help="torch threads (the target is for 2 CPU cores)")
     p.add_argument("--repeats", type=int, default=20, help="slider moves per rule")
@@ -157,13 +164,13 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
-    explorer = Explorer.from_checkpoint(None, data_dir=args.data_dir, device="cpu")
+    explorer = Explorer.from_checkpoint(args.checkpoint, data_dir=args.data_dir, device="cpu")
     record = {
-        "command": " ".join(["python", "benchmarks/explore_latency.py", *sys.argv[1:]]),
+        "command": command_line(sys.argv[1:]),
         "model": explorer.name, "torch": torch.__version__, "threads": args.threads, "cpus": os.cpu_count(),
         "load_average_before": [round(x, 2) for x in load_before],
         "slider_ddim10": slider(explorer, args.repeats, args.rules.split(",")),
-        "start": first_start(args.threads, args.data_dir, args.browser, args.screenshot),
+        "start": first_start(args.checkpoint, args.threads, args.data_dir, args.browser, args.screenshot),
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "target_ms": 300,
     }

@@ -6,6 +6,7 @@ import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 import httpx
 import pytest
@@ -319,3 +320,15 @@ def test_the_command_serves_a_checkpoint_and_prints_its_address(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+def test_the_latency_benchmark_runs_and_writes_json(tmp_path):
+    ckpt, data = tiny_checkpoint(tmp_path / "ckpt"), folder_with_test_set(tmp_path / "data")
+    out = tmp_path / "latency.json"
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "explore_latency.py"
+    subprocess.run([sys.executable, str(script), "--checkpoint", str(ckpt), "--data-dir", str(data), "--repeats", "2",
+                    "--threads", "1", "--rules", "slerp", "--out", str(out)], check=True, capture_output=True)
+    record = json.loads(out.read_text())
+    assert record["slider_ddim10"]["slerp"]["http"]["runs"] == 2
+    assert 0 < record["start"]["answers_s"] <= record["start"]["first_picture_s"] <= record["start"]["first_mix_s"]
+    assert "--data-dir DIR" in record["command"]
