@@ -297,6 +297,16 @@ def test_a_client_that_disconnects_mid_request_does_not_stop_the_server():
         assert thread.is_alive()
 
 
+def test_a_port_in_use_is_an_error_that_says_so(explorer):
+    from mnistdiff.explore import serve
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        with pytest.raises(ValueError, match="cannot listen on 127.0.0.1"):
+            serve(explorer, port=taken.getsockname()[1])
+
+
 def test_the_command_binds_to_this_machine_unless_told():
     args = build_parser().parse_args(["explore"])
     assert (args.host, args.port, args.open) == ("127.0.0.1", 8000, False)

@@ -99,22 +99,23 @@ def create_app(explorer: Explorer) -> FastAPI:
     async def crashed(request: Request, err: Exception):
         return JSONResponse({"error": f"internal error ({type(err).__name__})"}, status_code=500)
 
+    # The page and the cheap reads are async: they never wait behind model calls for a worker thread.
     @app.get("/", response_class=HTMLResponse)
-    def index():
+    async def index():
         return _static("index.html")
 
     @app.get("/{name}")
-    def static(name: str):
+    async def static(name: str):
         if name not in STATIC:
             raise HTTPException(404, f"no page {name}")
         return _static(name)
 
     @app.get("/api/info")
-    def info():
+    async def info():
         return explorer.info()
 
     @app.get("/api/digits")
-    def digits(start: Annotated[int, Query(ge=0)] = 0, count: Annotated[int, Query(ge=1, le=MAX_IMAGES)] = 20):
+    async def digits(start: Annotated[int, Query(ge=0)] = 0, count: Annotated[int, Query(ge=1, le=MAX_IMAGES)] = 20):
         return {"digits": explorer.digits(start, count), "total": explorer.info()["digits"]}
 
     # Plain `def` endpoints run in a thread pool; the explorer's lock queues their model calls.
@@ -140,11 +141,19 @@ def _static(name: str) -> Response:
 
 def serve(explorer: Explorer, host: str = "127.0.0.1", port: int = 8000, open_browser: bool = False) -> None:
     """Run the app with uvicorn until interrupted, printing its address."""
+    import socket
     import threading
     import webbrowser
 
     import uvicorn
 
+    listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+    except OSError as err:
+        listener.close()
+        raise ValueError(f"cannot listen on {host}:{port} ({err.strerror}): pass another --port or --host") from None
     config = uvicorn.Config(create_app(explorer), host=host, port=port, log_level="warning", access_log=False)
     server = uvicorn.Server(config)
     url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
@@ -158,4 +167,4 @@ def serve(explorer: Explorer, host: str = "127.0.0.1", port: int = 8000, open_br
                 webbrowser.open(url)
 
     threading.Thread(target=announce, daemon=True).start()
-    server.run()
+    server.run(sockets=[listener])
