@@ -64,7 +64,8 @@ def slider(explorer, repeats: int, rules: list[str]) -> dict:
                 explorer.mix(a, b, rule, w, steps=10)
                 times["in_process"].append(time.perf_counter() - start)
                 start = time.perf_counter()
-                client.post("/api/mix", json={"a": a, "b": b, "rule": rule, "weight": w, "steps": 10}).raise_for_status()
+                body = {"a": a, "b": b, "rule": rule, "weight": w, "steps": 10}
+                client.post("/api/mix", json=body).raise_for_status()
                 times["http"].append(time.perf_counter() - start)
             out[rule] = {k: summary(v) for k, v in times.items()}
     return out

@@ -25,7 +25,8 @@ DATA = Path(__file__).parent / "data"
 
 def fixture_digits() -> tuple[torch.Tensor, torch.Tensor]:
     """The first 500 images of the MNIST test set, from tests/data."""
-    images, labels = read_split(DATA / "mnist-test-500-images-idx3-ubyte.gz", DATA / "mnist-test-500-labels-idx1-ubyte.gz")
+    images, labels = read_split(DATA / "mnist-test-500-images-idx3-ubyte.gz",
+                                DATA / "mnist-test-500-labels-idx1-ubyte.gz")
     return torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype("int64"))
 
 
@@ -43,7 +44,8 @@ def tiny_checkpoint(folder: Path) -> Path:
     """An exported-style checkpoint (EMA weights and config) of an untrained tiny UNet."""
     preset = PRESETS["tiny"]
     folder.mkdir(parents=True)
-    save_file({f"ema.{k}": v.contiguous() for k, v in tiny_model().state_dict().items()}, folder / "weights.safetensors")
+    weights = {f"ema.{k}": v.contiguous() for k, v in tiny_model().state_dict().items()}
+    save_file(weights, folder / "weights.safetensors")
     config = checkpoint.config_dict("tiny", "mnist", preset.unet, preset.train, ScheduleConfig())
     (folder / "config.json").write_text(json.dumps(config))
     return folder
