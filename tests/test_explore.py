@@ -70,8 +70,8 @@ def test_every_decode_of_a_one_point_data_set_gives_that_point(exact, point):
 def test_the_trajectory_predicts_the_point_at_every_step_and_ends_at_the_result(exact, point):
     frames = exact.sample(seed=0, sampler="ddim", steps=20, eta=0.0, n=1, trajectory=True)["trajectory"]
     assert len(frames) == service.STRIP + 1
-    assert frames[0]["t"] == max(service.timesteps(20, SCHEDULE.T)) and frames[-1]["t"] == -1
-    assert [f["t"] for f in frames[:-1]] == sorted((f["t"] for f in frames[:-1]), reverse=True)
+    levels = [f["t"] for f in frames[:-1]]
+    assert levels == sorted(set(levels), reverse=True) and levels[0] >= 0.9 * SCHEDULE.T and frames[-1]["t"] == -1
     expected = to_uint8(point).flatten().tolist()
     assert all(f["x0"] == expected for f in frames)
     assert frames[0]["xt"] != expected  # the strip starts from noise
