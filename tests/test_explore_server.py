@@ -167,14 +167,19 @@ def test_a_client_that_disconnects_mid_request_does_not_stop_the_server():
         assert thread.is_alive()
 
 
-def test_a_port_in_use_is_an_error_that_says_so(explorer):
-    from mnistdiff.explore import serve
+def test_a_port_in_use_is_an_error_that_says_so_before_the_model_loads(capsys, monkeypatch):
+    from mnistdiff.cli import main
+    from mnistdiff.explore import Explorer
 
+    def load(*args, **kwargs):
+        raise AssertionError("loaded the model before finding the port in use")
+
+    monkeypatch.setattr(Explorer, "from_checkpoint", load)
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
-        with pytest.raises(ValueError, match="cannot listen on 127.0.0.1"):
-            serve(explorer, port=taken.getsockname()[1])
+        assert main(["explore", "--port", str(taken.getsockname()[1])]) == 2
+    assert "cannot listen on 127.0.0.1" in capsys.readouterr().err
 
 
 def test_the_command_serves_a_checkpoint_and_prints_its_address(tmp_path):

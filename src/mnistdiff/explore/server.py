@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+import threading
 from importlib import resources
 from typing import Annotated, Literal
 
@@ -139,14 +141,8 @@ def _static(name: str) -> Response:
     return Response(text, media_type=STATIC[name], headers={"Cache-Control": "no-cache"})
 
 
-def serve(explorer: Explorer, host: str = "127.0.0.1", port: int = 8000, open_browser: bool = False) -> None:
-    """Run the app with uvicorn until interrupted, printing its address."""
-    import socket
-    import threading
-    import webbrowser
-
-    import uvicorn
-
+def listen(host: str = "127.0.0.1", port: int = 8000) -> socket.socket:
+    """A socket bound to host:port, or a ValueError that says why not (a port in use, say)."""
     listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     try:
@@ -154,6 +150,18 @@ def serve(explorer: Explorer, host: str = "127.0.0.1", port: int = 8000, open_br
     except OSError as err:
         listener.close()
         raise ValueError(f"cannot listen on {host}:{port} ({err.strerror}): pass another --port or --host") from None
+    return listener
+
+
+def serve(explorer: Explorer, host: str = "127.0.0.1", port: int = 8000, open_browser: bool = False,
+          listener: socket.socket | None = None) -> None:
+    """Run the app with uvicorn until interrupted, printing its address; `listener` from `listen`,
+    else bound here."""
+    import webbrowser
+
+    import uvicorn
+
+    listener = listener or listen(host, port)
     config = uvicorn.Config(create_app(explorer), host=host, port=port, log_level="warning", access_log=False)
     server = uvicorn.Server(config)
     url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
