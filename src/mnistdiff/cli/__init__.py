@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from mnistdiff.runtime import keep_freed_memory
-from mnistdiff.cli import commands, experiment_commands
+from mnistdiff.cli import commands, experiment_commands, explore_command
 from mnistdiff.cli.parser import UsageError, build_parser
 from mnistdiff.data import DataFileError
 from mnistdiff.evaluation.inception import InceptionUnavailable
@@ -29,6 +29,7 @@ COMMANDS = {
     "figure": experiment_commands.cmd_figure,
     "reconstruction": experiment_commands.cmd_reconstruction,
     "merge-study": experiment_commands.cmd_merge_study,
+    "explore": explore_command.cmd_explore,
 }
 
 

@@ -240,6 +240,7 @@ def build_parser() -> argparse.ArgumentParser:
     _device_arg(p, "where to time (auto: a CUDA GPU if there is one)")
 
     _experiment_parsers(sub)
+    _explore_parser(sub)
     return parser
 
 
@@ -292,3 +293,15 @@ def _experiment_args(p: argparse.ArgumentParser, steps: bool = True) -> None:
         _steps_arg(p)
     _data_dir_arg(p, "; for test-set indices")
     _model_run_args(p)
+
+
+def _explore_parser(sub) -> None:
+    p = sub.add_parser("explore", help="a local web page: draw digits, invert, mix latents, watch them denoise "
+                                       "(needs pip install 'mnistdiff[explore]')")
+    p.add_argument("--checkpoint", help="default: the shipped model")
+    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
+    p.add_argument("--port", type=int, default=8000, help="port to listen on")
+    p.add_argument("--open", action="store_true", help="open the page in the default browser")
+    p.add_argument("--data-dir", help="folder with the test-set IDX files for the digit picker "
+                                      "(else $MNISTDIFF_DATA or the cache; never downloaded)")
+    _device_arg(p, "where to run the model (auto: a CUDA GPU when there is one)")

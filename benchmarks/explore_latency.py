@@ -1,0 +1,183 @@
+"""Latency of `mnistdiff explore` with the shipped model: a slider move, and the first start.
+
+    python benchmarks/explore_latency.py --data-dir DIR --out benchmarks/results/explore-latency.json
+
+slider: with A's and B's latents cached (as after the first mix), the time from a new weight to
+        the decoded mix and its classifier reading, DDIM-10: in process (Explorer.mix) and over
+        HTTP to a local server (POST /api/mix: JSON both ways, as the page sends it);
+start:  `mnistdiff explore` as a new process: seconds until it answers, until the page's first
+        picture (16 DDIM-10 samples) and until the first mix (two inversions and a decode), in
+        the order the page asks for them; with --browser, the same seen by headless Chromium.
+The target is 300 ms from a slider move to the new picture on 2 CPU cores (--threads 2).
+Timings on a machine busy with other work are not measurements: the JSON records the load average.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tests"))  # explore_support: a live server on a free port
+
+
+def two_digits(explorer) -> tuple[list[int], list[int]]:
+    """A 2 and a 5 from the test set when the explorer has it, else two drawn strokes."""
+    if explorer.digit_labels is not None:
+        labels = explorer.digit_labels.tolist()
+        return tuple(explorer.digit_images[labels.index(d)].flatten().tolist() for d in (2, 5))
+    a, b = [0] * 784, [0] * 784
+    for r in range(6, 22):
+        a[r * 28 + 14] = b[14 * 28 + r] = 255
+    return a, b
+
+
+def summary(seconds: list[float]) -> dict:
+    ms = sorted(1000 * s for s in seconds)
+    return {"median_ms": round(statistics.median(ms), 1), "p90_ms": round(ms[int(0.9 * (len(ms) - 1))], 1),
+            "max_ms": round(ms[-1], 1), "runs": len(ms)}
+
+
+def slider(explorer, repeats: int, rules: list[str]) -> dict:
+    """Each move timed in process and over HTTP in turn, so that both see the same load."""
+    import httpx
+    from explore_support import live_server
+
+    a, b = two_digits(explorer)
+    weights = [0.3 + 0.4 * i / max(repeats - 1, 1) for i in range(repeats)]
+    out = {}
+    with live_server(explorer) as (url, _), httpx.Client(base_url=url, timeout=60) as client:
+        for rule in rules:
+            explorer.mix(a, b, rule, 0.5, steps=10)  # inverts A and B once: later moves only decode
+            times = {"in_process": [], "http": []}
+            for w in weights:
+                start = time.perf_counter()
+                explorer.mix(a, b, rule, w, steps=10)
+                times["in_process"].append(time.perf_counter() - start)
+                start = time.perf_counter()
+                body = {"a": a, "b": b, "rule": rule, "weight": w, "steps": 10}
+                client.post("/api/mix", json=body).raise_for_status()
+                times["http"].append(time.perf_counter() - start)
+            out[rule] = {k: summary(v) for k, v in times.items()}
+    return out
+
+
+def first_start(checkpoint: str | None, threads: int, data_dir: str | None, browser: bool,
+                screenshot: str | None) -> dict:
+    import httpx
+    from explore_support import free_port
+
+    port = free_port()
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), PYTHONPATH=str(ROOT / "src"))
+    command = [sys.executable, "-m", "mnistdiff", "explore", "--port", str(port), "--device", "cpu"]
+    command += ["--data-dir", data_dir] if data_dir else []
+    command += ["--checkpoint", checkpoint] if checkpoint else []
+    url = f"http://127.0.0.1:{port}"
+    start = time.perf_counter()
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
+    try:
+        while True:
+            try:
+                info = httpx.get(url + "/api/info", timeout=5).json()
+                break
+            except httpx.TransportError:
+                if proc.poll() is not None or time.perf_counter() - start > 120:
+                    raise RuntimeError("the explorer did not start")
+                time.sleep(0.05)
+        out = {"answers_s": round(time.perf_counter() - start, 2)}
+        httpx.post(url + "/api/sample", json={"n": 16, "steps": 10}, timeout=120).raise_for_status()
+        out["first_picture_s"] = round(time.perf_counter() - start, 2)
+        if info["digits"]:
+            digits = httpx.get(url + "/api/digits", params={"count": 40}, timeout=60).json()["digits"]
+            a, b = (next(d["pixels"] for d in digits if d["label"] == x) for x in (2, 5))
+            httpx.post(url + "/api/mix", json={"a": a, "b": b, "steps": 10}, timeout=120).raise_for_status()
+            out["first_mix_s"] = round(time.perf_counter() - start, 2)
+        if browser:
+            out["browser"] = page_load(url, bool(info["digits"]), screenshot)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    return out
+
+
+def page_load(url: str, digits: bool, screenshot: str | None) -> dict:
+    """Seconds from opening the page (server warm) to its first picture and, with digits, its first mix;
+    then, if asked, a screenshot with the mix's trajectory shown."""
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=shutil.which("chromium"), args=["--no-sandbox"])
+        page = browser.new_page(viewport={"width": 1000, "height": 900})
+        start = time.perf_counter()
+        page.goto(url)
+        page.wait_for_function("document.querySelectorAll('#grid figure').length > 0", timeout=120_000)
+        out = {"first_picture_s": round(time.perf_counter() - start, 2)}
+        if digits:
+            page.wait_for_function("document.querySelector('#mix-reading').textContent.startsWith('w =')",
+                                   timeout=120_000)
+            out["first_mix_s"] = round(time.perf_counter() - start, 2)
+        if screenshot:
+            if digits:
+                page.click("#traj-mix")
+                page.wait_for_function("document.querySelectorAll('#strip figure').length > 2", timeout=120_000)
+            page.screenshot(path=screenshot, full_page=True)
+            small(screenshot)
+        browser.close()
+    return out
+
+
+def small(path: str) -> None:
+    """Rewrite a PNG with a 64-colour palette: the page is mostly grey, and the docs keep it small."""
+    from PIL import Image
+
+    Image.open(path).convert("RGB").quantize(64).save(path, optimize=True)
+
+
+def command_line(argv: list[str]) -> str:
+    """The command as run, with the data folder written as DIR: it names a place on this machine only."""
+    shown = ["DIR" if i > 0 and argv[i - 1] == "--data-dir" else a.split("=")[0] + "=DIR"
+             if a.startswith("--data-dir=") else a for i, a in enumerate(argv)]
+    return " ".join(["python", "benchmarks/explore_latency.py", *shown])
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--checkpoint", help="default: the shipped model")
+    p.add_argument("--data-dir", help="folder with the MNIST test set (else $MNISTDIFF_DATA; else drawn strokes)")
+    p.add_argument("--threads", type=int, default=2, help="torch threads (the target is for 2 CPU cores)")
+    p.add_argument("--repeats", type=int, default=20, help="slider moves per rule")
+    p.add_argument("--rules", default="slerp,linear,linear-norm")
+    p.add_argument("--browser", action="store_true", help="also time the page in headless system Chromium")
+    p.add_argument("--screenshot", help="with --browser: also save the page as this PNG")
+    p.add_argument("--out", default="explore-latency.json")
+    args = p.parse_args()
+
+    from mnistdiff.explore import Explorer
+
+    torch.set_num_threads(args.threads)
+    load_before = os.getloadavg()
+    explorer = Explorer.from_checkpoint(args.checkpoint, data_dir=args.data_dir, device="cpu")
+    record = {
+        "command": command_line(sys.argv[1:]),
+        "model": explorer.name, "torch": torch.__version__, "threads": args.threads, "cpus": os.cpu_count(),
+        "load_average_before": [round(x, 2) for x in load_before],
+        "slider_ddim10": slider(explorer, args.repeats, args.rules.split(",")),
+        "start": first_start(args.checkpoint, args.threads, args.data_dir, args.browser, args.screenshot),
+        "load_average_after": [round(x, 2) for x in os.getloadavg()],
+        "target_ms": 300,
+    }
+    Path(args.out).write_text(json.dumps(record, indent=2) + "\n")
+    print(json.dumps(record, indent=2))
+
+
+if __name__ == "__main__":
+    main()

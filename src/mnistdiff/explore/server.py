@@ -1,0 +1,178 @@
+"""The explorer's web app: one page and a small JSON API over `Explorer`, for a local browser."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from importlib import resources
+from typing import Annotated, Literal
+
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException
+
+from mnistdiff.explore.service import MAX_IMAGES, MAX_STEPS, RULES, SAMPLERS, SIDE, WEIGHTS, Explorer
+
+MAX_BODY = 64 * 1024  # two 28x28 images as JSON are about 8 KB
+STATIC = {"index.html": "text/html", "app.js": "text/javascript", "style.css": "text/css"}
+
+Image = Annotated[list[Annotated[int, Field(ge=0, le=255)]], Field(min_length=SIDE * SIDE, max_length=SIDE * SIDE)]
+Steps = Annotated[int, Field(ge=1, le=MAX_STEPS)]
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid", strict=True)
+
+
+class InvertBody(_Body):
+    image: Image
+    steps: Steps = 10
+    trajectory: bool = False
+
+
+class MixBody(_Body):
+    a: Image
+    b: Image
+    rule: Literal[RULES] = "slerp"  # type: ignore[valid-type]
+    weight: Annotated[float, Field(ge=WEIGHTS[0], le=WEIGHTS[1], strict=False)] = 0.5
+    steps: Steps = 10
+    trajectory: bool = False
+
+
+class SampleBody(_Body):
+    seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
+    sampler: Literal[SAMPLERS] = "ddim"  # type: ignore[valid-type]
+    steps: Steps = 10
+    eta: Annotated[float, Field(ge=0.0, le=1.0, strict=False)] = 0.0
+    n: Annotated[int, Field(ge=1, le=MAX_IMAGES)] = 16
+    trajectory: bool = False
+
+
+class BodyLimit:
+    """ASGI middleware: a POST must say its length (411 otherwise) and stay under `limit` bytes (413),
+    so that no request body is read without bound."""
+
+    def __init__(self, app, limit: int = MAX_BODY):
+        self.app, self.limit = app, limit
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http" and scope["method"] not in ("GET", "HEAD", "OPTIONS"):
+            length = dict(scope["headers"]).get(b"content-length", b"")
+            if not length.isdigit():
+                return await _reject(scope, receive, send, 411, "say the body's Content-Length")
+            if int(length) > self.limit:
+                return await _reject(scope, receive, send, 413, f"request body over {self.limit} bytes")
+        return await self.app(scope, receive, send)
+
+
+async def _reject(scope, receive, send, status: int, message: str) -> None:
+    await JSONResponse({"error": message}, status_code=status)(scope, receive, send)
+
+
+def _message(err: RequestValidationError) -> str:
+    first = err.errors()[0]
+    if first.get("type") == "json_invalid":
+        return "the body is not valid JSON"
+    where = ".".join(str(p) for p in first.get("loc", ())[1:]) or "body"
+    return f"{where}: {first.get('msg', 'invalid')}"
+
+
+def create_app(explorer: Explorer) -> FastAPI:
+    """The app: GET / (the page), /app.js, /style.css, /api/info, /api/digits; POST /api/invert, /api/mix,
+    /api/sample. Errors come back as JSON {"error": message}, never as a traceback."""
+    app = FastAPI(title="mnistdiff explore", docs_url=None, redoc_url=None, openapi_url=None)
+    app.add_middleware(BodyLimit)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid(request: Request, err: RequestValidationError):
+        return JSONResponse({"error": _message(err)}, status_code=422)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, err: HTTPException):
+        return JSONResponse({"error": str(err.detail)}, status_code=err.status_code)
+
+    @app.exception_handler(ValueError)
+    async def bad_value(request: Request, err: ValueError):
+        return JSONResponse({"error": str(err)}, status_code=400)
+
+    @app.exception_handler(Exception)
+    async def crashed(request: Request, err: Exception):
+        return JSONResponse({"error": f"internal error ({type(err).__name__})"}, status_code=500)
+
+    # The page and the cheap reads are async: they never wait behind model calls for a worker thread.
+    @app.get("/", response_class=HTMLResponse)
+    async def index():
+        return _static("index.html")
+
+    @app.get("/{name}")
+    async def static(name: str):
+        if name not in STATIC:
+            raise HTTPException(404, f"no page {name}")
+        return _static(name)
+
+    @app.get("/api/info")
+    async def info():
+        return explorer.info()
+
+    @app.get("/api/digits")
+    async def digits(start: Annotated[int, Query(ge=0)] = 0, count: Annotated[int, Query(ge=1, le=MAX_IMAGES)] = 20):
+        return {"digits": explorer.digits(start, count), "total": explorer.info()["digits"]}
+
+    # Plain `def` endpoints run in a thread pool; the explorer's lock queues their model calls.
+    @app.post("/api/invert")
+    def invert(body: InvertBody):
+        return explorer.invert(body.image, body.steps, body.trajectory)
+
+    @app.post("/api/mix")
+    def mix(body: MixBody):
+        return explorer.mix(body.a, body.b, body.rule, body.weight, body.steps, body.trajectory)
+
+    @app.post("/api/sample")
+    def sample(body: SampleBody):
+        return explorer.sample(body.seed, body.sampler, body.steps, body.eta, body.n, body.trajectory)
+
+    return app
+
+
+def _static(name: str) -> Response:
+    text = (resources.files("mnistdiff.explore") / "static" / name).read_text(encoding="utf-8")
+    return Response(text, media_type=STATIC[name], headers={"Cache-Control": "no-cache"})
+
+
+def listen(host: str = "127.0.0.1", port: int = 8000) -> socket.socket:
+    """A socket bound to host:port, or a ValueError that says why not (a port in use, say)."""
+    listener = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        listener.bind((host, port))
+    except OSError as err:
+        listener.close()
+        raise ValueError(f"cannot listen on {host}:{port} ({err.strerror}): pass another --port or --host") from None
+    return listener
+
+
+def serve(explorer: Explorer, host: str = "127.0.0.1", port: int = 8000, open_browser: bool = False,
+          listener: socket.socket | None = None) -> None:
+    """Run the app with uvicorn until interrupted, printing its address; `listener` from `listen`,
+    else bound here."""
+    import webbrowser
+
+    import uvicorn
+
+    listener = listener or listen(host, port)
+    config = uvicorn.Config(create_app(explorer), host=host, port=port, log_level="warning", access_log=False)
+    server = uvicorn.Server(config)
+    url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
+
+    def announce():
+        while not server.started and not server.should_exit:
+            threading.Event().wait(0.05)
+        if server.started:
+            print(f"mnistdiff explore: serving {explorer.name} at {url} (Ctrl-C stops)", flush=True)
+            if open_browser:
+                webbrowser.open(url)
+
+    threading.Thread(target=announce, daemon=True).start()
+    server.run(sockets=[listener])

@@ -1,0 +1,241 @@
+"""What the explorer does, in plain Python: invert, decode, mix, sample and read digits.
+
+Images cross this boundary as flat lists of 784 uint8 values (28x28, white digit on black, as
+MNIST); tensors stay inside. Every public method holds one lock while it runs the model, so
+requests that arrive together are served one model call at a time and never see each other's
+tensors.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import math
+import os
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from pathlib import Path
+
+import torch
+
+from mnistdiff.data import to_model_range, to_uint8
+from mnistdiff.diffusion import Schedule
+from mnistdiff.experiments import mixing
+from mnistdiff import samplers
+from mnistdiff.samplers import ddim_invert, levels, sample_ddim
+
+SIDE = 28
+RULES = (*mixing.RULES, "pixel")  # "pixel" mixes the images themselves, as the merge study's baseline
+# The registry's names when the page is served, DDIM first: the page offers the first one.
+SAMPLERS = ("ddim", *(name for name in samplers.SAMPLERS if name != "ddim"))
+MAX_STEPS = 200
+MAX_IMAGES = 64
+MAX_WORK = MAX_STEPS * MAX_IMAGES  # model evaluations times images in one request (DDPM runs all T)
+WEIGHTS = (-1.0, 2.0)
+STRIP = 10  # frames of a trajectory strip, besides the result
+
+
+# The one place that calls the samplers: decoding and inversion are deterministic DDIM (Song et al.
+# 2021); decoding inverted latents does not clip x0 (see experiments.merge), sampling does.
+def _invert(model, schedule: Schedule, x0: torch.Tensor, steps: int) -> torch.Tensor:
+    return ddim_invert(model, x0, schedule, levels(steps, schedule))
+
+
+def _decode(model, schedule: Schedule, x_T: torch.Tensor, steps: int) -> torch.Tensor:
+    return sample_ddim(model, x_T, schedule, levels(steps, schedule))
+
+
+def _evaluations(sampler: str, steps: int, T: int) -> int:
+    """The model evaluations a sampler makes when asked for `steps`: all T for one that takes every step."""
+    return T if getattr(samplers.SAMPLERS[sampler], "every_step", False) else steps
+
+
+def _sample(model, schedule: Schedule, x_T: torch.Tensor, sampler: str, steps: int, eta: float,
+            generator: torch.Generator) -> torch.Tensor:
+    fn = samplers.SAMPLERS[sampler]
+    options = {"eta": eta} if "eta" in inspect.signature(fn).parameters else {}  # the page sends eta to any sampler
+    return fn(model, x_T, schedule, levels(_evaluations(sampler, steps, schedule.T), schedule), clip_x0=True,
+              generator=generator, **options)
+
+
+class _Recorder:
+    """Wraps model(xt, t) -> eps and keeps, for the first image of the batch, x_t at each call and
+    the x0 it predicts there (Eq. 4 of Ho et al. 2020 inverted): any sampler's trajectory."""
+
+    def __init__(self, model, schedule: Schedule):
+        self.model, self.schedule, self.frames = model, schedule, []
+
+    def __call__(self, xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        eps = self.model(xt, t)
+        level = int(t[0])
+        ab = float(self.schedule.alpha_bar[level])
+        x0 = (xt[:1] - math.sqrt(1 - ab) * eps[:1].to(xt.dtype)) / math.sqrt(ab)
+        self.frames.append((level, xt[:1].cpu(), x0.cpu()))
+        return eps
+
+
+def pixels(x: torch.Tensor) -> list[int]:
+    """One image in [-1, 1] (1, 28, 28) -> 784 uint8 values, row by row."""
+    return to_uint8(x).flatten().tolist()
+
+
+def as_image(values: Sequence[int]) -> torch.Tensor:
+    """784 values in 0..255 -> uint8 (1, 28, 28); anything else is a ValueError."""
+    if len(values) != SIDE * SIDE:
+        raise ValueError(f"an image is {SIDE * SIDE} values (28x28), got {len(values)}")
+    if any(not isinstance(v, int) or not 0 <= v <= 255 for v in values):
+        raise ValueError("image values must be whole numbers in 0..255")
+    return torch.tensor(values, dtype=torch.uint8).view(1, SIDE, SIDE)
+
+
+def _check(steps: int, weight: float | None = None, rule: str | None = None) -> None:
+    if not 1 <= steps <= MAX_STEPS:
+        raise ValueError(f"steps must be in 1..{MAX_STEPS}, got {steps}")
+    if weight is not None and not (WEIGHTS[0] <= weight <= WEIGHTS[1]):
+        raise ValueError(f"weight must be in {WEIGHTS[0]}..{WEIGHTS[1]}, got {weight}")
+    if rule is not None and rule not in RULES:
+        raise ValueError(f"unknown mixing rule {rule!r}: choose one of {', '.join(RULES)}")
+
+
+class Explorer:
+    """A model, its schedule and the digit classifier, with a cache of inverted latents.
+
+    digits: optional (images uint8 (N, 1, 28, 28), labels (N,)) offered by the picker.
+    """
+
+    def __init__(self, model, schedule: Schedule, classifier, digits: tuple[torch.Tensor, torch.Tensor] | None = None,
+                 *, name: str = "", note: str = "", cache_size: int = 256):
+        self.model, self.schedule, self.classifier = model, schedule, classifier
+        self.device = next(model.parameters()).device
+        self.digit_images, self.digit_labels = digits if digits is not None else (None, None)
+        self.name, self.note, self.cache_size = name, note, cache_size
+        self._lock = threading.Lock()
+        self._latents: OrderedDict[tuple[str, int], torch.Tensor] = OrderedDict()
+
+    @classmethod
+    def from_checkpoint(cls, checkpoint: str | Path | None = None, *, data_dir: str | Path | None = None,
+                        device: str = "auto") -> Explorer:
+        """The checkpoint's model (default: the shipped one) on `device`, its data set's classifier, and
+        the test set for the picker when it is on disk (never downloaded)."""
+        from mnistdiff import load_checkpoint
+        from mnistdiff.data.idx import DataFileError, read_split
+        from mnistdiff.data.locate import find_split
+        from mnistdiff.evaluation import load_classifier
+        from mnistdiff.precision import pick_device
+
+        target = pick_device(device)
+        model, schedule, config = load_checkpoint(checkpoint)
+        classifier, _ = load_classifier(config["dataset"])
+        digits, note = None, ""
+        try:
+            images, labels = read_split(*find_split(config["dataset"], "test", data_dir, download=False))
+            digits = torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype("int64"))
+        except DataFileError as err:
+            if data_dir or os.environ.get("MNISTDIFF_DATA"):
+                raise
+            note = f"no test digits to pick from ({err})"
+        name = str(checkpoint) if checkpoint else "the shipped model"
+        return cls(model.to(target), schedule, classifier.to(target), digits, name=f"{name} ({config['dataset']})",
+                   note=note)
+
+    def info(self) -> dict:
+        return {"model": self.name, "device": str(self.device), "T": self.schedule.T, "rules": list(RULES),
+                "samplers": list(SAMPLERS), "max_steps": MAX_STEPS, "max_images": MAX_IMAGES,
+                "weights": list(WEIGHTS), "digits": 0 if self.digit_images is None else len(self.digit_images),
+                "note": self.note}
+
+    def digits(self, start: int, count: int) -> list[dict]:
+        """Test digits start..start + count: index, label and pixels."""
+        if self.digit_images is None:
+            return []
+        stop = min(start + count, len(self.digit_images))
+        return [{"index": i, "label": int(self.digit_labels[i]), "pixels": self.digit_images[i].flatten().tolist()}
+                for i in range(start, stop)]
+
+    def read(self, x: torch.Tensor) -> list[dict]:
+        """The classifier's digit and confidence for each image in [-1, 1] (B, 1, 28, 28)."""
+        probs = self.classifier(x.to(self.device)).softmax(1)
+        confidence, digit = probs.max(1)
+        return [{"digit": int(d), "confidence": round(float(c), 4)} for d, c in zip(digit, confidence)]
+
+    def _latent(self, image: torch.Tensor, steps: int) -> torch.Tensor:
+        """The DDIM latent of a uint8 image (1, 28, 28), cached by the image's hash and steps."""
+        key = (hashlib.sha256(image.numpy().tobytes()).hexdigest(), steps)
+        if key in self._latents:
+            self._latents.move_to_end(key)
+            return self._latents[key]
+        latent = _invert(self.model, self.schedule, to_model_range(image[None]).to(self.device), steps)
+        self._latents[key] = latent
+        if len(self._latents) > self.cache_size:
+            self._latents.popitem(last=False)
+        return latent
+
+    def _decode(self, latent: torch.Tensor, steps: int, trajectory: bool) -> tuple[torch.Tensor, list | None]:
+        recorder = _Recorder(self.model, self.schedule) if trajectory else None
+        x0 = _decode(recorder or self.model, self.schedule, latent, steps)
+        return x0, strip(recorder.frames, x0) if recorder else None
+
+    @torch.no_grad()
+    def invert(self, image: Sequence[int], steps: int, trajectory: bool = False) -> dict:
+        """Invert an image with DDIM-`steps` and decode it back: the reconstruction, its per-pixel MSE
+        on [0, 1], and the classifier's reading of both."""
+        _check(steps)
+        u8 = as_image(image)
+        with self._lock:
+            x0 = to_model_range(u8[None])
+            recon, frames = self._decode(self._latent(u8, steps), steps, trajectory)
+            recon = recon.cpu()
+            mse = float(((recon.clamp(-1, 1) - x0) / 2).pow(2).mean())
+            readings = self.read(torch.cat([x0, recon]))
+        return {"reconstruction": pixels(recon[0]), "mse": round(mse, 6), "input_reading": readings[0],
+                "reading": readings[1], "trajectory": frames}
+
+    @torch.no_grad()
+    def mix(self, a: Sequence[int], b: Sequence[int], rule: str, weight: float, steps: int,
+            trajectory: bool = False) -> dict:
+        """Mix two images with weight w of b: their DDIM latents by `rule` and decode, or with
+        rule "pixel" the images themselves. The inversions are cached, so a new weight only decodes."""
+        _check(steps, weight, rule)
+        a8, b8 = as_image(a), as_image(b)
+        with self._lock:
+            if rule == "pixel":
+                mixed = mixing.linear(to_model_range(a8[None]), to_model_range(b8[None]), weight).clamp(-1, 1)
+                frames = None
+            else:
+                latent = mixing.RULES[rule](self._latent(a8, steps), self._latent(b8, steps), weight)
+                mixed, frames = self._decode(latent, steps, trajectory)
+            mixed = mixed.cpu()
+            reading = self.read(mixed)[0]
+        return {"image": pixels(mixed[0]), "reading": reading, "weight": weight, "rule": rule, "trajectory": frames}
+
+    @torch.no_grad()
+    def sample(self, seed: int, sampler: str, steps: int, eta: float, n: int, trajectory: bool = False) -> dict:
+        """n images from noise seeded with `seed`; the trajectory is the first image's."""
+        _check(steps)
+        if sampler not in SAMPLERS:
+            raise ValueError(f"unknown sampler {sampler!r}: choose one of {', '.join(SAMPLERS)}")
+        if not 1 <= n <= MAX_IMAGES:
+            raise ValueError(f"n must be in 1..{MAX_IMAGES}, got {n}")
+        if not 0 <= eta <= 1:
+            raise ValueError(f"eta must be in 0..1, got {eta}")
+        evaluations = _evaluations(sampler, steps, self.schedule.T)
+        if evaluations * n > MAX_WORK:
+            raise ValueError(f"{sampler} with {evaluations} model evaluations for {n} images is more than "
+                             f"{MAX_WORK} image-evaluations: ask for fewer images or steps")
+        with self._lock:
+            generator = torch.Generator(device=self.device).manual_seed(seed)
+            x_T = torch.randn((n, 1, SIDE, SIDE), generator=generator, device=self.device)
+            recorder = _Recorder(self.model, self.schedule) if trajectory else None
+            x0 = _sample(recorder or self.model, self.schedule, x_T, sampler, steps, eta, generator).cpu()
+            readings = self.read(x0)
+        return {"images": [pixels(x) for x in x0], "readings": readings,
+                "trajectory": strip(recorder.frames, x0[:1]) if recorder else None}
+
+
+def strip(frames: list, result: torch.Tensor) -> list[dict]:
+    """At most STRIP evenly spaced frames (t, x_t, predicted x0), then the result at t = -1."""
+    keep = sorted({round(i * (len(frames) - 1) / (STRIP - 1)) for i in range(STRIP)}) if len(frames) > STRIP \
+        else range(len(frames))
+    out = [{"t": frames[i][0], "xt": pixels(frames[i][1][0]), "x0": pixels(frames[i][2][0])} for i in keep]
+    return out + [{"t": -1, "xt": pixels(result[0].cpu()), "x0": pixels(result[0].cpu())}]
