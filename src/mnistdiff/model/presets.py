@@ -30,6 +30,7 @@ class TrainConfig:
     fid_every: int = 0  # 0: no FID checks during training
     fid_images: int = 1000
     fid_steps: int = 50
+    skip_nonfinite: int = 0  # batches with a NaN or inf loss or gradient to skip before stopping; 0: stop at the first
 
 
 @dataclass(frozen=True)
