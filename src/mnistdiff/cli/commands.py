@@ -15,7 +15,7 @@ def cmd_train(args) -> None:
                   batch_size=args.batch_size, lr=args.lr,
                   lr_decay=args.lr_decay, min_snr_gamma=args.min_snr_gamma, precision=args.precision,
                   sample_every=args.sample_every, checkpoint_every=args.checkpoint_every, fid_every=args.fid_every,
-                  fid_images=args.fid_images, seed=args.seed)
+                  fid_images=args.fid_images, seed=args.seed, skip_nonfinite=args.skip_nonfinite)
     print(f"checkpoint: {final}")
 
 
@@ -42,10 +42,15 @@ def place_model(model, args):
     return model.to(device)
 
 
+MAX_IMAGES = 100_000  # more only with --yes: hours of sampling, and all of it held in memory
+
+
 def generate_images(args) -> tuple:
     """Images from the checkpoint with the sampler arguments, and the checkpoint's config."""
     from mnistdiff.generate import generate
 
+    if args.n > MAX_IMAGES and not args.yes:
+        raise ValueError(f"--n {args.n:,} is more than {MAX_IMAGES:,} images: pass --yes if you mean it")
     model, schedule, config = load_model(args, ema=not args.raw_weights)
     if args.sampler == "ddim" and args.steps > schedule.T:
         raise ValueError(f"--steps must be at most T={schedule.T}, got {args.steps}")
@@ -58,6 +63,9 @@ def generate_images(args) -> tuple:
 def cmd_sample(args) -> None:
     from mnistdiff.images import grid, save_npz, save_png
 
+    check_output(args.out, "--out")
+    if args.npz:
+        check_output(args.npz, "--npz")
     images, _ = generate_images(args)
     save_png(args.out, grid(images))
     print(f"wrote {args.out}")
@@ -74,14 +82,16 @@ def cmd_fid(args) -> None:
     from mnistdiff.evaluation.report import check_count
 
     dataset = args.dataset or "mnist"
+    if args.json:
+        check_output(args.json, "--json")
     if args.inception:  # loaded first, to fail now rather than after sampling
         from mnistdiff.evaluation.inception import find_weights, load_inception
 
         inception = load_inception(find_weights(args.inception_weights))
     if args.npz:
-        images = torch.from_numpy(np.load(args.npz)["images"])
-        if images.dtype != torch.uint8 or images.shape[1:] != (1, 28, 28):
-            raise ValueError(f"{args.npz}: expected uint8 images of shape (N, 1, 28, 28), got {tuple(images.shape)}")
+        from mnistdiff.experiments.inputs import load_array
+
+        images = torch.from_numpy(load_array(args.npz, "images", (None, 1, 28, 28), np.uint8))
     else:
         check_count(args.n)  # before minutes of sampling
         images, config = generate_images(args)
@@ -107,6 +117,7 @@ def cmd_fid(args) -> None:
 def cmd_eval_grid(args) -> None:
     from mnistdiff.evaluation.grid import eval_grid, to_markdown
 
+    check_outputs(args.out, ".md", ".json")
     model, schedule, config = load_model(args)
     if max(args.steps) > schedule.T:
         raise ValueError(f"--steps must be at most T={schedule.T}")
@@ -121,6 +132,7 @@ def cmd_nfe_curve(args) -> None:
     from mnistdiff.evaluation.plots import plot_nfe_curve
     from mnistdiff.evaluation.report import real_floor
 
+    check_outputs(args.out, ".md", ".json", ".png")
     model, schedule, config = load_model(args)
     floor = real_floor(args.n, config["dataset"], args.data_dir)
     rows = nfe_curve(model, schedule, n=args.n, dataset=config["dataset"], nfes=args.nfes,
@@ -130,6 +142,18 @@ def cmd_nfe_curve(args) -> None:
     write_results(args.out, markdown, {"checkpoint": str(args.checkpoint), "command": args.command_line,
                                        "floor_fid_test": floor, "rows": rows})
     plot_nfe_curve(rows, args.out + ".png", floor)
+
+
+def check_output(path: str, what: str) -> None:
+    """Before long work: the file can be written (its folder exists and is writable; it is no folder)."""
+    from mnistdiff.files import check_output as check
+
+    check(path, what)
+
+
+def check_outputs(out: str, *suffixes: str) -> None:
+    for suffix in suffixes:
+        check_output(out + suffix, "--out")
 
 
 def write_results(out: str, markdown: str, record: dict) -> None:

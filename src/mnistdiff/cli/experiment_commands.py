@@ -6,11 +6,11 @@ import numpy as np
 import torch
 
 from mnistdiff import data, load_checkpoint
-from mnistdiff.cli.commands import write_results
+from mnistdiff.cli.commands import check_output, check_outputs, write_results
 from mnistdiff.data import to_model_range, to_uint8
 from mnistdiff.evaluation import load_classifier, load_reference
 from mnistdiff.experiments import figures
-from mnistdiff.experiments.inputs import load_inputs
+from mnistdiff.experiments.inputs import load_array, load_inputs
 from mnistdiff.experiments.merge import merge
 from mnistdiff.images import grid, save_png
 from mnistdiff.samplers import ddim_invert, ddim_sample, timesteps
@@ -29,9 +29,11 @@ def _inputs(args, count: int | None = None) -> tuple[torch.Tensor, list[str]]:
 
 
 def cmd_invert(args) -> None:
+    check_output(args.out, "--out")
     model, schedule, _, steps = _model_and_steps(args)
     if args.decode:
-        latents = torch.from_numpy(np.load(args.decode)["latents"]).float()
+        shape = (None, model.config.in_channels, model.config.image_size, model.config.image_size)
+        latents = torch.from_numpy(load_array(args.decode, "latents", shape, np.floating)).float()
         save_png(args.out, grid(to_uint8(ddim_sample(model, latents, schedule, steps, progress=True))))
     else:
         if not args.images:
@@ -43,6 +45,7 @@ def cmd_invert(args) -> None:
 
 
 def cmd_merge(args) -> None:
+    check_output(args.out, "--out")
     model, schedule, _, steps = _model_and_steps(args)
     args.images = [args.a, args.b]
     x, labels = _inputs(args, 2)
@@ -53,6 +56,7 @@ def cmd_merge(args) -> None:
 
 
 def cmd_figure(args) -> None:
+    check_outputs(args.out, ".png", ".gif")
     model, schedule, _, steps = _model_and_steps(args)
     if args.kind == "forward":
         x, labels = _inputs(args, 1)
@@ -78,6 +82,7 @@ def cmd_figure(args) -> None:
 def cmd_reconstruction(args) -> None:
     from mnistdiff.experiments.reconstruction import reconstruction_errors, to_markdown
 
+    check_outputs(args.out, ".md", ".json")
     model, schedule, config = load_checkpoint(args.checkpoint)
     images, _ = data.load(config["dataset"], "test", args.data_dir)
     rows = reconstruction_errors(model, schedule, to_model_range(images[: args.n]), args.steps)
@@ -87,6 +92,7 @@ def cmd_reconstruction(args) -> None:
 def cmd_merge_study(args) -> None:
     from mnistdiff.experiments.merge_study import merge_study, to_markdown
 
+    check_outputs(args.out, ".md", ".json", ".png")
     model, schedule, config, steps = _model_and_steps(args)
     images, labels = data.load(config["dataset"], "test", args.data_dir)
     classifier, _ = load_classifier(config["dataset"])

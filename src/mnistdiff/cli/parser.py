@@ -117,11 +117,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
     p.add_argument("--init-from", metavar="PATH",
                    help="start a new run from this run's or checkpoint's EMA weights, with a fresh optimizer")
+    p.add_argument("--skip-nonfinite", type=_non_negative_int, metavar="N",
+                   help="skip up to N batches whose loss or gradient is NaN or inf (default 0: stop at the first)")
 
     p = sub.add_parser("sample", help="draw images from a checkpoint")
     p.add_argument("--checkpoint", help="run folder or checkpoint folder (default: the shipped model)")
     _sampler_args(p)
     p.add_argument("--n", type=_positive_int, default=64, help="number of images")
+    p.add_argument("--yes", action="store_true", help="allow --n above 100,000 images")
     p.add_argument("--out", default="samples.png", help="grid PNG to write")
     p.add_argument("--npz", help="also write the images (uint8, key 'images') to this .npz")
 
@@ -131,6 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--npz", help="uint8 images under the key 'images' instead of sampling")
     _sampler_args(p)
     p.add_argument("--n", type=_positive_int, default=2048, help="number of images (the report used 2048)")
+    p.add_argument("--yes", action="store_true", help="allow --n above 100,000 images")
     p.add_argument("--dataset", choices=DATASETS, help="default: the checkpoint's, or mnist")
     p.add_argument("--data-dir", help="folder with the IDX files (for the real-data floor and recall)")
     p.add_argument("--json", help="also write the results to this JSON file")
