@@ -16,7 +16,8 @@ def cmd_train(args) -> None:
                   lr_decay=args.lr_decay, min_snr_gamma=args.min_snr_gamma, precision=args.precision,
                   sample_every=args.sample_every, checkpoint_every=args.checkpoint_every, fid_every=args.fid_every,
                   fid_images=args.fid_images, seed=args.seed, skip_nonfinite=args.skip_nonfinite)
-    print(f"checkpoint: {final}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, process 0 alone reports
+        print(f"checkpoint: {final}")
 
 
 def load_model(args, ema: bool = True) -> tuple:
