@@ -217,3 +217,14 @@ def test_written_files_follow_the_umask_and_are_synced(trained, tmp_path, monkey
     for path in [*folder.iterdir(), folder.parent / "latest", tmp_path / "s.png", tmp_path / "s.npz"]:
         assert path.stat().st_mode & 0o777 == 0o640, path
     assert len(synced) >= len(checkpoint.FILES) + 1  # each file, before the rename that publishes it
+
+
+def test_init_from_reads_a_checked_checkpoint(trained, run, tmp_path, capsys):
+    assert main(["train", *FAST, "--steps", "2", "--data-dir", str(trained[0]), "--out", str(tmp_path / "new"),
+                 "--init-from", str(run)]) == 0
+    config, _ = checkpoint.read(checkpoint.find(tmp_path / "new"))
+    assert config["init_from"]["step"] == 20 and config["world_size"] == 1
+    _flip_byte(checkpoint.find(run) / "weights.safetensors", -3)
+    assert main(["train", *FAST, "--steps", "2", "--data-dir", str(trained[0]), "--out", str(tmp_path / "other"),
+                 "--init-from", str(run)]) == 2
+    assert "SHA-256 differs" in capsys.readouterr().err and not (tmp_path / "other").exists()

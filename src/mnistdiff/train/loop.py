@@ -336,21 +336,9 @@ def _loop(run: Run, minutes: float | None, progress: bool, resumed: bool) -> Pat
                     continue
                 dt = time.perf_counter() - t0
                 state["elapsed_s"] += dt
-                since_log = [since_log[0] + 1, since_log[1] + dt]
+                since_log[:] = [since_log[0] + 1, since_log[1] + dt]
                 bar.update(1)
-                if not main:
-                    continue
-                if state["step"] % cfg.log_every == 0 or state["step"] == 1:
-                    ips = cfg.batch_size * since_log[0] / since_log[1]
-                    log.write(step=state["step"], loss=loss, lr=lr, images_per_s=ips, elapsed_s=state["elapsed_s"])
-                    bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{ips:.0f}", **_time_left(deadline))
-                    since_log = [0, 0.0]
-                if state["step"] % cfg.sample_every == 0:
-                    run.sample_grid()
-                if fid_log and state["step"] % cfg.fid_every == 0:
-                    fid_log.write(**run.fid_check())
-                if state["step"] % cfg.checkpoint_every == 0:
-                    run.save()
+                if main and _after_step(run, log, fid_log, bar, loss, lr, since_log, deadline):
                     last_saved = state["step"]
     finally:
         bar.close()
@@ -363,6 +351,25 @@ def _loop(run: Run, minutes: float | None, progress: bool, resumed: bool) -> Pat
     if stop.signalled:
         raise Interrupted(f"stopped by signal at step {state['step']}; checkpoint saved in {final}")
     return final
+
+
+def _after_step(run: Run, log: CsvLog, fid_log: CsvLog | None, bar, loss: float, lr: float,
+                since_log: list, deadline: float) -> bool:
+    """Process 0's work after a step: log row, sample grid, FID check, checkpoint; True if it saved."""
+    cfg, step = run.cfg, run.state["step"]
+    if step % cfg.log_every == 0 or step == 1:
+        ips = cfg.batch_size * since_log[0] / since_log[1]
+        log.write(step=step, loss=loss, lr=lr, images_per_s=ips, elapsed_s=run.state["elapsed_s"])
+        bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{ips:.0f}", **_time_left(deadline))
+        since_log[:] = [0, 0.0]
+    if step % cfg.sample_every == 0:
+        run.sample_grid()
+    if fid_log and step % cfg.fid_every == 0:
+        fid_log.write(**run.fid_check())
+    if step % cfg.checkpoint_every == 0:
+        run.save()
+        return True
+    return False
 
 
 def _decay_done(cfg, step: int) -> float:
