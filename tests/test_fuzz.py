@@ -13,7 +13,7 @@ import torch
 from conftest import make_idx_folder
 from mnistdiff import generate
 from mnistdiff.cli import experiment_commands, main
-from mnistdiff.train import checkpoint, loop
+from mnistdiff.train import loop
 
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402

@@ -2,30 +2,29 @@
 
 from __future__ import annotations
 
-import json
 import math
 import signal
 import sys
 import threading
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
 from mnistdiff import data, files
-from mnistdiff.diffusion import ScheduleConfig, eps_loss, make_schedule
+from mnistdiff.diffusion import eps_loss, make_schedule
 from mnistdiff.evaluation.report import fid_test
 from mnistdiff.generate import generate
 from mnistdiff.images import grid, save_png
-from mnistdiff.model import UNet, get_preset
+from mnistdiff.model import UNet
 from mnistdiff.precision import autocast
 from mnistdiff.train import checkpoint, distributed
 from mnistdiff.train import state as state_io
 from mnistdiff.train.compiled import compile_for_training
 from mnistdiff.train.ema import EMA
 from mnistdiff.train.log import FID_FIELDS, TRAIN_FIELDS, CsvLog
+from mnistdiff.train.settings import resolve, resume_from
 
 
 class Interrupted(Exception):
@@ -187,65 +186,6 @@ def learning_rate(cfg, step: int, time_done: float | None = None) -> float:
     raise ValueError(f"unknown lr_decay {cfg.lr_decay!r}: use 'constant' or 'cosine'")
 
 
-def _config(out: Path, preset: str, dataset: str, resume: Path | None, overrides: dict,
-            init_from: Path | None = None) -> dict:
-    """The run's full config: the preset's, or on resume the checkpoint's, with `overrides` applied.
-
-    `resume`: the checkpoint folder to continue from. With `init_from` (a checkpoint folder) the
-    model's shape and schedule are that checkpoint's.
-    """
-    extra = {}
-    if resume is not None:
-        config, _ = checkpoint.read(resume)
-        unet_cfg, train_cfg, sched_cfg = checkpoint.parse_config(config)
-        preset, dataset = config["preset"], config["dataset"]
-        extra = {k: config[k] for k in ("init_from",) if k in config}
-    else:
-        p = get_preset(preset)
-        unet_cfg, train_cfg, sched_cfg = p.unet, p.train, ScheduleConfig()
-    if init_from is not None:
-        source, _ = checkpoint.read(init_from)
-        unet_cfg, _, sched_cfg = checkpoint.parse_config(source)
-        dataset = source["dataset"]
-        extra["init_from"] = {"path": str(init_from), "step": checkpoint.step_of(init_from),
-                              "weights_sha256": checkpoint.sha256(init_from / "weights.safetensors")}
-    train_cfg = replace(train_cfg, **{k: v for k, v in overrides.items() if v is not None})
-    check_settings(train_cfg)
-    return checkpoint.config_dict(preset, dataset, unet_cfg, train_cfg, sched_cfg) | extra
-
-
-def check_settings(cfg) -> None:
-    """Refuse settings that would train on nothing or diverge at once, before loading any data."""
-    autocast(cfg.precision)
-    learning_rate(cfg, cfg.warmup)
-    for name in ("lr", "grad_clip"):
-        value = getattr(cfg, name)
-        if not (math.isfinite(value) and value > 0):
-            raise ValueError(f"--{name.replace('_', '-')} must be a positive finite number, got {value}")
-    for name in ("weight_decay", "min_snr_gamma"):
-        value = getattr(cfg, name)
-        if not (math.isfinite(value) and value >= 0):
-            raise ValueError(f"--{name.replace('_', '-')} must be a finite number >= 0, got {value}")
-    if not 0 <= cfg.ema_decay < 1:
-        raise ValueError(f"ema_decay must be in [0, 1), got {cfg.ema_decay}")
-    for name in ("steps", "batch_size", "log_every", "sample_every", "checkpoint_every"):
-        if getattr(cfg, name) < 1:
-            raise ValueError(f"--{name.replace('_', '-')} must be at least 1, got {getattr(cfg, name)}")
-    if cfg.skip_nonfinite < 0:
-        raise ValueError(f"--skip-nonfinite must be >= 0, got {cfg.skip_nonfinite}")
-
-
-def _resume_from(out: Path, resume: bool, group: distributed.Group) -> Path | None:
-    """The checkpoint to continue from, falling back past damaged ones; checks --resume fits the folder."""
-    root = out / "checkpoints"
-    has_checkpoint = (root / "latest").is_file() or any(root.glob("step_*"))
-    if resume and not has_checkpoint:
-        raise FileNotFoundError(f"--resume: no checkpoint in {out}")
-    if has_checkpoint and not resume:
-        raise FileExistsError(f"{out} already holds a run: pass --resume to continue it, or another --out")
-    return checkpoint.resumable(out, warn=group.main) if resume else None
-
-
 def train(
     out: str | Path,
     *,
@@ -286,9 +226,9 @@ def train(
 
 def _train(out: Path, group: distributed.Group, preset, dataset, data_dir, resume, init_from, minutes,
            compile, progress, overrides) -> Path:
-    folder = _resume_from(out, resume, group)
+    folder = resume_from(out, resume, group.main)
     source = checkpoint.find(init_from) if init_from is not None else None
-    config = _config(out, preset, dataset, folder, overrides, source)
+    config = resolve(preset, dataset, folder, overrides, source)
     if group.main:
         files.check_output_folder(out, "--out")
     images, _ = data.load(config["dataset"], "train", data_dir)  # held once, as uint8
