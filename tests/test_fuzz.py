@@ -35,8 +35,10 @@ def world(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
-def stubs(monkeypatch):
-    """No training steps and no sampling: the stubs stand in for the minutes of work."""
+def stubs(monkeypatch, tmp_path):
+    """No training steps and no sampling: the stubs stand in for the minutes of work. Default
+    outputs (samples.png, latents.npz, ...) go to a temporary folder."""
+    monkeypatch.chdir(tmp_path)
     def fake_images(model, schedule, n, **kwargs):
         return torch.zeros(min(n, 64), 1, 28, 28, dtype=torch.uint8)
 
