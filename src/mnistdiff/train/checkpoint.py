@@ -61,8 +61,9 @@ def save(run: Path, step: int, model, ema, optimizer, rng: dict, config: dict) -
             files.write_bytes(tmp / "state.json", json.dumps(tree).encode())
             files.write_bytes(tmp / files.CHECKSUMS, json.dumps({n: files.sha256(tmp / n) for n in FILES},
                                                                 indent=2).encode())
-        read(final)  # what was written reads back whole, before anything older goes
-        read_state(final)
+        if not _reads_back(final):  # checked before `latest` moves and anything older goes
+            shutil.rmtree(final, ignore_errors=True)
+            raise CheckpointError(f"{final}: did not read back whole after writing; not kept")
         _write_pointer(root, final.name)
     except files.NoSpace as err:
         raise CheckpointError(f"{err.strerror}: checkpoint of step {step} not saved; the last good one "
@@ -132,9 +133,12 @@ def find(path: str | Path | None) -> Path:
     if (path / "latest").is_file():
         pointer = path / "latest"
         try:
-            path = path / pointer.read_bytes().decode().strip()
+            name = pointer.read_bytes().decode().strip()
         except UnicodeDecodeError as err:
             raise CheckpointError(f"{pointer}: not a checkpoint name (not UTF-8 text)") from err
+        if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+            raise CheckpointError(f"{pointer}: {name[:40]!r} is not the name of a checkpoint folder")
+        path = path / name
         if not path.is_dir():
             raise CheckpointError(f"{pointer} names {path.name}, which does not exist")
     if not (path / "weights.safetensors").is_file() or not (path / "config.json").is_file():
