@@ -132,7 +132,7 @@ def test_bad_pictures_for_invert_and_merge(kind, words, tmp_path, capsys):
 
 @pytest.mark.parametrize("content, words", [
     ({"other": np.zeros((2, 1, 28, 28), np.float32)}, "no array 'latents'"),
-    ({"latents": np.zeros((2, 28, 28), np.float32)}, "expected floats of shape (N, 1, 28, 28)"),
+    ({"latents": np.zeros((2, 28, 28), np.float32)}, "expected float latents of shape (N, 1, 28, 28)"),
     ({"latents": np.zeros((2, 3, 28, 28), np.float32)}, "shape (2, 3, 28, 28)"),
     ({"latents": np.full((1, 1, 28, 28), np.nan, np.float32)}, "NaN"),
     (b"not an npz", "not a readable .npz"),
@@ -152,7 +152,7 @@ def test_bad_images_npz_for_fid(tmp_path, capsys):
     path = tmp_path / "images.npz"
     np.savez(path, images=np.zeros((12, 28, 28), np.uint8))
     assert main(["fid", "--npz", str(path)]) == 2
-    one_error(capsys, "expected uint8 of shape (N, 1, 28, 28)")
+    one_error(capsys, "expected uint8 images of shape (N, 1, 28, 28)")
 
 
 def test_a_log_row_cut_short_by_a_kill_is_dropped_on_resume(idx_folder, tmp_path):

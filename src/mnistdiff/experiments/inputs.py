@@ -63,8 +63,9 @@ def load_array(path: str | Path, key: str, shape: tuple[int | None, ...], kind) 
     fits = array.ndim == len(shape) and all(s is None or s == n for s, n in zip(shape, array.shape))
     if not fits or not np.issubdtype(array.dtype, kind) or 0 in array.shape:
         wanted = "(" + ", ".join("N" if s is None else str(s) for s in shape) + ")"
+        dtype = "float" if kind is np.floating else np.dtype(kind).name
         raise ValueError(f"{path}: {key!r} is {array.dtype} of shape {tuple(array.shape)}, expected "
-                         f"{np.dtype(kind).name if kind is not np.floating else 'floats'} of shape {wanted}")
+                         f"{dtype} {key} of shape {wanted}")
     if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
         raise ValueError(f"{path}: {key!r} holds NaN or inf")
     return array
