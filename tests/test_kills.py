@@ -27,16 +27,25 @@ def start(run: Path, data: Path, resume: bool) -> subprocess.Popen:
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 
 
-def kill_later(proc: subprocess.Popen, run: Path, after_s: float, in_save: bool) -> str:
-    """SIGKILL `proc` after `after_s` seconds, or with `in_save` as soon as a save's temporary
-    folder appears; returns what happened."""
-    deadline = time.monotonic() + after_s
+def kill_later(proc: subprocess.Popen, run: Path, delay_s: float | None) -> str:
+    """SIGKILL `proc` `delay_s` seconds after it publishes a new checkpoint (a random moment of
+    training, whatever the machine's speed), or with None as soon as a save's temporary folder
+    appears (during a checkpoint write); returns what happened."""
+    pointer = run / "checkpoints" / "latest"
+    before = pointer.read_text() if pointer.is_file() else None
+    stale = set((run / "checkpoints").glob(".tmp-*"))  # left by an earlier kill
+    deadline = None
     while proc.poll() is None:
-        saving = in_save and any((run / "checkpoints").glob(".tmp-*"))
-        if saving or time.monotonic() > deadline:
+        if delay_s is None and set((run / "checkpoints").glob(".tmp-*")) - stale:
             proc.send_signal(signal.SIGKILL)
             proc.wait()
-            return "killed during a save" if saving else "killed"
+            return "killed during a save"
+        if delay_s is not None and deadline is None and pointer.is_file() and pointer.read_text() != before:
+            deadline = time.monotonic() + delay_s
+        if deadline is not None and time.monotonic() > deadline:
+            proc.send_signal(signal.SIGKILL)
+            proc.wait()
+            return "killed"
         time.sleep(0.001)
     return "finished"
 
@@ -56,10 +65,10 @@ def test_sigkill_at_random_moments_then_resume_ends_as_an_unbroken_run(idx_folde
     straight, run = tmp_path / "straight", tmp_path / "killed"
     assert main(["train", *ARGS, "--data-dir", str(idx_folder), "--out", str(straight)]) == 0
     rng = random.Random(17)
-    plan = [(rng.uniform(3.0, 6.0), False) for _ in range(3)] + [(15.0, True), (15.0, True)]
+    plan = [None, rng.uniform(0, 0.6), None, rng.uniform(0, 0.6), rng.uniform(0, 0.6)]  # None: during a save
     outcomes, last = [], None
-    for after_s, in_save in plan:
-        outcomes.append(kill_later(start(run, idx_folder, resume=last is not None), run, after_s, in_save))
+    for delay_s in plan:
+        outcomes.append(kill_later(start(run, idx_folder, resume=last is not None), run, delay_s))
         step = step_of_latest(run)
         assert step is None or (step % EVERY == 0 or step == STEPS) and step >= (last or 0)
         last = step if step is not None else last
