@@ -175,6 +175,9 @@ def test_latest_naming_a_missing_folder(trained, run, capsys):
     (run / "checkpoints" / "latest").write_text("step_0099999\n")
     assert main(["sample", "--checkpoint", str(run), "--n", "2"]) == 2
     assert "latest names step_0099999, which does not exist" in capsys.readouterr().err
+    (run / "checkpoints" / "latest").write_text("../../elsewhere\n")
+    assert main(["sample", "--checkpoint", str(run), "--n", "2"]) == 2
+    assert "'../../elsewhere' is not the name of a checkpoint folder" in capsys.readouterr().err
     assert resume(run, trained[0], steps=22) == 0
     assert "skipped the latest checkpoint" in capsys.readouterr().err
     assert checkpoint.read_state(checkpoint.find(run))["step"] == 22
