@@ -148,5 +148,5 @@ def test_a_new_train_config_field_is_a_documented_working_flag(monkeypatch):
     assert handed["knob"] == 5 and handed["lr"] == 0.1 and handed["steps"] is None
     config = dataclasses.replace(WithKnob(), **{k: v for k, v in handed.items() if k in ("knob", "lr")})
     assert config.knob == 5
-    with pytest.raises(ValueError, match="knob must be at least 1"):
+    with pytest.raises(ValueError, match="--knob must be at least 1"):
         WithKnob(knob=0)

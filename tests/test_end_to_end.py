@@ -28,7 +28,8 @@ def test_train_writes_checkpoint_log_and_grids(idx_folder, tmp_path):
     assert train_cli(run, idx_folder, "--steps", "20") == 0
     assert (run / "checkpoints" / "latest").read_text().strip() == "step_0000020"
     folder = checkpoint.find(run)
-    assert {p.name for p in folder.iterdir()} == {"weights.safetensors", "config.json", "state.pt"}
+    assert {p.name for p in folder.iterdir()} == {"weights.safetensors", "config.json", "state.safetensors",
+                                                 "state.json", "checksums.json"}
     assert sorted(p.name for p in (run / "samples").iterdir()) == ["step_0000010.png", "step_0000020.png"]
     rows = (run / "log.csv").read_text().splitlines()
     assert rows[0] == "step,loss,lr,images_per_s,elapsed_s" and rows[-1].startswith("20,")
@@ -52,8 +53,8 @@ def test_resume_continues_exactly_where_it_stopped(idx_folder, tmp_path):
     for part in ("model", "ema"):
         for name in a[part]:
             torch.testing.assert_close(a[part][name], b[part][name], atol=1e-6, rtol=1e-5)
-    state_a = torch.load(checkpoint.find(tmp_path / "straight") / "state.pt", weights_only=False)
-    state_b = torch.load(checkpoint.find(tmp_path / "split") / "state.pt", weights_only=False)
+    state_a = checkpoint.read_state(checkpoint.find(tmp_path / "straight"))
+    state_b = checkpoint.read_state(checkpoint.find(tmp_path / "split"))
     assert state_a["step"] == state_b["step"] == 20
     assert state_a["optimizer"]["state"][0]["step"] == state_b["optimizer"]["state"][0]["step"]
     steps_logged = [int(r.split(",")[0]) for r in (tmp_path / "split" / "log.csv").read_text().splitlines()[1:]]
@@ -211,7 +212,8 @@ def test_export_keeps_the_ema_alone_and_loads(idx_folder, tmp_path):
     assert train_cli(run, idx_folder, "--steps", "10", "--fid-every", "5", "--fid-images", "8") == 0
     out = tmp_path / "shipped"
     assert main(["export", "--checkpoint", str(run), "--out", str(out)]) == 0
-    assert {p.name for p in out.iterdir()} == {"weights.safetensors", "config.json", "log.csv", "fid.csv", "record.json"}
+    assert {p.name for p in out.iterdir()} == {"weights.safetensors", "config.json", "log.csv", "fid.csv", "record.json",
+                                         "checksums.json"}
     record = json.loads((out / "record.json").read_text())
     assert record["step"] == 10 and record["command"].startswith("mnistdiff export")
     exported, _, _ = load_checkpoint(out)

@@ -72,17 +72,24 @@ def q_sample(schedule: Schedule, x0: torch.Tensor, t: torch.Tensor, eps: torch.T
 
 
 def eps_loss(model, schedule: Schedule, x0: torch.Tensor, generator: torch.Generator | None = None,
-             min_snr_gamma: float = 0.0) -> torch.Tensor:
+             min_snr_gamma: float = 0.0, shard: tuple[int, int] = (0, 1)) -> torch.Tensor:
     """The simple eps-prediction MSE, Eq. 14 of Ho et al. 2020, with t uniform over 0..T-1.
 
     With `min_snr_gamma` > 0 each image's error is weighted by min(SNR_t, gamma) / SNR_t
     (Min-SNR-gamma, Hang et al. 2023, eps form): the low-noise steps, whose error is easy
     to lower and says little about shapes, count less.
+
+    `shard` (rank, world_size): x0 is slice `rank` of a global batch `world_size` times larger;
+    t and eps are drawn for the whole global batch and sliced alike, so the processes of a
+    data-parallel run together see the noise one process would.
     """
+    rank, world_size = shard
+    b = x0.shape[0]
     # Drawn where the generator lives, so a CPU generator gives the same noise for any model device.
     where = generator.device if generator is not None else x0.device
-    t = torch.randint(0, schedule.T, (x0.shape[0],), device=where, generator=generator).to(x0.device)
-    eps = torch.randn(x0.shape, device=where, dtype=x0.dtype, generator=generator).to(x0.device)
+    t = torch.randint(0, schedule.T, (b * world_size,), device=where, generator=generator)
+    eps = torch.randn((b * world_size, *x0.shape[1:]), device=where, dtype=x0.dtype, generator=generator)
+    t, eps = t[rank * b : (rank + 1) * b].to(x0.device), eps[rank * b : (rank + 1) * b].to(x0.device)
     pred = model(q_sample(schedule, x0, t, eps), t)
     if min_snr_gamma <= 0:
         return F.mse_loss(pred.float(), eps)

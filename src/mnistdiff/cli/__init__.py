@@ -11,7 +11,10 @@ from mnistdiff.cli import commands, experiment_commands, explore_command
 from mnistdiff.cli.parser import UsageError, build_parser
 from mnistdiff.data import DataFileError
 from mnistdiff.evaluation.inception import InceptionUnavailable
+from mnistdiff.files import NoSpace
 from mnistdiff.train import Interrupted
+from mnistdiff.train.checkpoint import CheckpointError
+from mnistdiff.train.loop import NonFiniteLoss
 
 COMMANDS = {
     "train": commands.cmd_train,
@@ -43,7 +46,8 @@ def main(argv: list[str] | None = None) -> int:
             raise FileNotFoundError(f"checkpoint {args.checkpoint} does not exist")
         keep_freed_memory()  # freed activations are reused, not faulted in afresh (runtime.py)
         COMMANDS[args.command](args)
-    except (UsageError, ValueError, FileNotFoundError, FileExistsError, DataFileError, InceptionUnavailable) as err:
+    except (UsageError, ValueError, FileNotFoundError, FileExistsError, DataFileError, InceptionUnavailable,
+            CheckpointError, NonFiniteLoss, NoSpace) as err:
         print(f"mnistdiff: error: {err}", file=sys.stderr)
         return 2
     except (Interrupted, KeyboardInterrupt) as err:

@@ -14,7 +14,8 @@ def cmd_train(args) -> None:
     final = train(args.out, preset=args.preset, dataset=args.dataset, data_dir=args.data_dir, resume=args.resume,
                   init_from=args.init_from, minutes=args.minutes, device=args.device, compile=args.compile,
                   **train_settings(args))
-    print(f"checkpoint: {final}")
+    if os.environ.get("RANK", "0") == "0":  # under torchrun, process 0 alone reports
+        print(f"checkpoint: {final}")
 
 
 def load_model(args, ema: bool = True) -> tuple:
@@ -41,10 +42,15 @@ def sampler_options(args) -> dict:
     return {name: getattr(args, name) for name in ("eta", "variance") if getattr(args, name) is not None}
 
 
+MAX_IMAGES = 100_000  # more only with --yes: hours of sampling, and all of it held in memory
+
+
 def generate_images(args) -> tuple:
     """Images from the checkpoint with the sampler arguments, and the checkpoint's config."""
     from mnistdiff.generate import generate
 
+    if args.n > MAX_IMAGES and not args.yes:
+        raise ValueError(f"--n {args.n:,} is more than {MAX_IMAGES:,} images: pass --yes if you mean it")
     model, schedule, config = load_model(args, ema=not args.raw_weights)
     images = generate(model, schedule, args.n, sampler=args.sampler, steps=args.steps, spacing=args.spacing,
                       t_end=args.t_end, clip_x0=not args.no_clip, seed=args.seed, batch_size=args.batch_size,
@@ -55,6 +61,9 @@ def generate_images(args) -> tuple:
 def cmd_sample(args) -> None:
     from mnistdiff.images import grid, save_npz, save_png
 
+    check_output(args.out, "--out")
+    if args.npz:
+        check_output(args.npz, "--npz")
     images, _ = generate_images(args)
     save_png(args.out, grid(images))
     print(f"wrote {args.out}")
@@ -71,14 +80,16 @@ def cmd_fid(args) -> None:
     from mnistdiff.evaluation.report import check_count
 
     dataset = args.dataset or "mnist"
+    if args.json:
+        check_output(args.json, "--json")
     if args.inception:  # loaded first, to fail now rather than after sampling
         from mnistdiff.evaluation.inception import find_weights, load_inception
 
         inception = load_inception(find_weights(args.inception_weights))
     if args.npz:
-        images = torch.from_numpy(np.load(args.npz)["images"])
-        if images.dtype != torch.uint8 or images.shape[1:] != (1, 28, 28):
-            raise ValueError(f"{args.npz}: expected uint8 images of shape (N, 1, 28, 28), got {tuple(images.shape)}")
+        from mnistdiff.experiments.inputs import load_array
+
+        images = torch.from_numpy(load_array(args.npz, "images", (None, 1, 28, 28), np.uint8))
     else:
         check_count(args.n)  # before minutes of sampling
         images, config = generate_images(args)
@@ -104,6 +115,7 @@ def cmd_fid(args) -> None:
 def cmd_eval_grid(args) -> None:
     from mnistdiff.evaluation.grid import eval_grid, to_markdown
 
+    check_outputs(args.out, ".md", ".json")
     model, schedule, config = load_model(args)
     if max(args.steps) > schedule.T:
         raise ValueError(f"--steps must be at most T={schedule.T}")
@@ -118,6 +130,7 @@ def cmd_nfe_curve(args) -> None:
     from mnistdiff.evaluation.plots import plot_nfe_curve
     from mnistdiff.evaluation.report import real_floor
 
+    check_outputs(args.out, ".md", ".json", ".png")
     model, schedule, config = load_model(args)
     floor = real_floor(args.n, config["dataset"], args.data_dir)
     rows = nfe_curve(model, schedule, n=args.n, dataset=config["dataset"], nfes=args.nfes,
@@ -127,6 +140,18 @@ def cmd_nfe_curve(args) -> None:
     write_results(args.out, markdown, {"checkpoint": str(args.checkpoint), "command": args.command_line,
                                        "floor_fid_test": floor, "rows": rows})
     plot_nfe_curve(rows, args.out + ".png", floor)
+
+
+def check_output(path: str, what: str) -> None:
+    """Before long work: the file can be written (its folder exists and is writable; it is no folder)."""
+    from mnistdiff.files import check_output as check
+
+    check(path, what)
+
+
+def check_outputs(out: str, *suffixes: str) -> None:
+    for suffix in suffixes:
+        check_output(out + suffix, "--out")
 
 
 def write_results(out: str, markdown: str, record: dict) -> None:

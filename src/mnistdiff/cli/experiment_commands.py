@@ -6,11 +6,11 @@ import numpy as np
 import torch
 
 from mnistdiff import data
-from mnistdiff.cli.commands import load_model, write_results
+from mnistdiff.cli.commands import check_output, check_outputs, load_model, write_results
 from mnistdiff.data import to_model_range, to_uint8
 from mnistdiff.evaluation import load_classifier, load_reference
 from mnistdiff.experiments import figures
-from mnistdiff.experiments.inputs import load_inputs
+from mnistdiff.experiments.inputs import load_array, load_inputs
 from mnistdiff.experiments.merge import merge
 from mnistdiff.images import grid, save_png
 from mnistdiff.samplers import ddim_invert, levels, sample_ddim
@@ -31,9 +31,12 @@ def _inputs(args, device, count: int | None = None) -> tuple[torch.Tensor, list[
 
 
 def cmd_invert(args) -> None:
-    model, schedule, _, grid_levels, device = _model_and_levels(args)
+    check_output(args.out, "--out")
+    model, schedule, config, grid_levels, device = _model_and_levels(args)
     if args.decode:
-        latents = torch.from_numpy(np.load(args.decode)["latents"]).float().to(device)
+        side = config["unet"]["image_size"]
+        shape = (None, config["unet"]["in_channels"], side, side)
+        latents = torch.from_numpy(load_array(args.decode, "latents", shape, np.floating)).float().to(device)
         save_png(args.out, grid(to_uint8(sample_ddim(model, latents, schedule, grid_levels, progress=True))))
     else:
         if not args.images:
@@ -45,6 +48,7 @@ def cmd_invert(args) -> None:
 
 
 def cmd_merge(args) -> None:
+    check_output(args.out, "--out")
     model, schedule, _, grid_levels, device = _model_and_levels(args)
     args.images = [args.a, args.b]
     x, labels = _inputs(args, device, 2)
@@ -55,6 +59,7 @@ def cmd_merge(args) -> None:
 
 
 def cmd_figure(args) -> None:
+    check_outputs(args.out, ".png", ".gif")
     model, schedule, _, grid_levels, device = _model_and_levels(args)
     if args.kind == "forward":
         x, labels = _inputs(args, device, 1)
@@ -80,6 +85,7 @@ def cmd_figure(args) -> None:
 def cmd_reconstruction(args) -> None:
     from mnistdiff.experiments.reconstruction import reconstruction_errors, to_markdown
 
+    check_outputs(args.out, ".md", ".json")
     model, schedule, config = load_model(args)
     images, _ = data.load(config["dataset"], "test", args.data_dir)
     x0 = to_model_range(images[: args.n]).to(next(model.parameters()).device)
@@ -90,6 +96,7 @@ def cmd_reconstruction(args) -> None:
 def cmd_merge_study(args) -> None:
     from mnistdiff.experiments.merge_study import merge_study, to_markdown
 
+    check_outputs(args.out, ".md", ".json", ".png")
     model, schedule, config, grid_levels, device = _model_and_levels(args)
     images, labels = data.load(config["dataset"], "test", args.data_dir)
     classifier, _ = load_classifier(config["dataset"])

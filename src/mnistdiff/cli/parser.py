@@ -163,6 +163,7 @@ def build_parser() -> argparse.ArgumentParser:
     _checkpoint_arg(p)
     _sampler_args(p)
     p.add_argument("--n", type=_positive_int, default=64, help="number of images")
+    p.add_argument("--yes", action="store_true", help="allow --n above 100,000 images")
     p.add_argument("--out", default="samples.png", help="grid PNG to write")
     p.add_argument("--npz", help="also write the images (uint8, key 'images') to this .npz")
 
@@ -172,6 +173,7 @@ def build_parser() -> argparse.ArgumentParser:
     source.add_argument("--npz", help="uint8 images under the key 'images' instead of sampling")
     _sampler_args(p)
     p.add_argument("--n", type=_positive_int, default=2048, help="number of images (the report used 2048)")
+    p.add_argument("--yes", action="store_true", help="allow --n above 100,000 images")
     p.add_argument("--dataset", choices=DATASETS, help="default: the checkpoint's, or mnist")
     _data_dir_arg(p, "; for the real-data floor and recall")
     p.add_argument("--json", help="also write the results to this JSON file")

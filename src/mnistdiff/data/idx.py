@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import math
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +40,7 @@ def read_idx(path: Path, magic: int) -> np.ndarray:
     if len(raw) < header:
         raise DataFileError(f"{path}: truncated header")
     shape = tuple(int.from_bytes(raw[4 + 4 * i : 8 + 4 * i], "big") for i in range(ndim))
-    expected = header + int(np.prod(shape))
+    expected = header + math.prod(shape)  # Python ints: no overflow on a forged header
     if len(raw) != expected:
         raise DataFileError(f"{path}: {len(raw)} bytes, header {shape} needs {expected} (truncated or corrupt)")
     return np.frombuffer(raw, dtype=np.uint8, offset=header).reshape(shape)

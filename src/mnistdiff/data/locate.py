@@ -4,19 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import os
-import tempfile
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from mnistdiff.data.idx import DataFileError
+from mnistdiff.files import atomic_write
 
 FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
 }
 
-# md5 of the original gzip files, checked only on what we download.
+# md5 of the original gzip files, as published; checked on what we download, before each use.
 MD5 = {
     "mnist": {
         "train-images-idx3-ubyte.gz": "f68b3c2dcbeaaa9fbdd348bbdeb94873",
@@ -78,16 +78,25 @@ def find_split(dataset: str, split: str, data_dir: str | Path | None = None, dow
             source = "--data-dir" if data_dir else "MNISTDIFF_DATA"
             raise DataFileError(f"{source}={explicit} holds no {dataset} {split} files ({', '.join(FILES[split])})")
         return paths
-    for folder in SYSTEM_DIRS.get(dataset, []) + [cache_dir(dataset)]:
+    for folder in SYSTEM_DIRS.get(dataset, []):
         paths = split_paths(folder, split)
         if paths:
             return paths
+    folder = cache_dir(dataset)
+    # What we downloaded is checked against the published checksums each time it is used.
+    cached = [folder / name for name in FILES[split]]
+    if all(p.is_file() and _md5(p) == MD5[dataset][p.name] for p in cached):
+        return cached[0], cached[1]
     if not download:
         raise DataFileError(f"{dataset} not found: pass --data-dir or set MNISTDIFF_DATA to its folder")
-    folder = cache_dir(dataset)
     for name in FILES[split]:
-        fetch(name, folder, MIRRORS[dataset], MD5[dataset][name])
-    return split_paths(folder, split)
+        if not (folder / name).is_file() or _md5(folder / name) != MD5[dataset][name]:
+            fetch(name, folder, MIRRORS[dataset], MD5[dataset][name])
+    return cached[0], cached[1]
+
+
+def _md5(path: Path) -> str:
+    return hashlib.md5(path.read_bytes()).hexdigest()
 
 
 def fetch(name: str, folder: Path, mirrors: list[str], md5: str, timeout: float = 30.0) -> Path:
@@ -106,10 +115,7 @@ def fetch(name: str, folder: Path, mirrors: list[str], md5: str, timeout: float 
         if digest != md5:
             errors.append(f"{mirror}: md5 {digest}, expected {md5}")
             continue
-        fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{name}.")
-        with os.fdopen(fd, "wb") as f:
-            f.write(payload)
-        os.replace(tmp, target)
+        atomic_write(target, payload)  # only once its checksum is right
         return target
     raise DataFileError(
         f"could not download {name} ({'; '.join(errors)}); offline? "

@@ -8,6 +8,8 @@ from pathlib import Path
 
 import torch
 from safetensors.torch import load_file
+
+from mnistdiff import files
 from torch import nn
 
 FEATURES = 128
@@ -47,6 +49,7 @@ def load_classifier(dataset: str = "mnist") -> tuple[Classifier, dict]:
     weights = asset(f"classifier-{dataset}.safetensors")
     if not weights.is_file():
         raise FileNotFoundError(f"no shipped classifier for {dataset!r} ({weights.name}): run mnistdiff train-classifier")
+    files.verify_checksums(weights.parent, [weights.name, f"classifier-{dataset}.json"])
     model = Classifier()
     model.load_state_dict(load_file(weights))
     record = json.loads(asset(f"classifier-{dataset}.json").read_text())

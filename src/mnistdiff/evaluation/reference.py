@@ -9,7 +9,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from mnistdiff import data
+from mnistdiff import data, files
 from mnistdiff.evaluation.classifier import asset, load_classifier
 from mnistdiff.evaluation.metrics import features_and_probs, gaussian_stats
 
@@ -35,6 +35,7 @@ def compute_reference(out_dir: str | Path, dataset: str = "mnist", data_dir=None
     record = {"dataset": dataset, "images": counts, "sha256": sha256(path), "command": command,
               "classifier_sha256": sha256(asset(f"classifier-{dataset}.safetensors"))}
     (out_dir / f"stats-{dataset}.json").write_text(json.dumps(record, indent=2) + "\n")
+    files.record_checksums(out_dir, [path.name, f"stats-{dataset}.json"])
     return record
 
 
@@ -43,6 +44,7 @@ def load_reference(dataset: str = "mnist") -> dict[str, tuple[torch.Tensor, torc
     path = asset(f"stats-{dataset}.safetensors")
     if not path.is_file():
         raise FileNotFoundError(f"no shipped reference statistics for {dataset!r}: run mnistdiff reference-stats")
+    files.verify_checksums(path.parent, [path.name, f"stats-{dataset}.json"])
     record = json.loads(asset(f"stats-{dataset}.json").read_text())
     if sha256(path) != record["sha256"]:
         raise ValueError(f"{path} does not match its recorded sha256: reinstall or recompute it")

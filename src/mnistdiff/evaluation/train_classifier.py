@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from safetensors.torch import save_file
 from tqdm.auto import tqdm
 
-from mnistdiff import data
+from mnistdiff import data, files
 from mnistdiff.data.locate import find_split
 from mnistdiff.evaluation.classifier import Classifier
 from mnistdiff.provenance import git_commit
@@ -83,4 +83,5 @@ def train_classifier(out_dir: str | Path, dataset: str = "mnist", data_dir=None,
     out_dir.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in model.state_dict().items()}, out_dir / f"classifier-{dataset}.safetensors")
     (out_dir / f"classifier-{dataset}.json").write_text(json.dumps(record, indent=2) + "\n")
+    files.record_checksums(out_dir, [f"classifier-{dataset}.safetensors", f"classifier-{dataset}.json"])
     return record

@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import sys
+import zipfile
+import zlib
 from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, UnidentifiedImageError
 
 from mnistdiff import data
+
+
+MAX_SIDE = 4096  # larger pictures are refused before decoding (a small file can claim a huge size)
+MODES = ("1", "L", "LA", "P", "PA", "RGB", "RGBA", "I;16")  # what converts to 8-bit grey sensibly
 
 
 def load_png(path: str | Path) -> torch.Tensor:
@@ -18,7 +24,18 @@ def load_png(path: str | Path) -> torch.Tensor:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist")
-    img = Image.open(path).convert("L")
+    try:
+        img = Image.open(path)
+        width, height = img.size
+        if max(width, height) > MAX_SIDE:
+            raise ValueError(f"{path}: {width}x{height} pixels is too large (at most {MAX_SIDE} a side)")
+        if img.mode not in MODES:
+            raise ValueError(f"{path}: image mode {img.mode} is not supported: save it as grey or RGB")
+        img = img.convert("L")
+    except Image.DecompressionBombError as err:
+        raise ValueError(f"{path}: too large ({err})") from err
+    except (UnidentifiedImageError, OSError, SyntaxError) as err:
+        raise ValueError(f"{path}: not a readable image ({err})") from err
     if img.size != (28, 28):
         print(f"note: {path.name} is {img.size[0]}x{img.size[1]}, resized to 28x28", file=sys.stderr)
         img = img.resize((28, 28), Image.LANCZOS)
@@ -27,6 +44,31 @@ def load_png(path: str | Path) -> torch.Tensor:
         print(f"note: {path.name} is dark on light, inverted to MNIST's light on dark", file=sys.stderr)
         pixels = 255 - pixels
     return torch.from_numpy(pixels.copy()).unsqueeze(0)
+
+
+def load_array(path: str | Path, key: str, shape: tuple[int | None, ...], kind) -> np.ndarray:
+    """The array under `key` of an .npz, checked: `shape` with None for any size, dtype a `kind`
+    (np.uint8, np.floating); a clear error naming the file otherwise. Nothing is unpickled."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} does not exist")
+    try:
+        archive = np.load(path, allow_pickle=False)
+        names = archive.files
+        array = archive[key] if key in names else None
+    except (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error, AttributeError) as err:
+        raise ValueError(f"{path}: not a readable .npz file ({err})") from err
+    if array is None:
+        raise ValueError(f"{path}: no array {key!r} (it holds {', '.join(names) or 'nothing'})")
+    fits = array.ndim == len(shape) and all(s is None or s == n for s, n in zip(shape, array.shape))
+    if not fits or not np.issubdtype(array.dtype, kind) or 0 in array.shape:
+        wanted = "(" + ", ".join("N" if s is None else str(s) for s in shape) + ")"
+        dtype = "float" if kind is np.floating else np.dtype(kind).name
+        raise ValueError(f"{path}: {key!r} is {array.dtype} of shape {tuple(array.shape)}, expected "
+                         f"{dtype} {key} of shape {wanted}")
+    if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+        raise ValueError(f"{path}: {key!r} holds NaN or inf")
+    return array
 
 
 def load_inputs(specs: list[str], dataset: str = "mnist", data_dir=None) -> tuple[torch.Tensor, list[str]]:

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 
 from mnistdiff.model.unet import UNetConfig
 
 
-def option(default, help: str, *, minimum: float | None = None, choices: tuple[str, ...] | None = None):
-    """A TrainConfig field: its default, the help text of its `train` flag, and what values it takes."""
-    return field(default=default, metadata={"help": help, "minimum": minimum, "choices": choices})
+def option(default, help: str, *, minimum: float | None = None, above: float | None = None,
+           below: float | None = None, choices: tuple[str, ...] | None = None):
+    """A TrainConfig field: its default, the help text of its `train` flag, and what values it takes
+    (at least `minimum`, strictly between `above` and `below`, one of `choices`; numbers finite)."""
+    return field(default=default, metadata={"help": help, "minimum": minimum, "above": above, "below": below,
+                                            "choices": choices})
 
 
 @dataclass(frozen=True)
@@ -19,14 +23,15 @@ class TrainConfig:
 
     steps: int = option(20_000, "total optimizer steps", minimum=1)
     batch_size: int = option(64, "images per optimizer step", minimum=1)
-    lr: float = option(5e-4, "peak learning rate of AdamW", minimum=0)
+    lr: float = option(5e-4, "peak learning rate of AdamW", above=0)
     warmup: int = option(200, "steps of linear learning-rate warm-up", minimum=0)
     lr_decay: str = option("constant", "after warm-up: constant, or cosine down to 0 at --steps",
                            choices=("constant", "cosine"))
     min_snr_gamma: float = option(0.0, "weight each image's loss by min(SNR, gamma)/SNR (0: the plain MSE)", minimum=0)
     weight_decay: float = option(0.0, "AdamW's weight decay", minimum=0)
-    grad_clip: float = option(1.0, "clip the gradient's norm to this", minimum=0)
-    ema_decay: float = option(0.999, "decay of the EMA copy of the weights that sampling uses", minimum=0)
+    grad_clip: float = option(1.0, "clip the gradient's norm to this", above=0)
+    ema_decay: float = option(0.999, "decay of the EMA copy of the weights that sampling uses", minimum=0,
+                              below=1)
     precision: str = option("bf16", "bf16 autocast (works on CPUs too) or fp32", choices=("fp32", "bf16"))
     seed: int = option(0, "seed of the weights, the data order, t and the noise")
     log_every: int = option(50, "write a row of log.csv every N steps", minimum=1)
@@ -37,14 +42,24 @@ class TrainConfig:
     fid_every: int = option(0, "log the FID of DDIM samples to fid.csv every N steps (0: never)", minimum=0)
     fid_images: int = option(1000, "images per FID check", minimum=1)
     fid_steps: int = option(50, "DDIM steps of the FID checks", minimum=1)
+    skip_nonfinite: int = option(0, "batches with a NaN or inf loss or gradient to skip before stopping "
+                                    "(0: stop at the first)", minimum=0)
 
     def __post_init__(self):
         for f in fields(self):
-            value, low, choices = getattr(self, f.name), f.metadata.get("minimum"), f.metadata.get("choices")
-            if low is not None and value < low:
-                raise ValueError(f"{f.name} must be at least {low}, got {value}")
-            if choices and value not in choices:
-                raise ValueError(f"{f.name} must be one of {', '.join(choices)}, got {value!r}")
+            value, flag, m = getattr(self, f.name), "--" + f.name.replace("_", "-"), f.metadata
+            if m.get("choices") and value not in m["choices"]:
+                raise ValueError(f"{flag} must be one of {', '.join(m['choices'])}, got {value!r}")
+            if isinstance(value, str):
+                continue
+            if not math.isfinite(value):
+                raise ValueError(f"{flag} must be a finite number, got {value}")
+            if m.get("minimum") is not None and value < m["minimum"]:
+                raise ValueError(f"{flag} must be at least {m['minimum']}, got {value}")
+            if m.get("above") is not None and value <= m["above"]:
+                raise ValueError(f"{flag} must be a finite number above {m['above']}, got {value}")
+            if m.get("below") is not None and value >= m["below"]:
+                raise ValueError(f"{flag} must be below {m['below']}, got {value}")
 
 
 @dataclass(frozen=True)

@@ -2,83 +2,124 @@
 
     run/checkpoints/step_000500/weights.safetensors   model.* and ema.* tensors
     run/checkpoints/step_000500/config.json           everything to rebuild the model
-    run/checkpoints/step_000500/state.pt              optimizer, RNG, step
+    run/checkpoints/step_000500/state.safetensors     optimizer tensors, RNG states, data order
+    run/checkpoints/step_000500/state.json            step, counters, optimizer settings
+    run/checkpoints/step_000500/checksums.json        SHA-256 of the four files above
     run/checkpoints/latest                            the name of the newest folder
 
-A save writes into a temporary folder, renames it, then replaces `latest`;
-a kill at any moment leaves `latest` naming a complete checkpoint.
+A save writes every file into a temporary folder, syncs it to disk, renames it, then replaces
+`latest`; a kill at any moment leaves `latest` naming a complete checkpoint. Nothing is
+unpickled: a state.pt of older versions is read only with torch.load(weights_only=True).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import os
 import shutil
-import tempfile
-from dataclasses import asdict
+import sys
+from dataclasses import asdict, fields
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load as load_tensors
+from safetensors.torch import save as tensor_bytes
 
+from mnistdiff import files
 from mnistdiff.diffusion import ScheduleConfig
-from mnistdiff.model import TrainConfig, UNetConfig
+from mnistdiff.files import sha256  # noqa: F401  (callers use checkpoint.sha256)
+from mnistdiff.model import TrainConfig, UNet, UNetConfig
+from mnistdiff.train import state as state_io
 
 KEEP = 2
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "weights" / "small-mnist"
+FILES = ("weights.safetensors", "config.json", "state.safetensors", "state.json")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that is missing, damaged, unsafe or does not fit the model."""
 
 
 def save(run: Path, step: int, model, ema, optimizer, rng: dict, config: dict) -> Path:
+    """Write checkpoint `step` of a run and point `latest` at it; refuses non-finite weights."""
     root = run / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     for stale in root.glob(".tmp-*"):  # left by a save that was killed half-way
         shutil.rmtree(stale, ignore_errors=True)
-    tmp = Path(tempfile.mkdtemp(dir=root, prefix=".tmp-"))
     tensors = {f"model.{k}": v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     tensors |= {f"ema.{k}": v.detach().cpu().contiguous() for k, v in ema.shadow.state_dict().items()}
-    save_file(tensors, tmp / "weights.safetensors")
-    (tmp / "config.json").write_text(json.dumps(config, indent=2))
-    torch.save({"step": step, "optimizer": optimizer.state_dict(), "rng": rng}, tmp / "state.pt")
+    tree, state_tensors = state_io.split({"step": step, "optimizer": optimizer.state_dict(), "rng": rng})
+    for name, value in (tensors | state_tensors).items():
+        if value.is_floating_point() and not torch.isfinite(value).all():
+            raise CheckpointError(f"refusing to save step {step}: {name} is not finite; "
+                                  f"the last good checkpoint stays in {root}")
     final = root / f"step_{step:07d}"
-    if final.exists():
-        shutil.rmtree(final)
-    os.replace(tmp, final)
-    _write_pointer(root, final.name)
-    for old in sorted(root.glob("step_*"))[:-KEEP]:
-        shutil.rmtree(old)
+    try:
+        with files.atomic_folder(final) as tmp:
+            files.write_bytes(tmp / "weights.safetensors", tensor_bytes(tensors))
+            files.write_bytes(tmp / "config.json", json.dumps(config, indent=2).encode())
+            files.write_bytes(tmp / "state.safetensors", tensor_bytes(state_tensors))
+            files.write_bytes(tmp / "state.json", json.dumps(tree).encode())
+            files.write_bytes(tmp / files.CHECKSUMS, json.dumps({n: files.sha256(tmp / n) for n in FILES},
+                                                                indent=2).encode())
+        if not _reads_back(final):  # checked before `latest` moves and anything older goes
+            shutil.rmtree(final, ignore_errors=True)
+            raise CheckpointError(f"{final}: did not read back whole after writing; not kept")
+        _write_pointer(root, final.name)
+    except files.NoSpace as err:
+        raise CheckpointError(f"{err.strerror}: checkpoint of step {step} not saved; the last good one "
+                              f"stays in {root}; free some space and --resume") from err
+    _prune(root, final)
     return final
 
 
 def _write_pointer(root: Path, name: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=root, prefix=".latest.")
-    with os.fdopen(fd, "w") as f:
-        f.write(name + "\n")
-    os.replace(tmp, root / "latest")
+    files.atomic_write(root / "latest", (name + "\n").encode())
+
+
+def _prune(root: Path, final: Path) -> None:
+    """Keep `final` and the newest older checkpoints that read back whole, KEEP in all.
+
+    A checkpoint a resume skipped as damaged goes, however new; the last good one never does.
+    """
+    keep = [final]
+    for folder in sorted(root.glob("step_*"), key=lambda p: _step_of_name(p) or -1, reverse=True):
+        if folder == final:
+            continue
+        if len(keep) < KEEP and _reads_back(folder):
+            keep.append(folder)
+        else:
+            shutil.rmtree(folder, ignore_errors=True)
+
+
+def _reads_back(folder: Path) -> bool:
+    try:
+        read(folder)
+        read_state(folder)
+        return True
+    except (CheckpointError, FileNotFoundError):
+        return False
+
+
+def _step_of_name(folder: Path) -> int | None:
+    digits = folder.name.removeprefix("step_")
+    return int(digits) if digits.isdigit() else None
 
 
 def export(run: str | Path, out: str | Path, record: dict) -> Path:
     """Copy a run's EMA weights (alone), config and logs into `out`, a folder load_checkpoint reads."""
     folder, out = find(run), Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    ema = {k: v for k, v in load_file(folder / "weights.safetensors").items() if k.startswith("ema.")}
-    save_file(ema, out / "weights.safetensors")
+    _, weights = read(folder)
+    step = read_state(folder)["step"]
+    files.check_output_folder(out)
+    ema = {f"ema.{k}": v for k, v in weights["ema"].items()}
+    files.atomic_write(out / "weights.safetensors", tensor_bytes(ema))
     shutil.copy(folder / "config.json", out / "config.json")
     for log in ("log.csv", "fid.csv"):
         if (Path(run) / log).is_file():
             shutil.copy(Path(run) / log, out / log)
-    step = torch.load(folder / "state.pt", weights_only=False)["step"]
     (out / "record.json").write_text(json.dumps({"step": step, "source": folder.name} | record, indent=2) + "\n")
+    files.record_checksums(out, ["weights.safetensors", "config.json"])
     return out
-
-
-def sha256(path: Path) -> str:
-    """The hex SHA-256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def find(path: str | Path | None) -> Path:
@@ -90,11 +131,44 @@ def find(path: str | Path | None) -> Path:
     if (path / "checkpoints" / "latest").is_file():
         path = path / "checkpoints"
     if (path / "latest").is_file():
-        path = path / (path / "latest").read_text().strip()
+        pointer = path / "latest"
+        try:
+            name = pointer.read_bytes().decode().strip()
+        except UnicodeDecodeError as err:
+            raise CheckpointError(f"{pointer}: not a checkpoint name (not UTF-8 text)") from err
+        if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
+            raise CheckpointError(f"{pointer}: {name[:40]!r} is not the name of a checkpoint folder")
+        path = path / name
+        if not path.is_dir():
+            raise CheckpointError(f"{pointer} names {path.name}, which does not exist")
     if not (path / "weights.safetensors").is_file() or not (path / "config.json").is_file():
-        raise FileNotFoundError(f"no checkpoint at {path}" if path != DEFAULT_MODEL else
-                                "no trained model is shipped in this installation: pass --checkpoint")
+        if path == DEFAULT_MODEL:
+            raise FileNotFoundError("no trained model is shipped in this installation: pass --checkpoint")
+        missing = [n for n in ("weights.safetensors", "config.json") if not (path / n).is_file()]
+        raise FileNotFoundError(f"no checkpoint at {path} ({' and '.join(missing)} missing)")
     return path
+
+
+def resumable(run: Path, warn: bool = True) -> Path:
+    """The newest checkpoint of a run that reads back whole; warns on stderr about each one skipped."""
+    root = run / "checkpoints"
+    try:
+        candidates = [find(run)]
+    except (CheckpointError, FileNotFoundError) as err:
+        candidates = []
+        if warn:
+            print(f"warning: skipped the latest checkpoint: {err}", file=sys.stderr)
+    candidates += sorted((p for p in root.glob("step_*") if _step_of_name(p) is not None and p not in candidates),
+                         key=_step_of_name, reverse=True)
+    for folder in candidates:
+        try:
+            read(folder)
+            read_state(folder)
+            return folder
+        except (CheckpointError, FileNotFoundError) as err:
+            if warn:
+                print(f"warning: skipped checkpoint {folder.name}: {err}", file=sys.stderr)
+    raise CheckpointError(f"--resume: no checkpoint in {root} reads back whole (see the warnings above)")
 
 
 def config_dict(preset: str, dataset: str, unet: UNetConfig, train: TrainConfig, schedule: ScheduleConfig) -> dict:
@@ -107,11 +181,147 @@ def parse_config(config: dict) -> tuple[UNetConfig, TrainConfig, ScheduleConfig]
     return UNetConfig(**unet), TrainConfig(**config["train"]), ScheduleConfig(**config["schedule"])
 
 
+def _check_config(config, path: Path) -> None:
+    """Raise CheckpointError unless `config` has every section, with known fields of the right types."""
+    if not isinstance(config, dict):
+        raise CheckpointError(f"{path}: not a JSON object")
+    for key in ("preset", "dataset"):
+        if not isinstance(config.get(key), str):
+            raise CheckpointError(f"{path}: no {key!r} name")
+    for key, cls in (("unet", UNetConfig), ("train", TrainConfig), ("schedule", ScheduleConfig)):
+        section = config.get(key)
+        if not isinstance(section, dict):
+            raise CheckpointError(f"{path}: no {key!r} section")
+        known = {f.name: getattr(cls(), f.name) for f in fields(cls)}
+        unknown = sorted(set(section) - set(known))
+        if unknown:
+            raise CheckpointError(f"{path}: unknown {key} field {unknown[0]!r}")
+        # A field missing from the file was added after it was written: it keeps its default.
+        for name, value in section.items():
+            if not _fits(value, known[name]):
+                raise CheckpointError(f"{path}: {key}.{name} is {value!r}, expected a value like {known[name]!r}")
+    try:
+        parse_config(config)
+    except (TypeError, ValueError) as err:
+        raise CheckpointError(f"{path}: {err}") from err
+
+
+def _fits(value, default) -> bool:
+    """Whether a JSON value can stand for a config field whose default is `default`."""
+    if isinstance(default, bool):
+        return isinstance(value, bool)
+    if isinstance(default, tuple):
+        return isinstance(value, list) and all(_fits(v, 0) and v >= 0 for v in value)
+    if isinstance(default, int):
+        return isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(default, float):
+        return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+    return isinstance(value, type(default))
+
+
+def _load_json(path: Path):
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing")
+    try:
+        return json.loads(path.read_bytes().decode("utf-8"))
+    except UnicodeDecodeError as err:
+        raise CheckpointError(f"{path}: not UTF-8 text (byte {err.start})") from err
+    except ValueError as err:
+        raise CheckpointError(f"{path}: not valid JSON ({err})") from err
+
+
+def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
+    if not path.is_file():
+        raise CheckpointError(f"{path}: missing")
+    payload = path.read_bytes()
+    if not payload:
+        raise CheckpointError(f"{path}: empty file")
+    try:
+        return load_tensors(payload)
+    except Exception as err:  # safetensors reports a damaged file with its own error type
+        raise CheckpointError(f"{path}: not a readable safetensors file (truncated or corrupt: {err})") from err
+
+
 def read(folder: Path) -> tuple[dict, dict[str, dict[str, torch.Tensor]]]:
-    """The config and the `model` and `ema` state dicts of a checkpoint folder."""
-    config = json.loads((folder / "config.json").read_text())
+    """The config and the `model` and `ema` state dicts of a checkpoint folder, checked."""
+    try:
+        files.verify_checksums(folder, [n for n in FILES if n != "state.safetensors" and n != "state.json"])
+    except files.ChecksumError as err:
+        raise CheckpointError(str(err)) from err
+    config = _load_json(folder / "config.json")
+    _check_config(config, folder / "config.json")
     weights: dict[str, dict[str, torch.Tensor]] = {"model": {}, "ema": {}}
-    for key, value in load_file(folder / "weights.safetensors").items():
-        part, name = key.split(".", 1)
+    for key, value in _load_tensors(folder / "weights.safetensors").items():
+        part, _, name = key.partition(".")
+        if part not in weights or not name:
+            raise CheckpointError(f"{folder / 'weights.safetensors'}: unexpected tensor {key!r}")
         weights[part][name] = value
+    if not weights["ema"]:
+        raise CheckpointError(f"{folder / 'weights.safetensors'}: holds no ema.* tensors")
+    with torch.device("meta"):  # shapes alone, no memory
+        model = UNet(parse_config(config)[0])
+    for part in ("model", "ema"):
+        if weights[part]:
+            check_fit(model, weights[part], folder / "weights.safetensors")
     return config, weights
+
+
+def read_state(folder: Path) -> dict:
+    """{"step", "optimizer", "rng"} of a checkpoint: from state.safetensors and state.json, or a
+    state.pt of older versions read with torch.load(weights_only=True), which runs no code."""
+    if (folder / "state.json").is_file() or not (folder / "state.pt").is_file():
+        try:
+            files.verify_checksums(folder, ["state.safetensors", "state.json"])
+        except files.ChecksumError as err:
+            raise CheckpointError(str(err)) from err
+        tree = _load_json(folder / "state.json")
+        try:
+            saved = state_io.join(tree, _load_tensors(folder / "state.safetensors"))
+            saved["optimizer"]["state"] = {int(k): v for k, v in saved["optimizer"]["state"].items()}
+        except KeyError as err:
+            raise CheckpointError(f"{folder / 'state.safetensors'}: tensor {err} missing") from err
+        except (TypeError, ValueError, AttributeError) as err:
+            raise CheckpointError(f"{folder / 'state.json'}: not the training state of a checkpoint") from err
+    else:
+        try:
+            saved = torch.load(folder / "state.pt", weights_only=True, map_location="cpu")
+        except Exception as err:  # UnpicklingError for unsafe content, RuntimeError for damage
+            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+            raise CheckpointError(f"{folder / 'state.pt'}: refused: not a plain tensor file (loading it "
+                                  f"could run code) or damaged: {first}") from err
+    if not isinstance(saved, dict) or not isinstance(saved.get("step"), int) or "optimizer" not in saved:
+        raise CheckpointError(f"{folder}: training state has no step or optimizer")
+    return saved
+
+
+def load_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], path: Path) -> None:
+    """model.load_state_dict, with a one-line CheckpointError naming `path` for a missing or misshapen tensor."""
+    check_fit(model, weights, path)
+    model.load_state_dict(weights)
+
+
+def check_fit(model: torch.nn.Module, weights: dict[str, torch.Tensor], path: Path) -> None:
+    """Raise CheckpointError naming `path` unless `weights` has exactly the model's tensors and shapes."""
+    expected = model.state_dict()
+    missing = sorted(set(expected) - set(weights))
+    extra = sorted(set(weights) - set(expected))
+    if missing or extra:
+        what = f"missing {missing[0]}" if missing else f"unexpected {extra[0]}"
+        raise CheckpointError(f"{path}: does not fit the model its config describes ({what}, "
+                              f"{len(missing)} missing, {len(extra)} unexpected)")
+    for name, value in weights.items():
+        if value.shape != expected[name].shape:
+            raise CheckpointError(f"{path}: {name} has shape {tuple(value.shape)}, the model needs "
+                                  f"{tuple(expected[name].shape)}")
+
+
+def step_of(folder: Path) -> int | None:
+    """The step a checkpoint (or exported model) was saved at, where it says, without unpickling."""
+    record = folder / "record.json"
+    if record.is_file():
+        return _load_json(record).get("step")
+    if (folder / "state.json").is_file():
+        step = _load_json(folder / "state.json")
+        return step.get("step") if isinstance(step, dict) else None
+    return _step_of_name(folder)
+

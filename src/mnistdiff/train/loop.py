@@ -2,41 +2,47 @@
 
 from __future__ import annotations
 
-import json
 import math
 import signal
+import sys
 import threading
 import time
-from dataclasses import replace
 from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
-from mnistdiff import data
-from mnistdiff.diffusion import ScheduleConfig, eps_loss, make_schedule
+from mnistdiff import data, files
+from mnistdiff.diffusion import eps_loss, make_schedule
 from mnistdiff.evaluation.report import fid_test
 from mnistdiff.generate import generate
 from mnistdiff.images import grid, save_png
-from mnistdiff.model import UNet, get_preset
-from mnistdiff.precision import autocast, pick_device
-from mnistdiff.train import checkpoint
+from mnistdiff.model import UNet
+from mnistdiff.precision import autocast
+from mnistdiff.train import checkpoint, distributed
+from mnistdiff.train import state as state_io
 from mnistdiff.train.compiled import compile_for_training
 from mnistdiff.train.ema import EMA
 from mnistdiff.train.log import FID_FIELDS, TRAIN_FIELDS, CsvLog
+from mnistdiff.train.settings import resolve, resume_from
 
 
 class Interrupted(Exception):
     """Training stopped by a signal after saving a checkpoint."""
 
 
+class NonFiniteLoss(ArithmeticError):
+    """A NaN or inf loss or gradient stopped training; the last good checkpoint is kept."""
+
+
 class Run:
     """Everything a training run holds: model, EMA, optimizer, RNG and data order, in folder `out`."""
 
-    def __init__(self, out: Path, config: dict, images: torch.Tensor, device: torch.device,
+    def __init__(self, out: Path, config: dict, images: torch.Tensor, group: distributed.Group,
                  compile: bool = False):
         self.out, self.config, self.images = out, config, images  # images: (N, C, H, W) uint8, on the CPU
-        self.device = device
+        self.group, self.device = group, group.device
+        device = group.device
         unet_cfg, self.cfg, sched_cfg = checkpoint.parse_config(config)
         torch.manual_seed(self.cfg.seed)  # the weights' initialisation, and dropout
         self.model = UNet(unet_cfg).to(device)
@@ -49,24 +55,37 @@ class Run:
             x0 = data.to_model_range(images[: self.cfg.batch_size]).to(device)
             self.compiled, message = compile_for_training(self.model, self.schedule, x0, self.cfg.precision)
             print(message, flush=True)
+        self.compiled = distributed.wrap(self.compiled, group)
+        self._seed_dropout(0)
         self.gen = torch.Generator().manual_seed(self.cfg.seed)  # data order, t and eps, on the CPU
-        self.state = {"step": 0, "elapsed_s": 0.0, "pos": 0,
+        self.state = {"step": 0, "elapsed_s": 0.0, "pos": 0, "skipped": 0,
                       "perm": torch.randperm(len(images), generator=self.gen)}
 
-    def restore(self) -> None:
-        folder = checkpoint.find(self.out)
+    def _seed_dropout(self, step: int) -> None:
+        """Processes other than 0 draw their own dropout masks (a checkpoint keeps process 0's RNG)."""
+        if self.group.rank > 0:
+            torch.manual_seed(hash((self.cfg.seed, self.group.rank, step)) & (2**63 - 1))
+
+    def restore(self, folder: Path) -> None:
+        """Continue from checkpoint `folder`: weights, optimizer, RNG and data order."""
         _, weights = checkpoint.read(folder)
-        self.model.load_state_dict(weights["model"])
-        self.ema.shadow.load_state_dict(weights["ema"])
-        saved = torch.load(folder / "state.pt", weights_only=False, map_location="cpu")
-        self.optimizer.load_state_dict(saved["optimizer"])
-        rng = saved["rng"]
-        torch.set_rng_state(rng.pop("torch"))
-        cuda_rng = rng.pop("cuda", None)  # dropout on a GPU draws from the device's generator
-        if cuda_rng is not None and self.device.type == "cuda":
-            torch.cuda.set_rng_state(cuda_rng, self.device)
-        self.gen.set_state(rng.pop("gen"))
-        self.state = rng | {"step": saved["step"]}
+        checkpoint.load_weights(self.model, weights["model"], folder / "weights.safetensors")
+        checkpoint.load_weights(self.ema.shadow, weights["ema"], folder / "weights.safetensors")
+        saved = checkpoint.read_state(folder)
+        try:
+            self.optimizer.load_state_dict(state_io.optimizer_state(saved["optimizer"], self.optimizer))
+            rng = dict(saved["rng"])
+            torch.set_rng_state(rng.pop("torch"))
+            cuda_rng = rng.pop("cuda", None)  # dropout on a GPU draws from the device's generator
+            if cuda_rng is not None and self.device.type == "cuda":
+                torch.cuda.set_rng_state(cuda_rng, self.device)
+            self.gen.set_state(rng.pop("gen"))
+            if len(rng["perm"]) != len(self.images):
+                raise ValueError(f"its data order covers {len(rng['perm'])} images, the data set has {len(self.images)}")
+        except (KeyError, TypeError, ValueError, RuntimeError) as err:
+            raise checkpoint.CheckpointError(f"{folder}: training state does not fit this run ({err})") from err
+        self.state = {"skipped": 0} | rng | {"step": saved["step"]}
+        self._seed_dropout(saved["step"])
 
     def save(self) -> Path:
         rng = {"torch": torch.get_rng_state(), "gen": self.gen.get_state()} | {
@@ -96,30 +115,57 @@ class Run:
             s["perm"], s["pos"] = torch.randperm(len(self.images), generator=self.gen), 0
         idx = s["perm"][s["pos"] : s["pos"] + b]
         s["pos"] += b
+        share = len(idx) // self.group.world_size  # this process's slice of the global batch
+        idx = idx[self.group.rank * share : (self.group.rank + 1) * share]
         return data.to_model_range(self.images[idx]).to(self.device, non_blocking=True)
 
     def init_from(self, source: Path) -> None:
         """Start from another checkpoint's EMA weights (model and EMA alike), with a fresh optimizer."""
         _, weights = checkpoint.read(source)
-        self.model.load_state_dict(weights["ema"])
-        self.ema.shadow.load_state_dict(weights["ema"])
+        checkpoint.load_weights(self.model, weights["ema"], source / "weights.safetensors")
+        checkpoint.load_weights(self.ema.shadow, weights["ema"], source / "weights.safetensors")
 
-    def step(self, time_done: float | None = None) -> tuple[float, float]:
-        """One optimizer step; returns (loss, lr). `time_done`: the share of a time budget spent."""
+    def step(self, time_done: float | None = None) -> tuple[float | None, float]:
+        """One optimizer step; returns (loss, lr), loss None for a skipped batch. `time_done`: the
+        share of a time budget spent.
+
+        A NaN or inf loss or gradient skips the batch (the step count stays) while the run's
+        `skip_nonfinite` allows, and otherwise raises NonFiniteLoss before the weights change.
+        """
         lr = learning_rate(self.cfg, self.state["step"], time_done)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         x0 = self.next_batch()
         with autocast(self.cfg.precision, self.device.type):
             loss = eps_loss(self.compiled, self.schedule, x0, generator=self.gen,
-                            min_snr_gamma=self.cfg.min_snr_gamma)
+                            min_snr_gamma=self.cfg.min_snr_gamma, shard=(self.group.rank, self.group.world_size))
+        value = distributed.mean(self.group, loss)  # the same on every process, so all decide alike
         self.optimizer.zero_grad(set_to_none=True)
+        if not math.isfinite(value):
+            return self._non_finite(f"loss is {value}"), lr
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        if not torch.isfinite(norm):
+            self.optimizer.zero_grad(set_to_none=True)
+            return self._non_finite(f"gradient norm is {norm.item()}"), lr
         self.optimizer.step()
         self.ema.update(self.model, self.state["step"])
         self.state["step"] += 1
-        return loss.item(), lr
+        return value, lr
+
+    def _non_finite(self, what: str) -> None:
+        step = self.state["step"] + 1
+        if self.state["skipped"] < self.cfg.skip_nonfinite:
+            self.state["skipped"] += 1
+            if self.group.main:
+                print(f"warning: {what} at step {step}: batch skipped ({self.state['skipped']} of "
+                      f"{self.cfg.skip_nonfinite} allowed)", file=sys.stderr, flush=True)
+            return None
+        root = self.out / "checkpoints"
+        kept = f"the last good checkpoint, {checkpoint.find(self.out).name}, is kept" \
+            if (root / "latest").is_file() else "no checkpoint was saved yet"
+        raise NonFiniteLoss(f"{what} at step {step}: training stopped and {kept}; lower --lr, or pass "
+                            f"--skip-nonfinite N to skip up to N such batches")
 
 
 def learning_rate(cfg, step: int, time_done: float | None = None) -> float:
@@ -138,47 +184,6 @@ def learning_rate(cfg, step: int, time_done: float | None = None) -> float:
             done = max(done, min(1.0, time_done))
         return cfg.lr * 0.5 * (1 + math.cos(math.pi * done))
     raise ValueError(f"unknown lr_decay {cfg.lr_decay!r}: use 'constant' or 'cosine'")
-
-
-def _config(out: Path, preset: str, dataset: str, resume: bool, overrides: dict,
-            init_from: Path | None = None) -> dict:
-    """The run's full config: the preset's, or on resume the checkpoint's, with `overrides` applied.
-
-    With `init_from` (a checkpoint folder) the model's shape and schedule are that checkpoint's.
-    """
-    has_checkpoint = (out / "checkpoints" / "latest").is_file()
-    if resume and not has_checkpoint:
-        raise FileNotFoundError(f"--resume: no checkpoint in {out}")
-    if has_checkpoint and not resume:
-        raise FileExistsError(f"{out} already holds a run: pass --resume to continue it, or another --out")
-    extra = {}
-    if resume:
-        config, _ = checkpoint.read(checkpoint.find(out))
-        unet_cfg, train_cfg, sched_cfg = checkpoint.parse_config(config)
-        preset, dataset = config["preset"], config["dataset"]
-        extra = {k: config[k] for k in ("init_from",) if k in config}
-    else:
-        p = get_preset(preset)
-        unet_cfg, train_cfg, sched_cfg = p.unet, p.train, ScheduleConfig()
-    if init_from is not None:
-        source, _ = checkpoint.read(init_from)
-        unet_cfg, _, sched_cfg = checkpoint.parse_config(source)
-        dataset = source["dataset"]
-        extra["init_from"] = {"path": str(init_from), "step": _step_of(init_from),
-                              "weights_sha256": checkpoint.sha256(init_from / "weights.safetensors")}
-    train_cfg = replace(train_cfg, **{k: v for k, v in overrides.items() if v is not None})
-    autocast(train_cfg.precision)  # fail on a bad setting before loading data
-    learning_rate(train_cfg, train_cfg.warmup)
-    return checkpoint.config_dict(preset, dataset, unet_cfg, train_cfg, sched_cfg) | extra
-
-
-def _step_of(folder: Path) -> int | None:
-    """The step a checkpoint (or exported model) was saved at, where it says."""
-    record = folder / "record.json"
-    if record.is_file():
-        return json.loads(record.read_text()).get("step")
-    digits = folder.name.removeprefix("step_")
-    return int(digits) if digits.isdigit() else None
 
 
 def train(
@@ -209,58 +214,105 @@ def train(
     out = Path(out)
     if init_from is not None and resume:
         raise ValueError("--init-from starts a new run; --resume continues one: pass only one")
+    if minutes is not None and not (minutes > 0):
+        raise ValueError(f"--minutes must be positive, got {minutes}")
+    group = distributed.join(device)
+    try:
+        return _train(out, group, preset, dataset, data_dir, resume, init_from, minutes, compile, progress,
+                      overrides)
+    finally:
+        distributed.leave(group)
+
+
+def _train(out: Path, group: distributed.Group, preset, dataset, data_dir, resume, init_from, minutes,
+           compile, progress, overrides) -> Path:
+    folder = resume_from(out, resume, group.main)
     source = checkpoint.find(init_from) if init_from is not None else None
-    config = _config(out, preset, dataset, resume, overrides, source)
+    config = resolve(preset, dataset, folder, overrides, source)
+    if group.main:
+        files.check_output_folder(out, "--out")
     images, _ = data.load(config["dataset"], "train", data_dir)  # held once, as uint8
+    if len(images) == 0:
+        raise ValueError(f"the {config['dataset']} training set holds no images: nothing to train on")
+    batch = config["train"]["batch_size"]
+    if batch % group.world_size:
+        raise ValueError(f"--batch-size {batch} does not split evenly over {group.world_size} processes")
+    if compile and group.world_size > 1:
+        raise ValueError("--compile is not supported with several processes yet")
     config["unet"] |= {"in_channels": images.shape[1], "image_size": images.shape[-1]}
-    run = Run(out, config, images, pick_device(device), compile=compile)
-    if resume:
-        run.restore()
+    config["world_size"] = group.world_size
+    run = Run(out, config, images, group, compile=compile)
+    if folder is not None:
+        run.restore(folder)
     elif source is not None:
         run.init_from(source)
-    cfg, state = run.cfg, run.state
-    log = CsvLog(out / "log.csv", TRAIN_FIELDS, after_step=state["step"])
-    fid_log = CsvLog(out / "fid.csv", FID_FIELDS, after_step=state["step"]) if cfg.fid_every else None
-    if minutes is not None and minutes <= 0:
-        raise ValueError(f"--minutes must be positive, got {minutes}")
+    return _loop(run, minutes, progress, resumed=folder is not None)
+
+
+def _loop(run: Run, minutes: float | None, progress: bool, resumed: bool) -> Path:
+    """Steps until `steps`, the time budget or a signal; process 0 logs, samples and saves."""
+    cfg, state, out, main = run.cfg, run.state, run.out, run.group.main
+    log = CsvLog(out / "log.csv", TRAIN_FIELDS, after_step=state["step"]) if main else None
+    fid_log = CsvLog(out / "fid.csv", FID_FIELDS, after_step=state["step"]) if cfg.fid_every and main else None
     start = time.monotonic()
     deadline = start + 60 * minutes if minutes else float("inf")
     # The share of the budget spent, measured from where a resumed decay stood, so the lr stays continuous.
     begun = _decay_done(cfg, state["step"])
-    last_saved = state["step"] if resume else -1
-    bar = tqdm(total=cfg.steps, initial=state["step"], desc="train", disable=not progress, dynamic_ncols=True)
+    last_saved = state["step"] if resumed else -1
+    bar = tqdm(total=cfg.steps, initial=state["step"], desc="train", disable=not (progress and main),
+               dynamic_ncols=True)
     since_log = [0, 0.0]  # steps and seconds of training since the last log row
-    with _StopOnSignal() as stop:
-        while state["step"] < cfg.steps and not stop.signalled and time.monotonic() < deadline:
-            t0 = time.perf_counter()
-            time_done = begun + (1 - begun) * (time.monotonic() - start) / (60 * minutes) if minutes else None
-            loss, lr = run.step(time_done)
-            dt = time.perf_counter() - t0
-            state["elapsed_s"] += dt
-            since_log = [since_log[0] + 1, since_log[1] + dt]
-            bar.update(1)
-            if state["step"] % cfg.log_every == 0 or state["step"] == 1:
-                ips = cfg.batch_size * since_log[0] / since_log[1]
-                log.write(step=state["step"], loss=loss, lr=lr, images_per_s=ips, elapsed_s=state["elapsed_s"])
-                bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{ips:.0f}", **_time_left(deadline))
-                since_log = [0, 0.0]
-            if state["step"] % cfg.sample_every == 0:
-                run.sample_grid()
-            if fid_log and state["step"] % cfg.fid_every == 0:
-                fid_log.write(**run.fid_check())
-            if state["step"] % cfg.checkpoint_every == 0:
-                run.save()
-                last_saved = state["step"]
-    bar.close()
-    if since_log[0]:  # steps since the last row: the log ends at the step the run stopped at
+    try:
+        with _StopOnSignal() as stop:
+            while state["step"] < cfg.steps:
+                spent = (time.monotonic() - start) / (60 * minutes) if minutes else 0.0
+                # Every process stops at the same step and runs at the same lr: agree on the flag and the clock.
+                stopping, spent = distributed.largest(run.group, [float(stop.signalled or spent >= 1), spent])
+                if stopping:
+                    break
+                t0 = time.perf_counter()
+                loss, lr = run.step(begun + (1 - begun) * spent if minutes else None)
+                if loss is None:
+                    continue
+                dt = time.perf_counter() - t0
+                state["elapsed_s"] += dt
+                since_log[:] = [since_log[0] + 1, since_log[1] + dt]
+                bar.update(1)
+                if main and _after_step(run, log, fid_log, bar, loss, lr, since_log, deadline):
+                    last_saved = state["step"]
+    finally:
+        bar.close()
+    if main and since_log[0] and loss is not None:  # the log ends at the step the run stopped at
         log.write(step=state["step"], loss=loss, lr=lr, images_per_s=cfg.batch_size * since_log[0] / since_log[1],
                   elapsed_s=state["elapsed_s"])
-    final = checkpoint.find(out) if state["step"] == last_saved else run.save()
+    final = out / "checkpoints" / f"step_{state['step']:07d}"
+    if main:
+        final = checkpoint.find(out) if state["step"] == last_saved else run.save()
+        if not stop.signalled and state["step"] % cfg.sample_every != 0:
+            run.sample_grid()
+    distributed.barrier(run.group)
     if stop.signalled:
         raise Interrupted(f"stopped by signal at step {state['step']}; checkpoint saved in {final}")
-    if state["step"] % cfg.sample_every != 0:
-        run.sample_grid()
     return final
+
+
+def _after_step(run: Run, log: CsvLog, fid_log: CsvLog | None, bar, loss: float, lr: float,
+                since_log: list, deadline: float) -> bool:
+    """Process 0's work after a step: log row, sample grid, FID check, checkpoint; True if it saved."""
+    cfg, step = run.cfg, run.state["step"]
+    if step % cfg.log_every == 0 or step == 1:
+        ips = cfg.batch_size * since_log[0] / since_log[1]
+        log.write(step=step, loss=loss, lr=lr, images_per_s=ips, elapsed_s=run.state["elapsed_s"])
+        bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{ips:.0f}", **_time_left(deadline))
+        since_log[:] = [0, 0.0]
+    if step % cfg.sample_every == 0:
+        run.sample_grid()
+    if fid_log and step % cfg.fid_every == 0:
+        fid_log.write(**run.fid_check())
+    if step % cfg.checkpoint_every == 0:
+        run.save()
+        return True
+    return False
 
 
 def _decay_done(cfg, step: int) -> float:

@@ -1,0 +1,53 @@
+"""A run's settings: the preset's or its checkpoint's, with the caller's changes, checked."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from mnistdiff.diffusion import ScheduleConfig
+from mnistdiff.model import get_preset
+from mnistdiff.precision import autocast
+from mnistdiff.train import checkpoint
+
+
+def resolve(preset: str, dataset: str, resume: Path | None, overrides: dict, init_from: Path | None = None) -> dict:
+    """The run's full config: the preset's, or on resume the checkpoint's, with `overrides` applied.
+
+    `resume`: the checkpoint folder to continue from. With `init_from` (a checkpoint folder) the
+    model's shape and schedule are that checkpoint's.
+    """
+    extra = {}
+    if resume is not None:
+        config, _ = checkpoint.read(resume)
+        unet_cfg, train_cfg, sched_cfg = checkpoint.parse_config(config)
+        preset, dataset = config["preset"], config["dataset"]
+        extra = {k: config[k] for k in ("init_from",) if k in config}
+    else:
+        p = get_preset(preset)
+        unet_cfg, train_cfg, sched_cfg = p.unet, p.train, ScheduleConfig()
+    if init_from is not None:
+        source, _ = checkpoint.read(init_from)
+        unet_cfg, _, sched_cfg = checkpoint.parse_config(source)
+        dataset = source["dataset"]
+        extra["init_from"] = {"path": str(init_from), "step": checkpoint.step_of(init_from),
+                              "weights_sha256": checkpoint.sha256(init_from / "weights.safetensors")}
+    train_cfg = replace(train_cfg, **{k: v for k, v in overrides.items() if v is not None})
+    check_settings(train_cfg)
+    return checkpoint.config_dict(preset, dataset, unet_cfg, train_cfg, sched_cfg) | extra
+
+
+def check_settings(cfg) -> None:
+    """Refuse settings no run can use before loading any data (TrainConfig checks each value's range)."""
+    autocast(cfg.precision)
+
+
+def resume_from(out: Path, resume: bool, warn: bool = True) -> Path | None:
+    """The checkpoint to continue from, falling back past damaged ones; checks --resume fits the folder."""
+    root = out / "checkpoints"
+    has_checkpoint = (root / "latest").is_file() or any(root.glob("step_*"))
+    if resume and not has_checkpoint:
+        raise FileNotFoundError(f"--resume: no checkpoint in {out}")
+    if has_checkpoint and not resume:
+        raise FileExistsError(f"{out} already holds a run: pass --resume to continue it, or another --out")
+    return checkpoint.resumable(out, warn=warn) if resume else None
