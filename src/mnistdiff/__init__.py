@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+import os
 
-from torch import nn
+# OpenMP threads that spin while they wait (its default) made a forward pass 9x slower on a 2-core
+# machine shared with other jobs; passive ones kept it at one thread's speed (docs/speed.md). OpenMP
+# reads this once, when torch loads it, so it must come before the first torch import; a value the
+# user has set is kept.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
-from mnistdiff.allocator import keep_freed_memory
-from mnistdiff.diffusion import Schedule, make_schedule
+from pathlib import Path  # noqa: E402
+
+from torch import nn  # noqa: E402
+
+from mnistdiff.allocator import keep_freed_memory  # noqa: E402
+from mnistdiff.diffusion import Schedule, make_schedule  # noqa: E402
 
 __version__ = "0.1.0"
 __all__ = ["load_checkpoint", "keep_freed_memory"]
