@@ -20,7 +20,8 @@ SHOWN = ("DDPM-1000", "DDIM-50", "DDIM-10", "DPM-Solver++ 10")
 def table(summary: dict) -> str:
     prov = summary["provenance"]
     lines = [f"From `{prov['command']}` ({summary['settings']} counts; {prov['model']}, commit "
-             f"{(prov['commit'] or 'unknown')[:7]}, {prov['machine']['device_name']}):", "",
+             f"{(prov['commit'] or 'unknown')[:7]}, {prov['machine']['device_name']}, "
+             f"{prov['machine']['torch_threads']} torch thread(s); image counts in the table):", "",
              "| sampler | images | FID (ours) | floor, same count | precision | recall | report's FID (Inception) |",
              "|---|---|---|---|---|---|---|"]
     for row in summary["fid"]:
