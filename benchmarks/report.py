@@ -1,4 +1,4 @@
-"""The benchmark record as Markdown, with the targets of issue 5 checked against it."""
+"""The benchmark record as Markdown, with the project's speed targets checked against it."""
 
 from __future__ import annotations
 
@@ -100,4 +100,4 @@ def to_markdown(record: dict) -> str:
         lines += [f"| {r['preset']} | {r['job']} | {r['data']} | {r['peak_rss_mib']:.0f} |" for r in record["memory"]]
         lines.append("")
     where = " (set for the 2-core CPU; shown for reference)" if m.get("gpu") else ""
-    return "\n".join(lines + [f"## Targets (issue 5){where}", "", *_targets(record)]) + "\n"
+    return "\n".join(lines + [f"## Targets{where}", "", *_targets(record)]) + "\n"

@@ -1,6 +1,6 @@
 """The benchmark suite: one run, one machine, one JSON and one Markdown table.
 
-    python benchmarks/run.py --out benchmarks/results/NAME [--data-dir ../shared/data/mnist]
+    python benchmarks/run.py --out benchmarks/results/NAME [--data-dir DIR]
 
 Measures the matmul peak; for each preset and for diffusers' UNet2DModel of small's size, the
 parameters, FLOPs, training and denoiser images/s in fp32 and bf16 (and with channels-last and

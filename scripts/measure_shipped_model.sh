@@ -22,7 +22,7 @@ mnistdiff fid --sampler ddim --steps 50 --n "$ddim_n" "${fast[@]}" \
     --json "$out/fid-ddim50-$ddim_n.json" | tee "$out/fid-ddim50-$ddim_n.txt"
 mnistdiff fid --sampler ddpm --steps 1000 --n "$ddpm_n" "${fast[@]}" \
     --json "$out/fid-ddpm1000-$ddpm_n.json" | tee "$out/fid-ddpm1000-$ddpm_n.txt"
-# Issue 5's target at a larger N: DPM-Solver++ at 10 evaluations on each grid against DDIM at 50.
+# At a larger N: DPM-Solver++ at 10 evaluations on each grid against DDIM at 50.
 mnistdiff nfe-curve --n 2000 --nfes 10 --curves dpm-solver:uniform,dpm-solver:logsnr,dpm-solver:quadratic \
     "${fast[@]}" --out "$out/dpm10-n2000"
 mnistdiff nfe-curve --n 2000 --nfes 50 --curves ddim:uniform "${fast[@]}" --out "$out/ddim50-n2000"

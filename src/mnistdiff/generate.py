@@ -10,9 +10,7 @@ from tqdm.auto import tqdm
 from mnistdiff.data import to_uint8
 from mnistdiff.diffusion import Schedule
 from mnistdiff.runtime import prepare
-from mnistdiff.samplers import SAMPLERS, levels
-
-DEFAULT_STEPS = 50
+from mnistdiff.samplers import SAMPLERS, default_steps, levels
 
 
 def generate(
@@ -36,8 +34,7 @@ def generate(
     """n images as uint8 (n, C, H, W) from SAMPLERS[sampler] over levels(steps, schedule, spacing, t_end);
     batch k starts from noise seeded with seed + k, so the same seed and batch size give the same images.
 
-    `steps` counts model evaluations: by default 50, or every one of the T steps for a sampler that
-    takes no other grid ("ddpm", marked `every_step`). `options` go to the
+    `steps` counts model evaluations: by default samplers.default_steps (50, or all T for "ddpm"). `options` go to the
     sampler (eta for "ddim", variance for "ddpm"). precision "bf16" runs the model under bf16
     autocast, the sampler's arithmetic staying fp32; `compile` runs it through torch.compile, built
     once, on the first batch (runtime.prepare).
@@ -52,7 +49,7 @@ def generate(
     except TypeError:
         raise ValueError(f"sampler {sampler!r} takes no option among {', '.join(options)}") from None
     if steps is None:
-        steps = schedule.T if getattr(fn, "every_step", False) else DEFAULT_STEPS
+        steps = default_steps(sampler, schedule.T)
     grid = levels(steps, schedule, spacing, t_end)
     device = next(model.parameters()).device
     model = prepare(model, precision=precision, compile=compile)

@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from mnistdiff.runtime import keep_freed_memory
-from mnistdiff.cli import commands, experiment_commands, explore_command
+from mnistdiff.cli import commands, experiment_commands, explore_command, report_command
 from mnistdiff.cli.parser import UsageError, build_parser
 from mnistdiff.data import DataFileError
 from mnistdiff.evaluation.inception import InceptionUnavailable
@@ -33,6 +33,7 @@ COMMANDS = {
     "reconstruction": experiment_commands.cmd_reconstruction,
     "merge-study": experiment_commands.cmd_merge_study,
     "explore": explore_command.cmd_explore,
+    "report": report_command.cmd_report,
 }
 
 
@@ -51,6 +52,6 @@ def main(argv: list[str] | None = None) -> int:
         print(f"mnistdiff: error: {err}", file=sys.stderr)
         return 2
     except (Interrupted, KeyboardInterrupt) as err:
-        print(f"mnistdiff: {err or 'interrupted'}", file=sys.stderr)
+        print(f"mnistdiff: {str(err) or 'interrupted'}", file=sys.stderr)
         return 130
     return 0

@@ -243,7 +243,24 @@ def build_parser() -> argparse.ArgumentParser:
 
     _experiment_parsers(sub)
     _explore_parser(sub)
+    _report_parser(sub)
     return parser
+
+
+def _report_parser(sub) -> None:
+    p = sub.add_parser("report", help="the whole report on one page: figures, FID and timing tables, inversion, "
+                                      "merges (index.html in --out)")
+    p.add_argument("--out", default="report", help="folder for index.html and its files (default: %(default)s)")
+    size = p.add_mutually_exclusive_group()
+    size.add_argument("--quick", action="store_true",
+                      help="fewer images, about 10 minutes on 2 CPU cores (the default)")
+    size.add_argument("--full", action="store_true",
+                      help="the report's counts: 2048 images per FID row, 10,000 for DDIM-50 (hours on a CPU)")
+    p.add_argument("--checkpoint", help="run folder or checkpoint folder (default: the shipped model)")
+    _device_arg(p, "where to sample and time (auto: a CUDA GPU when there is one); the inversion "
+                   "experiments run on the CPU")
+    p.add_argument("--data-dir", help="folder with the IDX files (else $MNISTDIFF_DATA, else download to the cache)")
+    p.add_argument("--force", action="store_true", help="recompute every part instead of reusing finished ones")
 
 
 def _experiment_parsers(sub) -> None:

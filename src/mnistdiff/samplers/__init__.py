@@ -21,11 +21,20 @@ from mnistdiff.samplers.levels import SPACINGS, levels
 SAMPLERS: dict[str, Callable] = {"ddpm": sample_ddpm, "ddim": sample_ddim, "dpm-solver": sample_dpm_solver}
 
 
+DEFAULT_STEPS = 50
+
+
+def default_steps(name: str, T: int) -> int:
+    """The model evaluations of SAMPLERS[name] when none are asked for: every one of the T steps for a
+    sampler that takes no other grid (marked `every_step`, as DDPM), else DEFAULT_STEPS."""
+    return T if getattr(SAMPLERS[name], "every_step", False) else DEFAULT_STEPS
+
+
 def register(name: str, fn: Callable) -> None:
     """Make `fn` (with the samplers' signature) available to generate() and the CLI as `name`."""
     SAMPLERS[name] = fn
 
 
-__all__ = ["SAMPLERS", "SPACINGS", "ddim_invert", "ddim_sample", "ddim_update", "ddpm_sample", "ddpm_step",
+__all__ = ["DEFAULT_STEPS", "SAMPLERS", "SPACINGS", "default_steps", "ddim_invert", "ddim_sample", "ddim_update", "ddpm_sample", "ddpm_step",
            "dpm_solver_sample", "dpm_solver_timesteps", "levels", "register", "sample_ddim", "sample_ddpm",
            "sample_dpm_solver", "timesteps"]

@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# The GPU measurements, on a machine with a CUDA GPU and a CUDA build of torch (docs/gpu.md):
+#
+#   scripts/gpu.sh check  OUT          the `seed` preset trains on the GPU and resumes exactly; `small`
+#                                      at batch 512; the benchmark suite in bf16 with torch.compile (~7 min)
+#   scripts/gpu.sh bench  OUT          uncompiled rows against diffusers' UNet2DModel, batch 64 and 512,
+#                                      and compiled DDPM-1000 / DDIM-50 (~2 min)
+#   scripts/gpu.sh train  OUT SECONDS IMAGES_PER_S [BATCH] [LR]
+#                                      train `small` within SECONDS, export it and measure its FID
+#   scripts/gpu.sh report OUT          `mnistdiff report --full` of the shipped model on the GPU
+#
+# Run from the repository root with the package installed (pip install -e '.[bench]' for diffusers)
+# and MNIST reachable (MNISTDIFF_DATA: a folder with the four IDX files, or internet access).
+# IMAGES_PER_S is the training speed at the same batch on that GPU (the last row of the
+# small-512-log.csv that `check` writes); it sets the step count, so that the cosine decay ends
+# when the budget does. Every part runs under its own time limit (BUDGET_S, if set, caps the
+# whole call) and logs its start, end and exit status to OUT/steps.txt; output goes to OUT/log.txt.
+set -uo pipefail
+what=${1:?usage: scripts/gpu.sh check|bench|train|report OUT ...}
+out=${2:?usage: scripts/gpu.sh $what OUT ...}
+mkdir -p "$out"
+log=$out/log.txt
+device=${DEVICE:-cuda}  # DEVICE=cpu with small counts for a dry run
+[ -n "${BUDGET_S:-}" ] && DEADLINE=$(( $(date +%s) + BUDGET_S ))
+export PYTHONUNBUFFERED=1
+
+# part NAME SECONDS COMMAND...: one part under a time limit, cut to what is left before DEADLINE.
+part() {
+    local name=$1 limit=$2
+    shift 2
+    if [ -n "${DEADLINE:-}" ]; then
+        local left=$((DEADLINE - $(date +%s)))
+        if [ "$left" -lt 10 ]; then echo "$(date +%T) skip $name: ${left} s left" >> "$out/steps.txt"; return; fi
+        [ "$left" -lt "$limit" ] && limit=$left
+    fi
+    echo "$(date +%T) start $name (limit $limit s)" >> "$out/steps.txt"
+    echo "== $name" >> "$log"
+    timeout -k 10 "$limit" "$@" >> "$log" 2>&1  # to a file, not a pipe a leftover child could hold open
+    local rc=$?
+    echo "$(date +%T) end $name: exit $rc$([ $rc = 124 ] && echo ' (time limit)')" >> "$out/steps.txt"
+}
+
+train=(python -m mnistdiff train --device "$device" --sample-every 100000)
+suite=(python benchmarks/run.py --presets small --precisions bf16 --peak-size 8192 --repeats 20)
+
+check() {
+    local steps=${SEED_STEPS:-200} runs
+    local half=$((steps / 2))
+    runs=$(mktemp -d)
+    part gpu 30 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv
+    part torch 60 python -c "import torch; print('torch', torch.__version__, torch.cuda.get_device_name())"
+    for name in seed-a seed-b; do
+        part "$name" 60 "${train[@]}" --preset seed --steps "$steps" --checkpoint-every "$half" --out "$runs/$name"
+    done
+    part seed-first-half 45 "${train[@]}" --preset seed --steps "$half" --checkpoint-every "$half" --out "$runs/seed-resumed"
+    part seed-resumed 45 "${train[@]}" --preset seed --steps "$steps" --checkpoint-every "$half" --out "$runs/seed-resumed" --resume
+    part compare 30 python - "$runs" "$out/resume.json" <<'PY'
+import json, sys
+from pathlib import Path
+from mnistdiff.train import checkpoint
+
+runs, dest = Path(sys.argv[1]), Path(sys.argv[2])
+weights = {n: checkpoint.read(checkpoint.find(runs / n))[1]["model"] for n in ("seed-a", "seed-b", "seed-resumed")}
+
+def rel(x, y):  # relative L2 distance over all weights
+    num = sum((x[k].float() - y[k].float()).pow(2).sum() for k in x)
+    return float((num / sum(x[k].float().pow(2).sum() for k in x)).sqrt())
+
+result = {"unbroken_vs_unbroken": rel(weights["seed-a"], weights["seed-b"]),
+          "unbroken_vs_resumed": rel(weights["seed-a"], weights["seed-resumed"])}
+dest.write_text(json.dumps(result, indent=2) + "\n")
+print(result)
+PY
+    part small-512 60 "${train[@]}" --preset small --batch-size 512 --steps "${PROBE_STEPS:-200}" \
+        --checkpoint-every 100000 --out "$runs/small-512"
+    cp "$runs/small-512/log.csv" "$out/small-512-log.csv"
+    part bench 240 python benchmarks/run.py --out "$out/bench-cuda" --presets small,seed --precisions bf16 \
+        --compile --peak-size 8192 --repeats 20
+}
+
+bench() {
+    part plain 120 "${suite[@]}" --out "$out/bench-cuda-plain"
+    part batch-512 60 "${suite[@]}" --out "$out/bench-cuda-512" --batch-size 512 --skip sampling
+    part sampling-compiled 200 "${suite[@]}" --out "$out/bench-cuda-sampling-compile" --skip speed --compile
+}
+
+train_small() {
+    local seconds=${1:?SECONDS} ips=${2:?IMAGES_PER_S} batch=${3:-512} lr=${4:-2e-3} run
+    local steps=${STEPS:-$(python -c "print(max(50, int(0.8 * $seconds * $ips / $batch) // 50 * 50))")}  # 0.8: checks, saves
+    local every=$((steps / 5))
+    run=$(mktemp -d)/small
+    part train $((seconds * 3 / 2)) "${train[@]}" --preset small --batch-size "$batch" --lr "$lr" --min-snr-gamma 5 \
+        --lr-decay cosine --steps "$steps" --fid-every "$every" --checkpoint-every "$every" --out "$run"
+    part export 60 python -m mnistdiff export --checkpoint "$run" --out "$out/model"
+    part report 1200 python -m mnistdiff report --full --checkpoint "$out/model" --device "$device" --out "$out/report"
+}
+
+case $what in
+    check) check ;;
+    bench) bench ;;
+    train) train_small "${@:3}" ;;
+    report) part report 3600 python -m mnistdiff report --full --device "$device" --out "$out/report" ;;
+    *) echo "unknown: $what (check, bench, train or report)"; exit 2 ;;
+esac
+cat "$out/steps.txt"

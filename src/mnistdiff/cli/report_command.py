@@ -1,0 +1,14 @@
+"""The report subcommand: every part of the report on one page."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+
+def cmd_report(args) -> None:
+    from mnistdiff.report import PRESETS, build_report
+    from mnistdiff.report.page import print_summary
+
+    summary = build_report(args.out, args.checkpoint, PRESETS["full" if args.full else "quick"], device=args.device,
+                           data_dir=args.data_dir, force=args.force, command=args.command_line)
+    print_summary(summary, Path(args.out))

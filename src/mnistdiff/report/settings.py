@@ -1,0 +1,66 @@
+"""How many images each part of the report uses: --quick, --full, or any other choice from Python."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# (label, sampler, steps) of the FID table's rows, the report's two first; DDPM takes every step.
+FID_ROWS = (
+    ("DDPM-1000", "ddpm", None),
+    ("DDIM-50", "ddim", 50),
+    ("DDIM-10", "ddim", 10),
+    ("DDIM-20", "ddim", 20),
+    ("DDIM-100", "ddim", 100),
+    ("DPM-Solver++ 10", "dpm-solver", 10),
+    ("DPM-Solver++ 20", "dpm-solver", 20),
+)
+HEADLINE = "DDIM-50"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Image counts and seeds of one report. Every count is written on the page beside its numbers."""
+
+    name: str
+    fid_images: int  # per row of the FID table
+    headline_images: int  # the DDIM-50 row
+    ddpm_images: int  # the DDPM-1000 row, whose first images also make the sample grids
+    timing_batch: int  # the batch timed with DDPM-1000 and DDIM-50
+    timing_repeats: int  # DDIM runs around DDPM's one
+    reconstruction_images: int
+    reconstruction_steps: tuple[int, ...]
+    merge_per_class: int  # image pairs per class pair in the merge study
+    trajectory_images: int = 16
+    ddim_steps: int = 50  # inversion, merges and figures
+    seed: int = 0
+    batch_size: int = 64
+
+    def images_of(self, label: str) -> int:
+        """Images of one FID row."""
+        return {"DDPM-1000": self.ddpm_images, HEADLINE: self.headline_images}.get(label, self.fid_images)
+
+
+# About 10 minutes on 2 idle CPU cores with the shipped model.
+QUICK = Settings("quick", fid_images=256, headline_images=256, ddpm_images=32, timing_batch=16, timing_repeats=2,
+                 reconstruction_images=32, reconstruction_steps=(10, 20, 50, 100), merge_per_class=4)
+# The report's counts: 2048 images per row, 10,000 for the headline; hours on a CPU, minutes on a GPU.
+FULL = Settings("full", fid_images=2048, headline_images=10_000, ddpm_images=2048, timing_batch=64, timing_repeats=4,
+                reconstruction_images=200, reconstruction_steps=(10, 20, 50, 100, 200, 500, 1000),
+                merge_per_class=20)
+PRESETS = {"quick": QUICK, "full": FULL}
+
+
+def model_evaluations(s: Settings) -> dict[str, float]:
+    """Rough cost of each part in model evaluations (image x step), for the job's ETA."""
+    rows = {label: s.images_of(label) * (steps or 1000) for label, _, steps in FID_ROWS}
+    rows["DDPM-1000"] += s.ddpm_images * 50  # the DDIM grid from the same noise
+    return {
+        "forward": 2 * s.ddim_steps,
+        "trajectory": s.trajectory_images * s.ddim_steps,
+        **{f"fid {label}": cost for label, cost in rows.items()},
+        "timing": s.timing_batch * (1000 + (s.timing_repeats + 1) * 50) * 1.5,  # small batches run slower
+        "reconstruction": 2 * s.reconstruction_images * sum(s.reconstruction_steps),
+        "merges": 3 * 11 * s.ddim_steps,
+        "merge study": (10 * s.merge_per_class + 3 * 45 * s.merge_per_class) * s.ddim_steps,
+        "fid curve": 1,
+    }

@@ -1,0 +1,102 @@
+"""The report's tables as (headers, rows) of strings, written out as HTML or Markdown."""
+
+from __future__ import annotations
+
+from html import escape
+
+from mnistdiff.report.parts import REPORT_FID, REPORT_TIMING
+from mnistdiff.report.settings import FID_ROWS
+
+
+def html_table(headers: list[str], rows: list[list[str]], theirs_last: bool = False) -> str:
+    """A table; with theirs_last the last row (a published figure, not ours) is set apart."""
+    head = "<tr>" + "".join(f"<th>{escape(h)}</th>" for h in headers) + "</tr>"
+    body = []
+    for i, row in enumerate(rows):
+        cls = ' class="theirs"' if theirs_last and i == len(rows) - 1 else ""
+        body.append(f"<tr{cls}>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>")
+    return "<table>" + head + "".join(body) + "</table>"
+
+
+def md_table(headers: list[str], rows: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
+    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows]) + "\n"
+
+
+def fid_table(results: dict) -> tuple[list[str], list[list[str]]]:
+    headers = ["sampler", "images", "FID vs test", "floor (real, same count)", "FID / floor", "FID vs train",
+               "precision", "recall", "p >= 0.9", "seconds", "report (Inception FID)"]
+    rows = []
+    for label, _, _ in FID_ROWS:
+        r = results[f"fid {label}"]
+        rows.append([r["label"], str(r["n"]), f"{r['fid_test']:.3f}", f"{r['floor_fid_test']:.3f}",
+                     f"{r['fid_test'] / r['floor_fid_test']:.1f}x", f"{r['fid_train']:.3f}", f"{r['precision']:.3f}",
+                     f"{r['recall']:.3f}", f"{r['confident_share']:.3f}", f"{r['seconds']:.0f}",
+                     f"{REPORT_FID[label]:.2f}" if label in REPORT_FID else "-"])
+    return headers, rows
+
+
+def class_table(results: dict) -> tuple[list[str], list[list[str]]]:
+    headers = ["sampler"] + [str(c) for c in range(10)]
+    rows = [results[f"fid {label}"] for label, _, _ in FID_ROWS]
+    return headers, [[r["label"]] + [f"{share:.1%}" for share in r["class_shares"]] for r in rows]
+
+
+def timing_table(t: dict) -> tuple[list[str], list[list[str]]]:
+    headers = ["device", "batch", f"DDPM-{t['ddpm_steps']} (s)", "DDIM-50 (s)", "ratio"]
+    r = REPORT_TIMING
+    return headers, [[f"{t['device_name']} ({t['threads']} threads)" if t["device"] == "cpu" else t["device_name"],
+                      str(t["batch_size"]), f"{t['ddpm_s']:.1f}", f"{t['ddim_s']:.2f}", f"{t['ratio']:.1f}"],
+                     [f"the report: {r['device']}", str(r["batch"]), f"{r['ddpm_s']:.0f}", f"{r['ddim_s']:.1f}",
+                      f"{r['ddpm_s'] / r['ddim_s']:.1f}"]]
+
+
+def reconstruction_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
+    headers = ["S"] + [str(r["steps"]) for r in rows]
+    return headers, [["MNIST, this model"] + [f"{r['mse']:.2g}" for r in rows],
+                     ["CIFAR-10, DDIM paper"] + [str(r["cifar10_reference"] or "-") for r in rows]]
+
+
+def merge_table(study: dict) -> tuple[list[str], list[list[str]]]:
+    headers = ["method", "images", "FID vs test", "mean confidence", "p >= 0.9", "class A", "class B",
+               "third class", "2 + 5 -> 8"]
+    rows = []
+    for name, m in study["methods"].items():
+        two_five = m["counts"]["2+5"]
+        rows.append([name, str(m["images"]), f"{m['fid_test']:.2f}", f"{m['mean_confidence']:.3f}",
+                     f"{m['confident_share']:.3f}", f"{m['share_a']:.3f}", f"{m['share_b']:.3f}",
+                     f"{m['share_third']:.3f}", f"{two_five[8]}/{sum(two_five)}"])
+    return headers, rows
+
+
+def merge_answer(study: dict) -> str:
+    """The report's question in one sentence per method."""
+    parts = [f"{name}: {m['counts']['2+5'][8]} of {sum(m['counts']['2+5'])}"
+             for name, m in study["methods"].items()]
+    return (f"Merges of a 2 with a 5 at weight {study['weight']:g}, read by the classifier as an 8 — "
+            + "; ".join(parts) + f" ({study['per_class']} image pairs for each of the 45 class pairs).")
+
+
+def third_digits(study: dict) -> list[str]:
+    from mnistdiff.experiments.merge_study import most_common
+
+    lines = []
+    for name, m in study["methods"].items():
+        third = []
+        for pair, counts in m["counts"].items():
+            top, share = most_common(counts)
+            if str(top) not in pair.split("+"):
+                third.append(f"{pair} -> {top} ({share:.0%})")
+        lines.append(f"{name}: " + (", ".join(third) if third else "none"))
+    return lines
+
+
+def markdown(results: dict) -> str:
+    """Every table of the page in Markdown."""
+    study = results["merge study"]["study"]
+    return "\n".join([
+        "# mnistdiff report", "", "## FID", "", md_table(*fid_table(results)), md_table(*class_table(results)),
+        "## Timing", "", md_table(*timing_table(results["timing"])),
+        "## Inversion", "", md_table(*reconstruction_table(results["reconstruction"]["rows"])),
+        "## Merge study", "", merge_answer(study), "", md_table(*merge_table(study)),
+        *[f"- {line}" for line in third_digits(study)], ""])
