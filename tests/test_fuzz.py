@@ -45,7 +45,7 @@ def stubs(monkeypatch, tmp_path):
     monkeypatch.setattr(generate, "generate", fake_images)
     monkeypatch.setattr(loop, "_loop", lambda run, *args, **kwargs: run.out)
     monkeypatch.setattr(experiment_commands, "ddim_invert", lambda model, x0, *a, **k: torch.zeros_like(x0))
-    monkeypatch.setattr(experiment_commands, "ddim_sample", lambda model, x, *a, **k: torch.zeros_like(x))
+    monkeypatch.setattr(experiment_commands, "sample_ddim", lambda model, x, *a, **k: torch.zeros_like(x))
     monkeypatch.setattr(experiment_commands, "merge", lambda *a, **k: {})
     monkeypatch.setattr(experiment_commands.figures, "panel_figure", lambda *a, **k: None)
 
