@@ -62,6 +62,7 @@ def report(out: Path, prefix: Path, arms: list[str]) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    prefix.parent.mkdir(parents=True, exist_ok=True)
     curves = {name: curve(out / name) for name in arms if (out / name / "final-fid.json").is_file()}
     floor = json.loads((out / next(iter(curves)) / "final-fid.json").read_text())["floor_fid_test"]
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
