@@ -18,19 +18,23 @@ import subprocess
 import sys
 import time
 
-SETTINGS = [  # (OMP_NUM_THREADS, OMP_WAIT_POLICY); None: unset, torch's and OpenMP's own defaults
-    (None, None),
+SETTINGS = [  # (OMP_NUM_THREADS, OMP_WAIT_POLICY); None: unset, torch's and OpenMP's own defaults;
+    (None, None),  # "fit": what the mnistdiff command does, runtime.fit_threads_to_load()
     ("1", None),
     (None, "PASSIVE"),
     ("1", "PASSIVE"),
+    ("fit", None),
 ]
 
 
-def child(batch_size: int, repeats: int) -> None:
-    import torch  # before mnistdiff, whose import sets OMP_WAIT_POLICY when it is unset
+def child(batch_size: int, repeats: int, fit: bool) -> None:
+    import torch
 
     from mnistdiff import load_checkpoint
+    from mnistdiff.runtime import fit_threads_to_load
 
+    if fit:
+        fit_threads_to_load()
     model, schedule, _ = load_checkpoint()
     x, t = torch.randn(batch_size, 1, 28, 28), torch.randint(0, schedule.T, (batch_size,))
     times = []
@@ -45,15 +49,17 @@ def child(batch_size: int, repeats: int) -> None:
 
 def run_setting(threads: str | None, policy: str | None, batch_size: int, repeats: int) -> dict:
     env = {k: v for k, v in os.environ.items() if k not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
-    env |= {k: v for k, v in (("OMP_NUM_THREADS", threads), ("OMP_WAIT_POLICY", policy)) if v is not None}
+    env |= {k: v for k, v in (("OMP_NUM_THREADS", threads), ("OMP_WAIT_POLICY", policy))
+            if v is not None and v != "fit"}
     out = subprocess.run([sys.executable, __file__, "--child", "--batch-size", str(batch_size), "--repeats",
-                          str(repeats)], env=env, capture_output=True, text=True, check=True, timeout=600)
+                          str(repeats), *(["--fit"] if threads == "fit" else [])], env=env, capture_output=True, text=True, check=True, timeout=600)
     return {"OMP_NUM_THREADS": threads, "OMP_WAIT_POLICY": policy, **json.loads(out.stdout.splitlines()[-1])}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--fit", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--batch-size", type=int, default=8)
     parser.add_argument("--repeats", type=int, default=10, help="forward passes timed per process")
     parser.add_argument("--rounds", type=int, default=2, help="rounds over all settings, alternating")
@@ -61,7 +67,7 @@ def main() -> None:
     parser.add_argument("--out", help="JSON file for the results")
     args = parser.parse_args()
     if args.child:
-        child(args.batch_size, args.repeats)
+        child(args.batch_size, args.repeats, args.fit)
         return
     runs = []
     for r in range(args.rounds):

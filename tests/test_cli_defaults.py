@@ -1,24 +1,27 @@
-"""What the command line does before and around a subcommand: OpenMP's wait policy, Ctrl-C."""
+"""What the command line does before and around a subcommand: threads for the machine's load, Ctrl-C."""
 
 import os
-import subprocess
-import sys
 
 from mnistdiff import cli
 
 
-def _policy_after_import(env_policy):
-    env = {k: v for k, v in os.environ.items() if k != "OMP_WAIT_POLICY"}
-    if env_policy is not None:
-        env["OMP_WAIT_POLICY"] = env_policy
-    out = subprocess.run([sys.executable, "-c", "import os, mnistdiff; print(os.environ['OMP_WAIT_POLICY'])"],
-                         env=env, capture_output=True, text=True, check=True)
-    return out.stdout.strip()
+def test_threads_follow_the_free_cores_unless_the_user_set_them(monkeypatch):
+    import torch
 
+    from mnistdiff import runtime
+    from mnistdiff.runtime import fit_threads_to_load
 
-def test_import_makes_openmp_wait_passively_unless_the_user_said_otherwise():
-    assert _policy_after_import(None) == "PASSIVE"
-    assert _policy_after_import("ACTIVE") == "ACTIVE"
+    assert 0 <= runtime.busy_cores() <= os.cpu_count()  # measured, on Linux
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 4)
+    chosen = []
+    monkeypatch.setattr(torch, "set_num_threads", chosen.append)
+    for busy, threads in ((0.0, 4), (1.2, 3), (3.6, 1), (9.0, 1)):
+        monkeypatch.setattr(runtime, "busy_cores", lambda busy=busy: busy)
+        assert fit_threads_to_load() == threads
+    assert chosen == [4, 3, 1, 1]
+    monkeypatch.setenv("OMP_NUM_THREADS", "2")
+    assert fit_threads_to_load() == 4 and len(chosen) == 4  # the user's setting stands
 
 
 def test_ctrl_c_says_interrupted(monkeypatch, capsys):

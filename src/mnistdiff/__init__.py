@@ -12,15 +12,8 @@ examples/api.py is a complete script. Names load on first use, so `import mnistd
 from __future__ import annotations
 
 import importlib
-import os
 from pathlib import Path
 from typing import TYPE_CHECKING
-
-# OpenMP threads that spin while they wait (its default) made a forward pass 9x slower on a 2-core
-# machine shared with other jobs; passive ones kept it at one thread's speed (docs/speed.md). OpenMP
-# reads this once, when torch loads it, so it must come before the first torch import; a value the
-# user has set is kept.
-os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 if TYPE_CHECKING:
     from torch import nn

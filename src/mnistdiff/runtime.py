@@ -7,7 +7,10 @@ measurements are in docs/speed.md.
 from __future__ import annotations
 
 import ctypes
+import os
 import platform
+import time
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -103,6 +106,45 @@ def prepare(model, *, precision: str = "fp32", compile: bool = False):
             return model
         model = model.model
     return Runner(model, precision, compile) if precision != "fp32" or compile else model
+
+
+def fit_threads_to_load() -> int:
+    """Use only the cores other jobs leave free (at least one), unless OMP_NUM_THREADS says.
+
+    torch takes every core, and OpenMP's threads spin while they wait: on a machine busy with other
+    jobs a thread that finds its core taken stalls the others, and a forward pass ran many times
+    slower with 2 threads than with 1 on 2 busy cores (docs/speed.md). On an idle machine all cores
+    are kept. Returns the thread count set.
+    """
+    if "OMP_NUM_THREADS" in os.environ:
+        return torch.get_num_threads()
+    busy = busy_cores()
+    if busy is None:
+        return torch.get_num_threads()
+    cores = torch.get_num_threads()
+    threads = max(1, min(cores, round(cores - busy)))
+    torch.set_num_threads(threads)
+    return threads
+
+
+def busy_cores(seconds: float = 0.1) -> float | None:
+    """How many cores other processes keep busy now, from /proc/stat over `seconds` (None off Linux).
+
+    The load average would do elsewhere, but it trails by a minute: just after one job ends it
+    still counts it."""
+    def times() -> tuple[int, int]:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        return sum(fields[:8]), fields[3] + fields[4]  # all but guest time; idle + iowait
+
+    try:
+        total0, idle0 = times()
+        time.sleep(seconds)
+        total1, idle1 = times()
+    except (OSError, ValueError, IndexError):
+        return None
+    if total1 <= total0:
+        return None
+    return (os.cpu_count() or 1) * (1 - (idle1 - idle0) / (total1 - total0))
 
 
 M_TRIM_THRESHOLD, M_MMAP_MAX = -1, -4  # mallopt parameters, from glibc's malloc.h

@@ -6,7 +6,7 @@ import shlex
 import sys
 from pathlib import Path
 
-from mnistdiff.runtime import keep_freed_memory
+from mnistdiff.runtime import fit_threads_to_load, keep_freed_memory
 from mnistdiff.cli import commands, experiment_commands, explore_command, report_command
 from mnistdiff.cli.parser import UsageError, build_parser
 from mnistdiff.data import DataFileError
