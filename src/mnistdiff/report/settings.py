@@ -40,7 +40,7 @@ class Settings:
         return {"DDPM-1000": self.ddpm_images, HEADLINE: self.headline_images}.get(label, self.fid_images)
 
 
-# About 10 minutes on 2 idle CPU cores with the shipped model.
+# Small counts, for a run of minutes on 2 CPU cores with the shipped model (the README says how long).
 QUICK = Settings("quick", fid_images=256, headline_images=256, ddpm_images=32, timing_batch=16, timing_repeats=2,
                  reconstruction_images=32, reconstruction_steps=(10, 20, 50, 100), merge_per_class=4)
 # The report's counts: 2048 images per row, 10,000 for the headline; hours on a CPU, minutes on a GPU.
