@@ -8,7 +8,7 @@ slider: with A's and B's latents cached (as after the first mix), the time from 
 start:  `mnistdiff explore` as a new process: seconds until it answers, until the page's first
         picture (16 DDIM-10 samples) and until the first mix (two inversions and a decode), in
         the order the page asks for them; with --browser, the same seen by headless Chromium.
-The target is 300 ms from a slider move to the new picture on 2 CPU cores (--threads 2).
+The target is 300 ms from a slider move to the new picture on 2 CPU cores.
 Timings on a machine busy with other work are not measurements: the JSON records the load average.
 """
 
@@ -153,7 +153,7 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--checkpoint", help="default: the shipped model")
     p.add_argument("--data-dir", help="folder with the MNIST test set (else $MNISTDIFF_DATA; else drawn strokes)")
-    p.add_argument("--threads", type=int, default=2, help="torch threads (the target is for 2 CPU cores)")
+    p.add_argument("--threads", type=int, default=1, help="torch threads (the explore command's: 1)")
     p.add_argument("--repeats", type=int, default=20, help="slider moves per rule")
     p.add_argument("--rules", default="slerp,linear,linear-norm")
     p.add_argument("--browser", action="store_true", help="also time the page in headless system Chromium")

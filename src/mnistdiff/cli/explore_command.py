@@ -15,7 +15,16 @@ def cmd_explore(args) -> None:
         import uvicorn  # noqa: F401
     except ImportError as err:
         raise UsageError(f"explore needs FastAPI and uvicorn ({err.name} is missing): {INSTALL}") from None
+    import os
+
+    import torch
+
     from mnistdiff.explore import Explorer, listen, serve
+
+    if "OMP_NUM_THREADS" not in os.environ:
+        # One image a request: a second thread gains little and, spinning, takes the core the
+        # server's own threads need (docs/explore.md has the figures).
+        torch.set_num_threads(1)
 
     listener = listen(args.host, args.port)  # a port in use fails now, not after loading the model
     print("mnistdiff explore: loading the model...", file=sys.stderr, flush=True)
