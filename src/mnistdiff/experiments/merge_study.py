@@ -88,11 +88,18 @@ def to_markdown(study: dict) -> str:
                      f"{m['confident_share']:.3f} | {m['share_a']:.3f} | {m['share_b']:.3f} | "
                      f"{m['share_third']:.3f} | {two_five[8]}/{sum(two_five)} |")
     lines += ["", "Class pairs whose most common result is a third digit (method: pair -> digit, share):", ""]
-    for name, m in methods.items():
+    lines += [f"- {line}" for line in third_digits(study)]
+    return "\n".join(lines) + "\n"
+
+
+def third_digits(study: dict) -> list[str]:
+    """One line per method: the class pairs whose most common result is neither of their digits."""
+    lines = []
+    for name, m in study["methods"].items():
         third = []
         for pair, counts in m["counts"].items():
             top, share = most_common(counts)
             if str(top) not in pair.split("+"):
                 third.append(f"{pair} -> {top} ({share:.0%})")
-        lines.append(f"- {name}: " + (", ".join(third) if third else "none"))
-    return "\n".join(lines) + "\n"
+        lines.append(f"{name}: " + (", ".join(third) if third else "none"))
+    return lines

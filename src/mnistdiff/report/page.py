@@ -15,6 +15,7 @@ from pathlib import Path
 
 import torch
 
+from mnistdiff.experiments.merge_study import third_digits
 from mnistdiff.report import tables
 from mnistdiff.report.parts import device_name
 from mnistdiff.report.settings import FID_ROWS, HEADLINE, Settings
@@ -132,7 +133,7 @@ def _inversion(results: dict) -> list[str]:
         f"<p>{escape(tables.merge_answer(study))}</p>",
         tables.html_table(*tables.merge_table(study)),
         "<p>Class pairs whose most common merge is a third digit:</p><ul>",
-        *[f"<li>{escape(line)}</li>" for line in tables.third_digits(study)],
+        *[f"<li>{escape(line)}</li>" for line in third_digits(study)],
         "</ul>",
         _figure("merge-study.png", "Most common result of each class pair's merges; colour: its share.", "merge heat map"),
     ]

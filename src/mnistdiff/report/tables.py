@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from html import escape
 
+from mnistdiff.experiments.merge_study import third_digits
 from mnistdiff.report.parts import REPORT_FID, REPORT_TIMING
 from mnistdiff.report.settings import FID_ROWS
 
@@ -75,20 +76,6 @@ def merge_answer(study: dict) -> str:
              for name, m in study["methods"].items()]
     return (f"Merges of a 2 with a 5 at weight {study['weight']:g}, read by the classifier as an 8 — "
             + "; ".join(parts) + f" ({study['per_class']} image pairs for each of the 45 class pairs).")
-
-
-def third_digits(study: dict) -> list[str]:
-    from mnistdiff.experiments.merge_study import most_common
-
-    lines = []
-    for name, m in study["methods"].items():
-        third = []
-        for pair, counts in m["counts"].items():
-            top, share = most_common(counts)
-            if str(top) not in pair.split("+"):
-                third.append(f"{pair} -> {top} ({share:.0%})")
-        lines.append(f"{name}: " + (", ".join(third) if third else "none"))
-    return lines
 
 
 def markdown(results: dict) -> str:
