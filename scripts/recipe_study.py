@@ -1,15 +1,16 @@
 """Training recipes compared at equal CPU minutes: FID against minutes of training, one curve per arm.
 
-Each arm trains a preset (`small` by default) from scratch for the same wall-clock budget, same seed, with FID
-checks of the EMA model on the same starting noises (DDIM-50, seed + 1, --fid-images images), then a
-last check on those noises when the budget runs out. Run it on an otherwise idle machine: the arms
-run one after another and their minutes are only comparable if nothing else shares the CPU.
+Each arm trains a preset (`small` by default) from scratch for the same budget of training time (FID
+checks pause the clock), same seed, with FID checks of the EMA model on the same starting noises
+(DDIM, --fid-steps steps, seed + 1, --fid-images images), then a last check on those noises when the
+budget runs out. Arms run --jobs at a time, each on one thread pinned to its own core, so the arms of
+a batch share the machine alike; nothing else should run meanwhile.
 
-    python scripts/recipe_study.py --minutes 40 --out runs/study          # trains every arm
-    python scripts/recipe_study.py --out runs/study --report docs/training  # table + curves only
+    python scripts/recipe_study.py --minutes 30 --out runs/study                     # trains every arm
+    python scripts/recipe_study.py --out runs/study --report docs/results/recipes/study  # table + curves only
 
-Writes OUT/<arm>/ (a run folder each), and with --report REPORT.md's table in REPORT-table.md,
-the curves in REPORT-curves.png and the numbers in REPORT-study.json.
+Writes OUT/<arm>/ (a run folder each, with its study.log), and with --report PREFIX the table in
+PREFIX-table.md, the curves in PREFIX-curves.png and the numbers in PREFIX-study.json.
 """
 
 from __future__ import annotations
@@ -17,33 +18,54 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
+# Every arm names each lever, so that a change of the preset's defaults leaves the arms as they were.
+PLAIN = ["--lr-decay", "constant", "--min-snr-gamma", "0", "--level-density", "uniform", "--preconditioning", "none"]
+COSINE = ["--lr-decay", "cosine", "--steps", "100000000"]  # the decay ends with the time budget
 ARMS = {
-    "default": [],
-    "cosine": ["--lr-decay", "cosine", "--steps", "100000000"],
-    "cosine+min-snr-5": ["--lr-decay", "cosine", "--steps", "100000000", "--min-snr-gamma", "5"],
-    "cosine+min-snr-5+batch-128": ["--lr-decay", "cosine", "--steps", "100000000", "--min-snr-gamma", "5",
-                                   "--batch-size", "128"],
+    "constant": PLAIN,  # the `small` preset's recipe before this study
+    "cosine": [*PLAIN, *COSINE],
+    "cosine+min-snr-5": [*PLAIN, *COSINE, "--min-snr-gamma", "5"],  # the `small` preset's recipe since
+    "cosine+min-snr-5+batch-128": [*PLAIN, *COSINE, "--min-snr-gamma", "5", "--batch-size", "128"],
+    "cosine+lognormal": [*PLAIN, *COSINE, "--level-density", "lognormal"],
+    "cosine+edm": [*PLAIN, *COSINE, "--preconditioning", "edm", "--level-density", "lognormal"],
+    "cosine+edm-uniform": [*PLAIN, *COSINE, "--preconditioning", "edm"],
 }
+STUDY = ["constant", "cosine+edm", "cosine+min-snr-5", "cosine+lognormal", "cosine", "cosine+edm-uniform"]
 
 
-def train_arms(out: Path, preset: str, minutes: float, fid_every: int, fid_images: int, arms: list[str]) -> None:
-    for name in arms:
-        run = out / name
-        if (run / "final-fid.json").is_file():
-            continue
-        mnistdiff("train", "--preset", preset, "--seed", "0", "--minutes", str(minutes),
-                  "--fid-every", str(fid_every), "--fid-images", str(fid_images), "--out", str(run), *ARMS[name])
-        # The last check, on the noises of the in-training checks (seed 0 + 1, batches of 64).
-        mnistdiff("fid", "--checkpoint", str(run), "--n", str(fid_images), "--seed", "1", "--steps", "50",
-                  "--json", str(run / "final-fid.json"))
+def train_arms(out: Path, preset: str, minutes: float, fid_every: int, fid_images: int, fid_steps: int,
+               arms: list[str], jobs: int) -> None:
+    """Train the arms `jobs` at a time, each on one thread pinned to its own core, so the arms of a
+    batch share the machine alike; then each arm's last FID check on the noises of its in-training ones."""
+    todo = [name for name in arms if not (out / name / "final-fid.json").is_file()]
+    for first in range(0, len(todo), jobs):
+        running = []
+        for core, name in enumerate(todo[first : first + jobs]):
+            run = out / name
+            resume = ["--resume"] if (run / "checkpoints").is_dir() else []
+            train = ["train", "--preset", preset, "--seed", "0", "--minutes", str(minutes), "--fid-every",
+                     str(fid_every), "--fid-images", str(fid_images), "--fid-steps", str(fid_steps),
+                     "--out", str(run), *resume, *ARMS[name]]
+            check = ["fid", "--checkpoint", str(run), "--n", str(fid_images), "--seed", "1", "--steps",
+                     str(fid_steps), "--precision", "bf16", "--json", str(run / "final-fid.json")]
+            run.mkdir(parents=True, exist_ok=True)
+            script = f"{mnistdiff(train)} && {mnistdiff(check)}"
+            log = open(run / "study.log", "a")
+            running.append(subprocess.Popen(["taskset", "-c", str(core % os.cpu_count()), "sh", "-c", script],
+                                            env=os.environ | {"OMP_NUM_THREADS": "1"}, stdout=log, stderr=log))
+        for proc in running:
+            if proc.wait():
+                sys.exit(f"an arm failed (exit {proc.returncode}); its study.log says why")
 
 
-def mnistdiff(*args: str) -> None:
-    subprocess.run([sys.executable, "-m", "mnistdiff", *args], check=True)
+def mnistdiff(args: list[str]) -> str:
+    return " ".join(shlex.quote(a) for a in [sys.executable, "-m", "mnistdiff", *args])
 
 
 def curve(run: Path) -> list[tuple[float, int, float]]:
@@ -69,17 +91,22 @@ def report(out: Path, prefix: Path, arms: list[str]) -> None:
     for name, points in curves.items():
         ax.plot([p[0] for p in points], [p[2] for p in points], marker="o", label=name)
     ax.axhline(floor, color="gray", linestyle="--", label="real images, same count")
-    ax.set(xlabel="CPU minutes in optimizer steps", ylabel="FID vs test statistics", yscale="log",
+    ax.set(xlabel="minutes of training (one core each)", ylabel="FID vs test statistics", yscale="log",
            title="Recipes at equal CPU time")
     ax.legend()
     ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
     fig.savefig(f"{prefix}-curves.png")
-    rows = ["| arm | steps | CPU minutes | final FID | best FID | final / floor |", "|---|---|---|---|---|---|"]
+    checks = max(len(points) for points in curves.values()) - 1
+    head = " | ".join(f"FID, check {k + 1}" for k in range(checks))
+    rows = [f"| arm | {head} | steps | minutes | final FID | / floor | precision | recall |",
+            "|---" * (checks + 7) + "|"]
     for name, points in curves.items():
         minutes, step, fid = points[-1]
-        rows.append(f"| {name} | {step:,} | {minutes:.1f} | {fid:.3f} | {min(p[2] for p in points):.3f} "
-                    f"| {fid / floor:.1f}x |")
+        final = json.loads((out / name / "final-fid.json").read_text())
+        early = " | ".join(f"{f:.3f} ({m:.0f} min)" for m, _, f in points[:-1])
+        rows.append(f"| {name} | {early} | {step:,} | {minutes:.1f} | **{fid:.3f}** | {fid / floor:.1f}x "
+                    f"| {final['precision']:.3f} | {final['recall']:.3f} |")
     Path(f"{prefix}-table.md").write_text("\n".join(rows) + f"\n\nFloor (real images, same count): {floor:.3f}\n")
     Path(f"{prefix}-study.json").write_text(json.dumps({"floor": floor, "curves": curves}, indent=2) + "\n")
     print("\n".join(rows))
@@ -92,7 +119,9 @@ def main() -> None:
     p.add_argument("--minutes", type=float, help="budget per arm; without it, no training, only --report")
     p.add_argument("--fid-every", type=int, default=1500, help="optimizer steps between FID checks")
     p.add_argument("--fid-images", type=int, default=2000, help="images per FID check")
-    p.add_argument("--arms", default=",".join(ARMS), help=f"comma list of {', '.join(ARMS)}")
+    p.add_argument("--fid-steps", type=int, default=20, help="DDIM steps of each FID check")
+    p.add_argument("--arms", default=",".join(STUDY), help=f"comma list of {', '.join(ARMS)}")
+    p.add_argument("--jobs", type=int, default=2, help="arms trained at once, one core and one thread each")
     p.add_argument("--report", type=Path, help="path prefix for the table, curves and JSON")
     args = p.parse_args()
     arms = args.arms.split(",")
@@ -100,7 +129,8 @@ def main() -> None:
     if unknown:
         p.error(f"unknown arms: {', '.join(sorted(unknown))}")
     if args.minutes:
-        train_arms(args.out, args.preset, args.minutes, args.fid_every, args.fid_images, arms)
+        train_arms(args.out, args.preset, args.minutes, args.fid_every, args.fid_images, args.fid_steps, arms,
+                   args.jobs)
     if args.report:
         report(args.out, args.report, arms)
 

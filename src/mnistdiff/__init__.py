@@ -62,9 +62,10 @@ def load_checkpoint(path: str | Path | None = None, *, ema: bool = True) -> tupl
     folder = checkpoint.find(path)
     config, weights = checkpoint.read(folder)  # checked against the checksums recorded beside them
     unet_cfg, _, sched_cfg = checkpoint.parse_config(config)
-    model = UNet(unet_cfg)
+    schedule = make_schedule(sched_cfg)
+    model = UNet(unet_cfg, schedule)
     part = "ema" if ema else "model"
     if not weights[part]:
         raise ValueError(f"this checkpoint holds no {part} weights (exported models keep only the EMA)")
     checkpoint.load_weights(model, weights[part], folder / "weights.safetensors")
-    return model.eval().requires_grad_(False), make_schedule(sched_cfg), config
+    return model.eval().requires_grad_(False), schedule, config

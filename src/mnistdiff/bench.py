@@ -104,7 +104,7 @@ def model_speed(model, *, batch_size: int = 64, precision: str = "bf16", channel
 def bench_preset(preset: str, *, batch_size: int = 64, precision: str = "bf16", repeats: int = 10, warmup: int = 3,
                  device: str = "cpu", compile: bool = False) -> dict:
     """Speed of a preset's UNet (random weights: timing does not depend on them)."""
-    model = UNet(get_preset(preset).unet).to(device)
+    model = UNet(get_preset(preset).unet, linear_schedule()).to(device)
     timed = compile_model(model) if compile else model  # built during the warm-up steps
     speed = model_speed(timed, batch_size=batch_size, precision=precision, repeats=repeats, warmup=warmup)
     return {

@@ -71,13 +71,57 @@ def q_sample(schedule: Schedule, x0: torch.Tensor, t: torch.Tensor, eps: torch.T
     return ab.sqrt() * x0 + (1 - ab).sqrt() * eps
 
 
+def level_density(schedule: Schedule, kind: str = "uniform", mean: float = -1.2, std: float = 1.2,
+                  uniform_share: float = 0.2) -> torch.Tensor | None:
+    """How often training draws each level t: None for uniform over 0..T-1, else (T,) float64 probabilities.
+
+    "lognormal": log sigma_t normal with `mean` and `std`, sigma_t = sqrt((1 - alpha_bar) / alpha_bar)
+    (EDM's training density, Karras et al. 2022, on the discrete levels: each level gets the mass of
+    the log-sigma interval it stands for), mixed with `uniform_share` of uniform draws so the
+    levels near T, where every sampler starts, stay covered.
+    """
+    if kind == "uniform":
+        return None
+    if kind != "lognormal":
+        raise ValueError(f"unknown level density {kind!r}: use 'uniform' or 'lognormal'")
+    log_sigma = 0.5 * torch.log((1 - schedule.alpha_bar) / schedule.alpha_bar)
+    width = torch.gradient(log_sigma)[0]  # the log-sigma interval around each level
+    mass = torch.exp(-0.5 * ((log_sigma - mean) / std) ** 2) * width
+    return (1 - uniform_share) * mass / mass.sum() + uniform_share / schedule.T
+
+
+def level_weights(schedule: Schedule, preconditioning: str = "none", sigma_data: float = 0.5,
+                  min_snr_gamma: float = 0.0) -> torch.Tensor | None:
+    """Each level's weight on the eps-prediction error: None for the plain MSE, else (T,) float64.
+
+    Min-SNR-gamma (Hang et al. 2023, eps form): min(SNR_t, gamma) / SNR_t. EDM preconditioning
+    (Karras et al. 2022): lambda(sigma) sigma^2 = (sigma^2 + sigma_data^2) / sigma_data^2, EDM's
+    weight on |D - x0|^2 written for eps; it makes the loss the plain MSE of the network's own output.
+    """
+    ab = schedule.alpha_bar
+    if preconditioning == "edm":
+        if min_snr_gamma > 0:
+            raise ValueError("--min-snr-gamma weights the plain eps loss; EDM preconditioning brings its own weights")
+        sigma2 = (1 - ab) / ab
+        return (sigma2 + sigma_data**2) / sigma_data**2
+    if preconditioning != "none":
+        raise ValueError(f"unknown preconditioning {preconditioning!r}: use 'none' or 'edm'")
+    if min_snr_gamma <= 0:
+        return None
+    snr = ab / (1 - ab)
+    return snr.clamp(max=min_snr_gamma) / snr
+
+
 def eps_loss(model, schedule: Schedule, x0: torch.Tensor, generator: torch.Generator | None = None,
-             min_snr_gamma: float = 0.0, shard: tuple[int, int] = (0, 1)) -> torch.Tensor:
+             min_snr_gamma: float = 0.0, shard: tuple[int, int] = (0, 1), weights: torch.Tensor | None = None,
+             density: torch.Tensor | None = None) -> torch.Tensor:
     """The simple eps-prediction MSE, Eq. 14 of Ho et al. 2020, with t uniform over 0..T-1.
 
-    With `min_snr_gamma` > 0 each image's error is weighted by min(SNR_t, gamma) / SNR_t
-    (Min-SNR-gamma, Hang et al. 2023, eps form): the low-noise steps, whose error is easy
-    to lower and says little about shapes, count less.
+    `weights` (T,) weights each image's error by its level (level_weights); `min_snr_gamma` > 0
+    is a shorthand for Min-SNR-gamma weights (Hang et al. 2023, eps form): the low-noise steps,
+    whose error is easy to lower and says little about shapes, count less. `density` (T,) draws
+    the levels from those probabilities instead of uniformly (level_density). Neither changes
+    the loss's minimiser at any level: E[eps | x_t].
 
     `shard` (rank, world_size): x0 is slice `rank` of a global batch `world_size` times larger;
     t and eps are drawn for the whole global batch and sliced alike, so the processes of a
@@ -87,14 +131,16 @@ def eps_loss(model, schedule: Schedule, x0: torch.Tensor, generator: torch.Gener
     b = x0.shape[0]
     # Drawn where the generator lives, so a CPU generator gives the same noise for any model device.
     where = generator.device if generator is not None else x0.device
-    t = torch.randint(0, schedule.T, (b * world_size,), device=where, generator=generator)
+    if density is None:
+        t = torch.randint(0, schedule.T, (b * world_size,), device=where, generator=generator)
+    else:
+        t = torch.multinomial(density.to(where), b * world_size, replacement=True, generator=generator)
     eps = torch.randn((b * world_size, *x0.shape[1:]), device=where, dtype=x0.dtype, generator=generator)
     t, eps = t[rank * b : (rank + 1) * b].to(x0.device), eps[rank * b : (rank + 1) * b].to(x0.device)
     pred = model(q_sample(schedule, x0, t, eps), t)
-    if min_snr_gamma <= 0:
+    if weights is None and min_snr_gamma > 0:
+        weights = level_weights(schedule, min_snr_gamma=min_snr_gamma)
+    if weights is None:
         return F.mse_loss(pred.float(), eps)
-    ab = schedule.alpha_bar.to(x0.device)[t]
-    snr = ab / (1 - ab)
-    weight = (snr.clamp(max=min_snr_gamma) / snr).float()
     per_image = (pred.float() - eps).pow(2).flatten(1).mean(1)
-    return (weight * per_image).mean()
+    return (weights.to(x0.device)[t].float() * per_image).mean()

@@ -8,6 +8,7 @@ import typing
 
 from mnistdiff.data import DATASETS
 from mnistdiff.model import PRESETS, TrainConfig
+from mnistdiff.model.presets import MODEL_SETTINGS
 from mnistdiff.samplers import SAMPLERS, SPACINGS
 
 
@@ -119,8 +120,9 @@ def train_config_args(p: argparse.ArgumentParser) -> None:
 
 
 def train_settings(args) -> dict:
-    """The TrainConfig flags' values, by field name; None where not given."""
-    return {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)}
+    """The TrainConfig flags' values, by field name, and the model's preconditioning; None where not given."""
+    model = {name: getattr(args, name, None) for name in MODEL_SETTINGS}
+    return {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)} | model
 
 
 def _sampler_args(p: argparse.ArgumentParser) -> None:
@@ -150,10 +152,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default="mnist", choices=DATASETS, help="what to train on")
     _data_dir_arg(p)
     p.add_argument("--minutes", type=float,
-                   help="stop after this many minutes of wall time (a cosine decay then ends with them)")
+                   help="stop after this many minutes of wall time, FID checks not counted (a cosine decay then ends with them)")
     _device_arg(p, "where to train (auto: a CUDA GPU if there is one)")
     p.add_argument("--compile", action="store_true", help="run training steps through torch.compile")
     train_config_args(p)
+    p.add_argument("--preconditioning", choices=["none", "edm"],
+                   help="what the network predicts: eps (none), or EDM's F with its input and output scaling "
+                        "and loss weights; samplers get eps either way (default: the preset's)")
+    p.add_argument("--sigma-data", type=float, help="EDM's data standard deviation (default: 0.5)")
     p.add_argument("--out", required=True, help="run folder (checkpoints, log.csv, samples/)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
     p.add_argument("--init-from", metavar="PATH",
@@ -260,6 +266,8 @@ def _report_parser(sub) -> None:
     _device_arg(p, "where to sample and time (auto: a CUDA GPU when there is one); the inversion "
                    "experiments run on the CPU")
     p.add_argument("--data-dir", help="folder with the IDX files (else $MNISTDIFF_DATA, else download to the cache)")
+    p.add_argument("--precision", default="bf16", choices=["fp32", "bf16"],
+                   help="autocast of the FID rows' sampling and the timing (the inversion experiments run in fp32)")
     p.add_argument("--force", action="store_true", help="recompute every part instead of reusing finished ones")
 
 

@@ -28,6 +28,13 @@ class TrainConfig:
     lr_decay: str = option("constant", "after warm-up: constant, or cosine down to 0 at --steps",
                            choices=("constant", "cosine"))
     min_snr_gamma: float = option(0.0, "weight each image's loss by min(SNR, gamma)/SNR (0: the plain MSE)", minimum=0)
+    level_density: str = option("uniform", "how training draws the noise levels: uniform over 0..T-1, or "
+                                 "lognormal in sigma (EDM's) mixed with --level-uniform uniform draws",
+                                 choices=("uniform", "lognormal"))
+    level_mean: float = option(-1.2, "mean of log sigma under --level-density lognormal")
+    level_std: float = option(1.2, "standard deviation of log sigma under --level-density lognormal", above=0)
+    level_uniform: float = option(0.2, "share of uniform draws mixed into --level-density lognormal", minimum=0,
+                                  below=1)
     weight_decay: float = option(0.0, "AdamW's weight decay", minimum=0)
     grad_clip: float = option(1.0, "clip the gradient's norm to this", above=0)
     ema_decay: float = option(0.999, "decay of the EMA copy of the weights that sampling uses", minimum=0,
@@ -62,6 +69,10 @@ class TrainConfig:
                 raise ValueError(f"{flag} must be below {m['below']}, got {value}")
 
 
+# UNetConfig fields a new run may set (train's flags and keywords), beside the TrainConfig fields.
+MODEL_SETTINGS = ("preconditioning", "sigma_data")
+
+
 @dataclass(frozen=True)
 class Preset:
     unet: UNetConfig
@@ -75,10 +86,12 @@ PRESETS: dict[str, Preset] = {
         TrainConfig(steps=200, batch_size=16, lr=2e-3, warmup=10, precision="fp32",
                     log_every=10, sample_every=100, checkpoint_every=50, grid_images=16, grid_steps=10),
     ),
-    # The CPU default; see the README for how this shape was chosen.
+    # The CPU default; docs/model.md says how this shape was chosen, docs/training.md how its recipe was:
+    # a cosine decay (over --steps, or --minutes when that ends first) and Min-SNR-5 weighting.
     "small": Preset(
         UNetConfig(base=32, mults=(1, 2, 2), blocks=1, attn_levels=(2,), heads=4, groups=8, dropout=0.0),
-        TrainConfig(steps=20_000, batch_size=64, lr=1e-3, warmup=200, ema_decay=0.999),
+        TrainConfig(steps=20_000, batch_size=64, lr=1e-3, warmup=200, ema_decay=0.999, lr_decay="cosine",
+                    min_snr_gamma=5.0),
     ),
     # The report's shape: base width 64, multipliers (1, 2, 4), 4 heads, lr 5e-4, batch 64.
     "seed": Preset(

@@ -1,5 +1,9 @@
 """The UNet noise predictor: model(xt, t) -> eps.
 
+With `preconditioning="edm"` the network's own output is EDM's F (Karras et al. 2022) on the
+discrete levels: the input is scaled by c_in, the denoised image is D = c_skip x + c_out F, and
+forward still returns eps, so every sampler and the inversion use it unchanged.
+
 ResNet blocks with a time embedding added in the middle (Ho et al. 2020,
 App. B), multi-head self-attention at chosen levels, stride-2 convolutions
 down and nearest-neighbour upsampling. With two downsamplings a 28x28 image
@@ -31,6 +35,8 @@ class UNetConfig:
     heads: int = 4
     groups: int = 32
     dropout: float = 0.1
+    preconditioning: str = "none"  # or "edm"; needs the schedule's alpha_bar (UNet(config, schedule))
+    sigma_data: float = 0.5  # EDM's data standard deviation
 
 
 def sinusoidal_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
@@ -89,9 +95,16 @@ class Level(nn.Module):
 
 
 class UNet(nn.Module):
-    def __init__(self, cfg: UNetConfig):
+    def __init__(self, cfg: UNetConfig, schedule=None):
         super().__init__()
         self.config = cfg
+        if cfg.preconditioning not in ("none", "edm"):
+            raise ValueError(f"unknown preconditioning {cfg.preconditioning!r}: use 'none' or 'edm'")
+        if not (cfg.sigma_data > 0 and math.isfinite(cfg.sigma_data)):
+            raise ValueError(f"--sigma-data must be a positive number, got {cfg.sigma_data}")
+        if cfg.preconditioning == "edm" and schedule is not None:
+            # Not in the state dict: the checkpoint's schedule rebuilds it, and old weights load as they were.
+            self.register_buffer("alpha_bar", schedule.alpha_bar.float(), persistent=False)
         widths = [cfg.base * m for m in cfg.mults]
         t_dim = 4 * cfg.base
         self.time_mlp = nn.Sequential(nn.Linear(cfg.base, t_dim), nn.SiLU(), nn.Linear(t_dim, t_dim))
@@ -130,6 +143,28 @@ class UNet(nn.Module):
 
     def forward(self, xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """xt: (B, C, H, W) in [-1, 1]; t: (B,) int64 in 0..T-1. Returns eps, (B, C, H, W)."""
+        if self.config.preconditioning == "none":
+            return self.network(xt, t)
+        if not hasattr(self, "alpha_bar"):
+            raise ValueError("an EDM-preconditioned UNet needs its schedule: UNet(config, schedule)")
+        return self._edm(xt, t)
+
+    def _edm(self, xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """eps from F. With sigma^2 = (1 - ab) / ab, EDM's variable x = xt / sqrt(ab) and
+        r = 1 - ab (1 - sigma_data^2): c_in x = xt / sqrt(r), and eps = (x - D) / sigma
+        = sqrt(1 - ab) / r * xt - sigma_data sqrt(ab / r) F, which has no cancellation at any level."""
+        dtype = torch.promote_types(xt.dtype, torch.float32)  # the scaling in fp32 at least, under autocast too
+        with torch.autocast(xt.device.type, enabled=False):
+            ab = self.alpha_bar[t].to(dtype).view(-1, *([1] * (xt.dim() - 1)))
+            sd = self.config.sigma_data
+            r = 1 - ab * (1 - sd**2)
+            x = xt.to(dtype)
+        f = self.network((x / r.sqrt()).to(xt.dtype), t)
+        with torch.autocast(xt.device.type, enabled=False):
+            return ((1 - ab).sqrt() / r * x - sd * (ab / r).sqrt() * f.to(dtype)).to(xt.dtype)
+
+    def network(self, xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The network's own output: eps, or with EDM preconditioning F, for the scaled input."""
         temb = self.time_mlp(sinusoidal_embedding(t, self.config.base).to(xt.dtype))
         h = self.stem(xt)
         skips = [h]

@@ -53,10 +53,11 @@ def provenance(settings: Settings, checkpoint, folder: Path, checksum: str, devi
     s = settings
     commands = {f"FID {label}": ["fid", "--sampler", sampler, *([] if steps is None else ["--steps", str(steps)]),
                                  "--n", str(s.images_of(label)),
-                                 "--seed", str(s.seed), "--batch-size", str(s.batch_size), *model, *on, *where]
+                                 "--seed", str(s.seed), "--batch-size", str(s.batch_size), "--precision",
+                                 s.precision, *model, *on, *where]
                 for label, sampler, steps in FID_ROWS}
     commands |= {
-        "timing": ["bench", "sample", "--batch-size", str(s.timing_batch), "--precision", "fp32", *model, *on],
+        "timing": ["bench", "sample", "--batch-size", str(s.timing_batch), "--precision", s.precision, *model, *on],
         "Fig. 1": ["figure", "forward", str(forward_index), "--steps", str(s.ddim_steps), *model, *where],
         "denoising GIF": ["figure", "trajectory", "--n", str(s.trajectory_images), "--seed", str(s.seed), *model],
         "reconstruction": ["reconstruction", "--n", str(s.reconstruction_images), "--steps",
@@ -107,7 +108,8 @@ def _fid_and_timing(results: dict, s: Settings) -> list[str]:
         "project, against the test set's statistics; the student report's 9.32 and 11.61 used Inception "
         "features, another scale, so compare each row with its <b>floor</b>: real training images scored the "
         f"same way at the same count. This is a <b>--{escape(s.name)}</b> run: {s.images_of(HEADLINE)} images "
-        f"for DDIM-50, {s.fid_images} for the other DDIM and DPM-Solver++ rows, {s.ddpm_images} for DDPM. "
+        f"for DDIM-50, {s.fid_images} for the other DDIM and DPM-Solver++ rows, {s.ddpm_images} for DDPM, "
+        f"sampled under {escape(s.precision)} autocast. "
         "FID at small counts is biased upward, the floor with it.</p>",
         tables.html_table(*tables.fid_table(results)),
         "<p>Class shares of each row (the share of its images the classifier calls each digit; 10% each is ideal):</p>",

@@ -97,13 +97,13 @@ def fid_row(ctx: Context, label: str, sampler: str, steps: int | None) -> dict:
 
     s = ctx.settings
     n = s.images_of(label)
-    common = {"seed": s.seed, "batch_size": s.batch_size, "progress": True}
+    common = {"seed": s.seed, "batch_size": s.batch_size, "precision": s.precision, "progress": True}
     t0 = time.perf_counter()
     steps = default_steps(sampler, ctx.schedule.T) if steps is None else steps
     images = generate(ctx.model, ctx.schedule, n, sampler=sampler, steps=steps, **common)
     seconds = time.perf_counter() - t0
     shown_label = f"DDPM-{steps}" if sampler == "ddpm" else label  # the test model's T is not 1000
-    row = {"label": shown_label, "sampler": sampler, "steps": steps, "seconds": seconds, **evaluate(images, ctx.dataset, ctx.data_dir, seed=s.seed), "files": []}
+    row = {"label": shown_label, "sampler": sampler, "steps": steps, "seconds": seconds, "precision": s.precision, **evaluate(images, ctx.dataset, ctx.data_dir, seed=s.seed), "files": []}
     if sampler == "ddpm":
         shown = min(n, 64)
         ddim = generate(ctx.model, ctx.schedule, shown, sampler="ddim", steps=50, **common)
@@ -132,7 +132,7 @@ def timing(ctx: Context) -> dict:
 
     s = ctx.settings
     result = bench_sampling(ctx.model, ctx.schedule, ddim_steps=50, batch_size=s.timing_batch, seed=s.seed,
-                            ddim_repeats=s.timing_repeats)
+                            precision=s.precision, ddim_repeats=s.timing_repeats)
     device = next(ctx.model.parameters()).device
     return {**result, "device_name": device_name(device), "files": []}
 

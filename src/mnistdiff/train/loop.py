@@ -13,7 +13,7 @@ import torch
 from tqdm.auto import tqdm
 
 from mnistdiff import data, files
-from mnistdiff.diffusion import eps_loss, make_schedule
+from mnistdiff.diffusion import eps_loss, level_density, level_weights, make_schedule
 from mnistdiff.evaluation.report import fid_test
 from mnistdiff.generate import generate
 from mnistdiff.images import grid, save_png
@@ -45,12 +45,18 @@ class Run:
         device = group.device
         unet_cfg, self.cfg, sched_cfg = checkpoint.parse_config(config)
         torch.manual_seed(self.cfg.seed)  # the weights' initialisation, and dropout
-        self.model = UNet(unet_cfg).to(device)
+        self.schedule = make_schedule(sched_cfg)
+        self.model = UNet(unet_cfg, self.schedule).to(device)
         self.ema = EMA(self.model, self.cfg.ema_decay)
         self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
-        self.schedule = make_schedule(sched_cfg)
+        # How the loss weighs and draws the levels (diffusion.py): the plain MSE over uniform t by default.
+        self.weights = level_weights(self.schedule, unet_cfg.preconditioning, unet_cfg.sigma_data,
+                                     self.cfg.min_snr_gamma)
+        self.density = level_density(self.schedule, self.cfg.level_density, self.cfg.level_mean,
+                                     self.cfg.level_std, self.cfg.level_uniform)
         # The training forward may run through torch.compile; weights and state_dict stay the model's.
         self.compiled = self.model
+        self.paused_s = 0.0  # wall time of FID checks, which the time budget does not count
         if compile:
             x0 = data.to_model_range(images[: self.cfg.batch_size]).to(device)
             self.compiled, message = compile_for_training(self.model, self.schedule, x0, self.cfg.precision)
@@ -101,12 +107,16 @@ class Run:
         save_png(self.out / "samples" / f"step_{self.state['step']:07d}.png", grid(pics))
 
     def fid_check(self) -> dict:
-        """FID of fresh DDIM samples of the EMA model against the test statistics."""
+        """FID of fresh DDIM samples of the EMA model against the test statistics, in the run's
+        precision; its time is not the time budget's (`paused_s`)."""
+        t0 = time.monotonic()
         pics = generate(self.ema.shadow, self.schedule, self.cfg.fid_images, sampler="ddim",
-                        steps=self.cfg.fid_steps, clip_x0=True, seed=self.cfg.seed + 1,
+                        steps=self.cfg.fid_steps, clip_x0=True, seed=self.cfg.seed + 1, precision=self.cfg.precision,
                         image_shape=tuple(self.images.shape[1:]))
+        fid = fid_test(pics, self.config["dataset"])
+        self.paused_s += time.monotonic() - t0
         return {"step": self.state["step"], "elapsed_s": self.state["elapsed_s"], "images": self.cfg.fid_images,
-                "ddim_steps": self.cfg.fid_steps, "fid_test": fid_test(pics, self.config["dataset"])}
+                "ddim_steps": self.cfg.fid_steps, "fid_test": fid}
 
     def next_batch(self) -> torch.Tensor:
         """The next batch of a shuffled pass over the data, in [-1, 1]; a new permutation each epoch."""
@@ -137,8 +147,8 @@ class Run:
             group["lr"] = lr
         x0 = self.next_batch()
         with autocast(self.cfg.precision, self.device.type):
-            loss = eps_loss(self.compiled, self.schedule, x0, generator=self.gen,
-                            min_snr_gamma=self.cfg.min_snr_gamma, shard=(self.group.rank, self.group.world_size))
+            loss = eps_loss(self.compiled, self.schedule, x0, generator=self.gen, weights=self.weights,
+                            density=self.density, shard=(self.group.rank, self.group.world_size))
         value = distributed.mean(self.group, loss)  # the same on every process, so all decide alike
         self.optimizer.zero_grad(set_to_none=True)
         if not math.isfinite(value):
@@ -203,7 +213,7 @@ def train(
     """Train (or, with resume, continue) a run in folder `out`; returns the last checkpoint folder.
 
     `overrides` replace fields of the preset's TrainConfig (steps, batch_size, lr, precision, ...).
-    Training stops after `steps` or `minutes`, whichever comes first; SIGINT or SIGTERM saves a
+    Training stops after `steps` or `minutes` (wall time, less the FID checks'), whichever comes first; SIGINT or SIGTERM saves a
     checkpoint before stopping. `device` "auto" takes a CUDA GPU when there is one. `compile` runs
     the training forward and backward through torch.compile if a check on the first batch finds its
     gradients equal to the plain model's (train/compiled.py); otherwise training runs uncompiled.
@@ -265,7 +275,7 @@ def _loop(run: Run, minutes: float | None, progress: bool, resumed: bool) -> Pat
     try:
         with _StopOnSignal() as stop:
             while state["step"] < cfg.steps:
-                spent = (time.monotonic() - start) / (60 * minutes) if minutes else 0.0
+                spent = (time.monotonic() - start - run.paused_s) / (60 * minutes) if minutes else 0.0
                 # Every process stops at the same step and runs at the same lr: agree on the flag and the clock.
                 stopping, spent = distributed.largest(run.group, [float(stop.signalled or spent >= 1), spent])
                 if stopping:
@@ -278,7 +288,7 @@ def _loop(run: Run, minutes: float | None, progress: bool, resumed: bool) -> Pat
                 state["elapsed_s"] += dt
                 since_log[:] = [since_log[0] + 1, since_log[1] + dt]
                 bar.update(1)
-                if main and _after_step(run, log, fid_log, bar, loss, lr, since_log, deadline):
+                if main and _after_step(run, log, fid_log, bar, loss, lr, since_log, deadline + run.paused_s):
                     last_saved = state["step"]
     finally:
         bar.close()

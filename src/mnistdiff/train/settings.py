@@ -7,6 +7,7 @@ from pathlib import Path
 
 from mnistdiff.diffusion import ScheduleConfig
 from mnistdiff.model import get_preset
+from mnistdiff.model.presets import MODEL_SETTINGS
 from mnistdiff.precision import autocast
 from mnistdiff.train import checkpoint
 
@@ -32,7 +33,15 @@ def resolve(preset: str, dataset: str, resume: Path | None, overrides: dict, ini
         dataset = source["dataset"]
         extra["init_from"] = {"path": str(init_from), "step": checkpoint.step_of(init_from),
                               "weights_sha256": checkpoint.sha256(init_from / "weights.safetensors")}
-    train_cfg = replace(train_cfg, **{k: v for k, v in overrides.items() if v is not None})
+    given = {k: v for k, v in overrides.items() if v is not None}
+    model = {k: given.pop(k) for k in MODEL_SETTINGS if k in given}
+    changed = {k: v for k, v in model.items() if getattr(unet_cfg, k) != v}
+    if changed and (resume is not None or init_from is not None):
+        name = next(iter(changed))
+        raise ValueError(f"--{name.replace('_', '-')}: the model's is {getattr(unet_cfg, name)!r}; "
+                         f"a resumed or continued run keeps it")
+    unet_cfg = replace(unet_cfg, **model)
+    train_cfg = replace(train_cfg, **given)
     check_settings(train_cfg)
     return checkpoint.config_dict(preset, dataset, unet_cfg, train_cfg, sched_cfg) | extra
 

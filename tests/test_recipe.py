@@ -1,0 +1,131 @@
+"""The training recipe's levers: level weights and densities, EDM preconditioning, and old checkpoints."""
+
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from exact import GaussianData
+from mnistdiff import load_checkpoint
+from mnistdiff.diffusion import eps_loss, level_density, level_weights, linear_schedule
+from mnistdiff.generate import generate
+from mnistdiff.model import UNet, get_preset
+from mnistdiff.samplers import SAMPLERS, default_steps
+from mnistdiff.train import train
+
+SCHEDULE = linear_schedule()
+OLD = Path(__file__).parent / "data" / "tiny-old-checkpoint"  # written by the code before preconditioning
+
+
+def best_scale(model, perturbation, weights, density, seed=0) -> float:
+    """The c minimising eps_loss(model + c * perturbation) on one draw of x0, t and eps (the loss is
+    quadratic in c; three values fix it)."""
+    std, mean = 0.5, 0.3
+    x0 = mean + std * torch.randn((4096, 1, 2, 2), generator=torch.Generator().manual_seed(seed))
+
+    def loss(c):
+        shifted = lambda xt, t: model(xt, t) + c * perturbation(xt, t)  # noqa: E731
+        return eps_loss(shifted, SCHEDULE, x0, generator=torch.Generator().manual_seed(seed + 1), weights=weights,
+                        density=density).double()
+
+    l0, l1, l2 = loss(0.0), loss(1.0), loss(2.0)
+    a = (l2 - 2 * l1 + l0) / 2
+    return float(-(l1 - l0 - a) / (2 * a))
+
+
+@pytest.mark.parametrize("recipe", ["plain", "min-snr-5", "lognormal", "edm+lognormal"])
+def test_every_recipe_has_its_minimum_at_the_true_eps(recipe):
+    exact = GaussianData(SCHEDULE, 0.3, 0.5)  # E[eps | x_t] of this data, in closed form
+    weights = {"min-snr-5": level_weights(SCHEDULE, min_snr_gamma=5),
+               "edm+lognormal": level_weights(SCHEDULE, "edm")}.get(recipe)
+    density = level_density(SCHEDULE, "lognormal") if "lognormal" in recipe else None
+    exact32 = lambda xt, t: exact(xt, t).float()  # noqa: E731
+    # Moving the prediction along eps itself, or along x_t, only raises the loss: its minimum is c = 0.
+    for direction in (exact32, lambda xt, t: xt):
+        assert abs(best_scale(exact32, direction, weights, density)) < 0.03
+
+
+def test_lognormal_density_is_edms_on_the_levels_with_a_uniform_share():
+    density = level_density(SCHEDULE, "lognormal", mean=-1.2, std=1.2, uniform_share=0.2)
+    assert density.shape == (SCHEDULE.T,) and abs(density.sum().item() - 1) < 1e-9
+    assert (density >= 0.2 / SCHEDULE.T).all()  # every level, t near T included, keeps its uniform share
+    # Without the uniform share, log sigma of the drawn levels is normal: median P_mean, P_std apart.
+    pure = level_density(SCHEDULE, "lognormal", mean=-1.2, std=1.2, uniform_share=0.0).cumsum(0)
+    log_sigma = 0.5 * torch.log((1 - SCHEDULE.alpha_bar) / SCHEDULE.alpha_bar)
+    quantile = lambda q: log_sigma[int(torch.searchsorted(pure, torch.tensor(q, dtype=torch.float64)))].item()  # noqa: E731
+    assert abs(quantile(0.5) - (-1.2)) < 0.05
+    assert abs(quantile(0.8413) - quantile(0.1587) - 2 * 1.2) < 0.1
+    assert level_density(SCHEDULE, "uniform") is None
+    with pytest.raises(ValueError, match="level density"):
+        level_density(SCHEDULE, "beta")
+
+
+def test_edm_preconditioning_is_edms_formula_and_its_loss_is_the_plain_mse_of_f():
+    torch.manual_seed(0)
+    model = UNet(replace(get_preset("tiny").unet, preconditioning="edm", sigma_data=0.5), SCHEDULE).double().eval()
+    seen = {}
+    network = model.network
+
+    def spy(x, t):
+        seen["input"], seen["f"] = x, network(x, t)
+        return seen["f"]
+
+    model.network = spy
+    x0 = torch.rand((4, 1, 28, 28), dtype=torch.float64) * 2 - 1
+    eps = torch.randn_like(x0)
+    t = torch.tensor([0, 250, 700, 999])
+    ab = model.alpha_bar[t].view(-1, 1, 1, 1)  # the schedule as the model holds it (fp32 values)
+    xt = ab.sqrt() * x0 + (1 - ab).sqrt() * eps  # q_sample on those values
+    out = model(xt, t)
+
+    sigma, sd = ((1 - ab) / ab).sqrt(), 0.5
+    x = xt / ab.sqrt()  # EDM's variable: x0 + sigma eps
+    c_in, c_skip = 1 / (sigma**2 + sd**2).sqrt(), sd**2 / (sigma**2 + sd**2)
+    c_out = sigma * sd / (sigma**2 + sd**2).sqrt()
+    torch.testing.assert_close(seen["input"], c_in * x, rtol=1e-6, atol=1e-6)
+    denoised = c_skip * x + c_out * seen["f"]
+    torch.testing.assert_close(out, (x - denoised) / sigma, rtol=1e-5, atol=1e-6)
+    # EDM's weighted |D - x0|^2 is the plain MSE of F against its target, and our eps weights say the same.
+    target = (x0 - c_skip * x) / c_out
+    f_mse = (seen["f"] - target).pow(2).flatten(1).mean(1)
+    weight = ((sigma**2 + sd**2) / sd**2).flatten()  # level_weights', for the model's fp32 alpha_bar
+    torch.testing.assert_close(level_weights(SCHEDULE, "edm", sd)[t], weight, rtol=1e-3, atol=0)
+    eps_weighted = weight * (out - eps).pow(2).flatten(1).mean(1)
+    torch.testing.assert_close(eps_weighted, f_mse, rtol=1e-5, atol=1e-9)
+
+
+def test_edm_needs_its_schedule_and_refuses_min_snr():
+    model = UNet(replace(get_preset("tiny").unet, preconditioning="edm"))
+    with pytest.raises(ValueError, match="needs its schedule"):
+        model(torch.zeros(1, 1, 28, 28), torch.zeros(1, dtype=torch.long))
+    with pytest.raises(ValueError, match="min-snr"):
+        level_weights(SCHEDULE, "edm", min_snr_gamma=5)
+
+
+def test_a_new_recipe_checkpoint_samples_through_every_sampler(idx_folder, tmp_path):
+    run = tmp_path / "run"
+    train(run, preset="tiny", data_dir=idx_folder, steps=20, progress=False, preconditioning="edm",
+          level_density="lognormal", lr_decay="cosine")
+    model, schedule, config = load_checkpoint(run)
+    assert config["unet"]["preconditioning"] == "edm" and config["train"]["level_density"] == "lognormal"
+    for name in SAMPLERS:
+        steps = default_steps(name, schedule.T) if name == "ddpm" else 10
+        images = generate(model, schedule, 3, sampler=name, steps=steps, seed=0, progress=False)
+        assert images.shape == (3, 1, 28, 28) and images.dtype == torch.uint8
+        assert images.float().std() > 0  # not a blank page
+    with pytest.raises(ValueError, match="keeps it"):
+        train(run, preset="tiny", data_dir=idx_folder, steps=30, resume=True, progress=False,
+              preconditioning="none")
+
+
+def test_an_old_checkpoint_loads_and_gives_the_images_it_gave():
+    model, schedule, config = load_checkpoint(OLD)
+    assert "preconditioning" not in config["unet"] and model.config.preconditioning == "none"
+    expected = np.load(OLD / "expected-images.npz")
+    for name, kw in {"ddim": dict(steps=10), "ddpm": dict(), "dpm-solver": dict(steps=10)}.items():
+        images = generate(model, schedule, 3, sampler=name, seed=0, progress=False, **kw).numpy()
+        # Written on another machine: its float rounding may move a pixel by one grey level.
+        diff = np.abs(images.astype(int) - expected[name].astype(int))
+        assert diff.max() <= 1 and (diff > 0).mean() < 0.01, name
