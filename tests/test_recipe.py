@@ -129,3 +129,34 @@ def test_an_old_checkpoint_loads_and_gives_the_images_it_gave():
         # Written on another machine: its float rounding may move a pixel by one grey level.
         diff = np.abs(images.astype(int) - expected[name].astype(int))
         assert diff.max() <= 1 and (diff > 0).mean() < 0.01, name
+
+
+def test_edm_on_a_preset_with_min_snr_drops_min_snr_unless_asked():
+    from mnistdiff.train.settings import resolve
+
+    config = resolve("small", "mnist", None, {"preconditioning": "edm"})
+    assert config["unet"]["preconditioning"] == "edm" and config["train"]["min_snr_gamma"] == 0.0
+    assert resolve("small", "mnist", None, {})["train"]["min_snr_gamma"] == 5.0
+
+
+def test_fid_checks_do_not_count_against_the_time_budget(idx_folder, tmp_path, monkeypatch):
+    import csv
+    import time
+
+    from mnistdiff.train import loop
+
+    def slow_fid(images, dataset):
+        time.sleep(1.0)
+        return 1.0
+
+    monkeypatch.setattr(loop, "fid_test", slow_fid)
+    t0 = time.monotonic()
+    train(tmp_path / "run", preset="tiny", data_dir=idx_folder, steps=10**6, minutes=0.05, fid_every=5,
+          fid_images=1, fid_steps=1, progress=False)
+    wall = time.monotonic() - t0
+    with open(tmp_path / "run" / "fid.csv") as f:
+        checks = len(list(csv.DictReader(f)))
+    with open(tmp_path / "run" / "log.csv") as f:
+        trained = float(list(csv.DictReader(f))[-1]["elapsed_s"])
+    assert checks >= 2 and wall >= 3 + checks * 1.0 - 0.5  # the checks came on top of the 3 s budget
+    assert trained > 1.5  # and did not eat it (checkpoints and grids still do, a little)

@@ -213,8 +213,8 @@ def train(
     """Train (or, with resume, continue) a run in folder `out`; returns the last checkpoint folder.
 
     `overrides` replace fields of the preset's TrainConfig (steps, batch_size, lr, precision, ...).
-    Training stops after `steps` or `minutes` (wall time, less the FID checks'), whichever comes first; SIGINT or SIGTERM saves a
-    checkpoint before stopping. `device` "auto" takes a CUDA GPU when there is one. `compile` runs
+    Training stops after `steps` or `minutes` (wall time less the FID checks'), whichever comes
+    first; SIGINT or SIGTERM saves a checkpoint before stopping. `device` "auto" takes a CUDA GPU when there is one. `compile` runs
     the training forward and backward through torch.compile if a check on the first batch finds its
     gradients equal to the plain model's (train/compiled.py); otherwise training runs uncompiled.
     `init_from` (a run or checkpoint folder, or None for nothing) starts a new run from that
@@ -275,10 +275,12 @@ def _loop(run: Run, minutes: float | None, progress: bool, resumed: bool) -> Pat
     try:
         with _StopOnSignal() as stop:
             while state["step"] < cfg.steps:
-                spent = (time.monotonic() - start - run.paused_s) / (60 * minutes) if minutes else 0.0
-                # Every process stops at the same step and runs at the same lr: agree on the flag and the clock.
-                stopping, spent = distributed.largest(run.group, [float(stop.signalled or spent >= 1), spent])
-                if stopping:
+                # Every process stops at the same step and runs at the same lr: agree on the flag and the clock
+                # (the FID checks' pause is process 0's, whose checks the others wait for).
+                signalled, elapsed, paused = distributed.largest(
+                    run.group, [float(stop.signalled), time.monotonic() - start, run.paused_s])
+                spent = (elapsed - paused) / (60 * minutes) if minutes else 0.0
+                if signalled or spent >= 1:
                     break
                 t0 = time.perf_counter()
                 loss, lr = run.step(begun + (1 - begun) * spent if minutes else None)

@@ -41,6 +41,8 @@ def resolve(preset: str, dataset: str, resume: Path | None, overrides: dict, ini
         raise ValueError(f"--{name.replace('_', '-')}: the model's is {getattr(unet_cfg, name)!r}; "
                          f"a resumed or continued run keeps it")
     unet_cfg = replace(unet_cfg, **model)
+    if unet_cfg.preconditioning == "edm" and "min_snr_gamma" not in given:
+        given["min_snr_gamma"] = 0.0  # EDM brings its own weights; a preset's Min-SNR is for eps models
     train_cfg = replace(train_cfg, **given)
     check_settings(train_cfg)
     return checkpoint.config_dict(preset, dataset, unet_cfg, train_cfg, sched_cfg) | extra
