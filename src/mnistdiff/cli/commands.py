@@ -212,7 +212,8 @@ def cmd_bench(args) -> None:
         if args.checkpoint:
             model, schedule, _ = load_model(args)
         else:  # timing does not depend on the weights
-            model, schedule = place_model(UNet(get_preset(args.preset).unet, linear_schedule()).eval(), args), linear_schedule()
+            schedule = linear_schedule()
+            model = place_model(UNet(get_preset(args.preset).unet, schedule).eval(), args)
         result = bench.bench_sampling(model, schedule, ddim_steps=args.ddim_steps, batch_size=args.batch_size,
                                       precision=args.precision, compile=args.compile)
         result["model"] = args.checkpoint or args.preset

@@ -103,7 +103,8 @@ def fid_row(ctx: Context, label: str, sampler: str, steps: int | None) -> dict:
     images = generate(ctx.model, ctx.schedule, n, sampler=sampler, steps=steps, **common)
     seconds = time.perf_counter() - t0
     shown_label = f"DDPM-{steps}" if sampler == "ddpm" else label  # the test model's T is not 1000
-    row = {"label": shown_label, "sampler": sampler, "steps": steps, "seconds": seconds, "precision": s.precision, **evaluate(images, ctx.dataset, ctx.data_dir, seed=s.seed), "files": []}
+    row = {"label": shown_label, "sampler": sampler, "steps": steps, "seconds": seconds, "precision": s.precision,
+           **evaluate(images, ctx.dataset, ctx.data_dir, seed=s.seed), "files": []}
     if sampler == "ddpm":
         shown = min(n, 64)
         ddim = generate(ctx.model, ctx.schedule, shown, sampler="ddim", steps=50, **common)

@@ -214,9 +214,10 @@ def train(
 
     `overrides` replace fields of the preset's TrainConfig (steps, batch_size, lr, precision, ...).
     Training stops after `steps` or `minutes` (wall time less the FID checks'), whichever comes
-    first; SIGINT or SIGTERM saves a checkpoint before stopping. `device` "auto" takes a CUDA GPU when there is one. `compile` runs
-    the training forward and backward through torch.compile if a check on the first batch finds its
-    gradients equal to the plain model's (train/compiled.py); otherwise training runs uncompiled.
+    first; SIGINT or SIGTERM saves a checkpoint before stopping. `device` "auto" takes a CUDA GPU
+    when there is one. `compile` runs the training forward and backward through torch.compile if a
+    check on the first batch finds its gradients equal to the plain model's (train/compiled.py);
+    otherwise training runs uncompiled.
     `init_from` (a run or checkpoint folder, or None for nothing) starts a new run from that
     checkpoint's EMA weights with a fresh optimizer; config.json records where it started.
     With `minutes` and a cosine decay, the learning rate reaches 0 when the time runs out.
