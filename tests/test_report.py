@@ -64,6 +64,23 @@ def test_a_rerun_reuses_every_finished_part(tiny_run, page, capsys):
     assert (page / "cache" / "timing.json").stat().st_mtime_ns == stamp
 
 
+def test_compile_builds_one_runner_for_the_fid_rows_and_times_its_own_batch(tiny_run, tmp_path, monkeypatch):
+    """With compile on, every FID row shares one compiled model, the timing builds its own (a shared
+    one would pad the timed batch to the rows' larger one), and the page says so. compile_model is
+    replaced by a counter that returns the model, so no graph is built here."""
+    import mnistdiff.runtime as runtime
+
+    built = []
+    monkeypatch.setattr(runtime, "compile_model", lambda model, **options: built.append(1) or model)
+    run, data = tiny_run
+    summary = build_report(tmp_path, run, replace(TINY, compile=True), device="cpu", data_dir=data, progress=False)
+    assert len(built) == 2
+    assert summary["timing"]["compile"] is True and summary["timing"]["batch_size"] == TINY.timing_batch
+    commands = summary["provenance"]["commands"]
+    assert "--compile" in commands["FID DDIM-50"] and "--compile" in commands["timing"]
+    assert "bf16, compiled" in (tmp_path / "index.html").read_text()
+
+
 def test_the_cache_misses_on_other_settings_a_lost_file_or_force(tmp_path):
     calls = []
 

@@ -11,7 +11,7 @@ def cmd_report(args) -> None:
     from mnistdiff.report import PRESETS, build_report
     from mnistdiff.report.page import print_summary
 
-    settings = replace(PRESETS["full" if args.full else "quick"], precision=args.precision)
+    settings = replace(PRESETS["full" if args.full else "quick"], precision=args.precision, compile=args.compile)
     summary = build_report(args.out, args.checkpoint, settings, device=args.device,
                            data_dir=args.data_dir, force=args.force, command=args.command_line)
     print_summary(summary, Path(args.out))

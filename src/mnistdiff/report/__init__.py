@@ -64,7 +64,11 @@ def build_report(out: str | Path = "report", checkpoint: str | Path | None = Non
     folder = ckpt.find(checkpoint)
     target = pick_device(device)
     model, schedule, config = load_checkpoint(checkpoint)
-    ctx = parts.Context(model=model.to(target), cpu_model=load_checkpoint(checkpoint)[0], schedule=schedule,
+    from mnistdiff.runtime import prepare
+
+    # One compiled Runner serves every FID row (generate reuses a Runner of the same settings).
+    runner = prepare(model.to(target), precision=settings.precision, compile=settings.compile)
+    ctx = parts.Context(model=runner, cpu_model=load_checkpoint(checkpoint)[0], schedule=schedule,
                         config=config, settings=settings, out=out, data_dir=None if data_dir is None else str(data_dir))
     checksum = model_checksum(folder)
     cache = Cache(out, {"model": checksum, "settings": asdict(settings), "data_dir": ctx.data_dir}, force=force)

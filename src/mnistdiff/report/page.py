@@ -49,7 +49,7 @@ def provenance(settings: Settings, checkpoint, folder: Path, checksum: str, devi
             versions[name] = "not installed"
     model = [] if checkpoint is None else ["--checkpoint", str(checkpoint)]
     where = [] if data_dir is None else ["--data-dir", data_dir]
-    on = ["--device", device.type]
+    on = ["--device", device.type, *(["--compile"] if settings.compile else [])]
     s = settings
     commands = {f"FID {label}": ["fid", "--sampler", sampler, *([] if steps is None else ["--steps", str(steps)]),
                                  "--n", str(s.images_of(label)),
@@ -164,7 +164,8 @@ def summary_of(results: dict, settings: Settings, prov: dict) -> dict:
     recon = {r["steps"]: r["mse"] for r in results["reconstruction"]["rows"]}
     methods = results["merge study"]["study"]["methods"]
     return {"settings": settings.name, "fid": rows,
-            "timing": {k: t[k] for k in ("device_name", "batch_size", "ddpm_s", "ddim_s", "ratio")},
+            "timing": {k: t.get(k) for k in ("device_name", "batch_size", "precision", "compile", "ddpm_s", "ddim_s",
+                                              "ratio")},
             "reconstruction_mse": recon,
             "two_plus_five_to_eight": {m: [v["counts"]["2+5"][8], sum(v["counts"]["2+5"])] for m, v in methods.items()},
             "provenance": prov}

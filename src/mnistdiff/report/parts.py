@@ -97,7 +97,8 @@ def fid_row(ctx: Context, label: str, sampler: str, steps: int | None) -> dict:
 
     s = ctx.settings
     n = s.images_of(label)
-    common = {"seed": s.seed, "batch_size": s.batch_size, "precision": s.precision, "progress": True}
+    common = {"seed": s.seed, "batch_size": s.batch_size, "precision": s.precision, "compile": s.compile,
+              "progress": True}
     t0 = time.perf_counter()
     steps = default_steps(sampler, ctx.schedule.T) if steps is None else steps
     images = generate(ctx.model, ctx.schedule, n, sampler=sampler, steps=steps, **common)
@@ -132,8 +133,11 @@ def timing(ctx: Context) -> dict:
     from mnistdiff.bench import bench_sampling
 
     s = ctx.settings
-    result = bench_sampling(ctx.model, ctx.schedule, ddim_steps=50, batch_size=s.timing_batch, seed=s.seed,
-                            precision=s.precision, ddim_repeats=s.timing_repeats)
+    # The bare model: a compiled Runner pads every batch to the largest it has seen, which would time
+    # a smaller batch as a larger one; bench_sampling prepares (and builds) its own.
+    result = bench_sampling(getattr(ctx.model, "model", ctx.model), ctx.schedule, ddim_steps=50,
+                            batch_size=s.timing_batch, seed=s.seed,
+                            precision=s.precision, ddim_repeats=s.timing_repeats, compile=s.compile)
     device = next(ctx.model.parameters()).device
     return {**result, "device_name": device_name(device), "files": []}
 

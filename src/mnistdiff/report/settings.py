@@ -33,6 +33,7 @@ class Settings:
     trajectory_images: int = 16
     ddim_steps: int = 50  # inversion, merges and figures
     precision: str = "bf16"  # the FID rows' sampling and the timing; inversion and merges run in fp32
+    compile: bool = False  # the FID rows' sampling and the timing through torch.compile
     seed: int = 0
     batch_size: int = 64
 
@@ -46,7 +47,7 @@ QUICK = Settings("quick", fid_images=256, headline_images=256, ddpm_images=32, t
                  reconstruction_images=16, reconstruction_steps=(10, 20, 50, 100), merge_per_class=2)
 # The report's counts: 2048 images per row, 10,000 for the headline; hours on a CPU, minutes on a GPU.
 FULL = Settings("full", fid_images=2048, headline_images=10_000, ddpm_images=2048, timing_batch=64, timing_repeats=4,
-                reconstruction_images=200, reconstruction_steps=(10, 20, 50, 100, 200, 500, 1000),
+                reconstruction_images=100, reconstruction_steps=(10, 20, 50, 100, 200, 500, 1000),
                 merge_per_class=20)
 PRESETS = {"quick": QUICK, "full": FULL}
 
