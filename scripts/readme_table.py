@@ -22,7 +22,8 @@ def table(summary: dict) -> str:
     lines = [f"From `{prov['command']}` ({summary['settings']} counts; {prov['model']}, commit "
              f"{(prov['commit'] or 'unknown')[:7]}, {prov['machine']['device_name']}, "
              f"{prov['machine']['torch_threads']} torch thread(s), sampled under "
-             f"{prov['settings'].get('precision', 'fp32')}; image counts in the table):", "",
+             f"{prov['settings'].get('precision', 'fp32')}"
+             f"{' through torch.compile' if prov['settings'].get('compile') else ''}; image counts in the table):", "",
              "| sampler | images | FID (ours) | floor, same count | precision | recall | report's FID (Inception) |",
              "|---|---|---|---|---|---|---|"]
     for row in summary["fid"]:

@@ -24,6 +24,21 @@ def test_threads_follow_the_free_cores_unless_the_user_set_them(monkeypatch):
     assert fit_threads_to_load() == 4 and len(chosen) == 4  # the user's setting stands
 
 
+def test_every_command_fits_its_threads_to_the_load_first(monkeypatch):
+    import torch
+
+    from mnistdiff import runtime
+
+    monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+    monkeypatch.setattr(runtime, "busy_cores", lambda: 1.0)
+    monkeypatch.setattr(torch, "get_num_threads", lambda: 2)
+    chosen, seen = [], []
+    monkeypatch.setattr(torch, "set_num_threads", chosen.append)
+    monkeypatch.setitem(cli.COMMANDS, "sample", lambda args: seen.append(list(chosen)))
+    assert cli.main(["sample"]) == 0
+    assert seen == [[1]]  # set before the command ran
+
+
 def test_ctrl_c_says_interrupted(monkeypatch, capsys):
     def interrupted(args):
         raise KeyboardInterrupt

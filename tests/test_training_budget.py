@@ -8,7 +8,7 @@ import torch
 from mnistdiff.cli import main
 from mnistdiff.model.presets import TrainConfig
 from mnistdiff.train import checkpoint
-from mnistdiff.train.loop import learning_rate
+from mnistdiff.train.lr import learning_rate
 
 FAST = ["--preset", "tiny", "--checkpoint-every", "10", "--sample-every", "1000"]
 

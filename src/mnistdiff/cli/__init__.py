@@ -45,6 +45,7 @@ def main(argv: list[str] | None = None) -> int:
         args.command_line = shlex.join(["mnistdiff", *argv])  # recorded beside shipped files
         if getattr(args, "checkpoint", None) and not Path(args.checkpoint).exists():
             raise FileNotFoundError(f"checkpoint {args.checkpoint} does not exist")
+        fit_threads_to_load()  # on a shared CPU, spinning OpenMP threads on busy cores stall each other
         keep_freed_memory()  # freed activations are reused, not faulted in afresh (runtime.py)
         COMMANDS[args.command](args)
     except (UsageError, ValueError, FileNotFoundError, FileExistsError, DataFileError, InceptionUnavailable,

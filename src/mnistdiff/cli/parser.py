@@ -69,12 +69,18 @@ def _curves(text: str) -> list[tuple[str, str, int | None]]:
 
 
 def _model_run_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"],
-                   help="run the model under bf16 autocast (faster on CPUs with bf16 units)")
-    p.add_argument("--compile", action="store_true",
-                   help="run the model through torch.compile (about a minute to build; faster after)")
+    _precision_arg(p, "fp32", "run the model under bf16 autocast (faster on CPUs with bf16 units)")
+    _compile_arg(p, "run the model through torch.compile (about a minute to build; faster after)")
     _device_arg(p, "where to run the model (auto: a CUDA GPU when there is one; its noise differs from the "
                    "CPU's for the same seed)")
+
+
+def _precision_arg(p: argparse.ArgumentParser, default: str, help: str) -> None:
+    p.add_argument("--precision", default=default, choices=["fp32", "bf16"], help=help)
+
+
+def _compile_arg(p: argparse.ArgumentParser, help: str) -> None:
+    p.add_argument("--compile", action="store_true", help=help)
 
 
 def _device_arg(p: argparse.ArgumentParser, help: str) -> None:
@@ -155,7 +161,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="stop after this many minutes of wall time, FID checks not counted (a cosine decay "
                         "then ends with them)")
     _device_arg(p, "where to train (auto: a CUDA GPU if there is one)")
-    p.add_argument("--compile", action="store_true", help="run training steps through torch.compile")
+    _compile_arg(p, "run training steps through torch.compile")
     train_config_args(p)
     p.add_argument("--preconditioning", choices=["none", "edm"],
                    help="what the network predicts: eps (none), or EDM's F with its input and output scaling "
@@ -243,8 +249,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", help="with 'sample': time this checkpoint's model instead of the preset's")
     p.add_argument("--ddim-steps", type=_positive_int, default=50, help="with 'sample': DDIM's steps")
     _batch_size_arg(p)
-    p.add_argument("--precision", default="bf16", choices=["fp32", "bf16"], help="run the model under bf16 autocast")
-    p.add_argument("--compile", action="store_true", help="time the model through torch.compile")
+    _precision_arg(p, "bf16", "run the model under bf16 autocast")
+    _compile_arg(p, "time the model through torch.compile")
     p.add_argument("--repeats", type=_positive_int, default=10, help="timed calls (the median is reported)")
     _device_arg(p, "where to time (auto: a CUDA GPU if there is one)")
 
@@ -267,11 +273,10 @@ def _report_parser(sub) -> None:
     _device_arg(p, "where to sample and time (auto: a CUDA GPU when there is one); the inversion "
                    "experiments run on the CPU")
     p.add_argument("--data-dir", help="folder with the IDX files (else $MNISTDIFF_DATA, else download to the cache)")
-    p.add_argument("--precision", default="bf16", choices=["fp32", "bf16"],
-                   help="autocast of the FID rows' sampling and the timing (the inversion experiments run in fp32)")
-    p.add_argument("--compile", action="store_true",
-                   help="sample the FID rows and time through torch.compile (about a minute to build; on a CPU "
-                        "about 1.4x faster after, so worth it for --full)")
+    _precision_arg(p, "bf16", "autocast of the FID rows' sampling and the timing (the inversion experiments run "
+                              "in fp32)")
+    _compile_arg(p, "sample the FID rows and time through torch.compile (about a minute to build; on a CPU about "
+                    "1.4x faster after, so worth it for --full)")
     p.add_argument("--force", action="store_true", help="recompute every part instead of reusing finished ones")
 
 

@@ -46,17 +46,12 @@ def _decode(model, schedule: Schedule, x_T: torch.Tensor, steps: int) -> torch.T
     return sample_ddim(model, x_T, schedule, levels(steps, schedule))
 
 
-def _evaluations(sampler: str, steps: int, T: int) -> int:
-    """The model evaluations a sampler makes when asked for `steps`: all T for one that takes every step."""
-    return T if getattr(samplers.SAMPLERS[sampler], "every_step", False) else steps
-
-
 def _sample(model, schedule: Schedule, x_T: torch.Tensor, sampler: str, steps: int, eta: float,
             generator: torch.Generator) -> torch.Tensor:
     fn = samplers.SAMPLERS[sampler]
     options = {"eta": eta} if "eta" in inspect.signature(fn).parameters else {}  # the page sends eta to any sampler
-    return fn(model, x_T, schedule, levels(_evaluations(sampler, steps, schedule.T), schedule), clip_x0=True,
-              generator=generator, **options)
+    grid = levels(samplers.steps_taken(sampler, steps, schedule.T), schedule)
+    return fn(model, x_T, schedule, grid, clip_x0=True, generator=generator, **options)
 
 
 class _Recorder:
@@ -219,7 +214,7 @@ class Explorer:
             raise ValueError(f"n must be in 1..{MAX_IMAGES}, got {n}")
         if not 0 <= eta <= 1:
             raise ValueError(f"eta must be in 0..1, got {eta}")
-        evaluations = _evaluations(sampler, steps, self.schedule.T)
+        evaluations = samplers.steps_taken(sampler, steps, self.schedule.T)
         if evaluations * n > MAX_WORK:
             raise ValueError(f"{sampler} with {evaluations} model evaluations for {n} images is more than "
                              f"{MAX_WORK} image-evaluations: ask for fewer images or steps")

@@ -33,7 +33,8 @@ class JobProgress:
             return
         elapsed = time.perf_counter() - self.start
         left = self.total - self.done - self.skipped
-        eta = f", about {_minutes(elapsed / self.done * left)} left" if self.done else ""
+        # The first parts are small and mostly overhead: an ETA from them alone would be far off.
+        eta = f", about {_minutes(elapsed / self.done * left)} left" if self.done >= 0.02 * self.total else ""
         print(f"[part {self.k} of {len(self.costs)}] {name} ({_minutes(elapsed)} so far{eta})", file=sys.stderr, flush=True)
 
     def end(self, name: str, cached: bool) -> None:

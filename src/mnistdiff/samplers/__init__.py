@@ -24,10 +24,15 @@ SAMPLERS: dict[str, Callable] = {"ddpm": sample_ddpm, "ddim": sample_ddim, "dpm-
 DEFAULT_STEPS = 50
 
 
+def steps_taken(name: str, steps: int | None, T: int) -> int:
+    """The model evaluations SAMPLERS[name] makes when asked for `steps` (None: DEFAULT_STEPS): every
+    one of the T steps for a sampler that takes no other grid (marked `every_step`, as DDPM)."""
+    return T if getattr(SAMPLERS[name], "every_step", False) else (DEFAULT_STEPS if steps is None else steps)
+
+
 def default_steps(name: str, T: int) -> int:
-    """The model evaluations of SAMPLERS[name] when none are asked for: every one of the T steps for a
-    sampler that takes no other grid (marked `every_step`, as DDPM), else DEFAULT_STEPS."""
-    return T if getattr(SAMPLERS[name], "every_step", False) else DEFAULT_STEPS
+    """The model evaluations of SAMPLERS[name] when none are asked for."""
+    return steps_taken(name, None, T)
 
 
 def register(name: str, fn: Callable) -> None:
@@ -35,6 +40,6 @@ def register(name: str, fn: Callable) -> None:
     SAMPLERS[name] = fn
 
 
-__all__ = ["DEFAULT_STEPS", "SAMPLERS", "SPACINGS", "default_steps", "ddim_invert", "ddim_sample", "ddim_update", "ddpm_sample", "ddpm_step",
-           "dpm_solver_sample", "dpm_solver_timesteps", "levels", "register", "sample_ddim", "sample_ddpm",
-           "sample_dpm_solver", "timesteps"]
+__all__ = ["DEFAULT_STEPS", "SAMPLERS", "SPACINGS", "ddim_invert", "ddim_sample", "ddim_update", "ddpm_sample",
+           "ddpm_step", "default_steps", "dpm_solver_sample", "dpm_solver_timesteps", "levels", "register",
+           "sample_ddim", "sample_ddpm", "sample_dpm_solver", "steps_taken", "timesteps"]

@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 import math
-import signal
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -24,7 +22,9 @@ from mnistdiff.train import state as state_io
 from mnistdiff.train.compiled import compile_for_training
 from mnistdiff.train.ema import EMA
 from mnistdiff.train.log import FID_FIELDS, TRAIN_FIELDS, CsvLog
+from mnistdiff.train.lr import decay_done, learning_rate
 from mnistdiff.train.settings import resolve, resume_from
+from mnistdiff.train.signals import StopOnSignal
 
 
 class Interrupted(Exception):
@@ -178,24 +178,6 @@ class Run:
                             f"--skip-nonfinite N to skip up to N such batches")
 
 
-def learning_rate(cfg, step: int, time_done: float | None = None) -> float:
-    """Linear warm-up, then constant or a cosine decay to 0 at `cfg.steps`.
-
-    `time_done` (0..1) is the share of a time budget spent: the decay then also ends when the
-    budget does, whichever of steps and time comes first, so a run stopped by --minutes anneals.
-    """
-    if step < cfg.warmup:
-        return cfg.lr * (step + 1) / cfg.warmup
-    if cfg.lr_decay == "constant":
-        return cfg.lr
-    if cfg.lr_decay == "cosine":
-        done = min(1.0, (step - cfg.warmup) / max(cfg.steps - cfg.warmup, 1))
-        if time_done is not None:
-            done = max(done, min(1.0, time_done))
-        return cfg.lr * 0.5 * (1 + math.cos(math.pi * done))
-    raise ValueError(f"unknown lr_decay {cfg.lr_decay!r}: use 'constant' or 'cosine'")
-
-
 def train(
     out: str | Path,
     *,
@@ -268,13 +250,13 @@ def _loop(run: Run, minutes: float | None, progress: bool, resumed: bool) -> Pat
     start = time.monotonic()
     deadline = start + 60 * minutes if minutes else float("inf")
     # The share of the budget spent, measured from where a resumed decay stood, so the lr stays continuous.
-    begun = _decay_done(cfg, state["step"])
+    begun = decay_done(cfg, state["step"])
     last_saved = state["step"] if resumed else -1
     bar = tqdm(total=cfg.steps, initial=state["step"], desc="train", disable=not (progress and main),
                dynamic_ncols=True)
     since_log = [0, 0.0]  # steps and seconds of training since the last log row
     try:
-        with _StopOnSignal() as stop:
+        with StopOnSignal() as stop:
             while state["step"] < cfg.steps:
                 # Every process stops at the same step and runs at the same lr: agree on the flag and the clock
                 # (the FID checks' pause is process 0's, whose checks the others wait for).
@@ -328,35 +310,9 @@ def _after_step(run: Run, log: CsvLog, fid_log: CsvLog | None, bar, loss: float,
     return False
 
 
-def _decay_done(cfg, step: int) -> float:
-    """How far a cosine decay over `cfg.steps` has gone at `step` (0 during warm-up)."""
-    return min(1.0, max(0, step - cfg.warmup) / max(cfg.steps - cfg.warmup, 1))
-
-
 def _time_left(deadline: float) -> dict:
     """With --minutes the step bar's ETA can be wrong; show the time budget left too."""
     if deadline == float("inf"):
         return {}
     minutes, seconds = divmod(max(0, int(deadline - time.monotonic())), 60)
     return {"time_left": f"{minutes}:{seconds:02d}"}
-
-
-class _StopOnSignal:
-    """Turns SIGINT and SIGTERM into a flag the loop checks, so a kill saves first."""
-
-    def __init__(self):
-        self.signalled = False
-        self.previous = {}
-
-    def __enter__(self):
-        # Handlers can only be set from the main thread; elsewhere, run without them.
-        if threading.current_thread() is threading.main_thread():
-            self.previous = {s: signal.signal(s, self._handle) for s in (signal.SIGINT, signal.SIGTERM)}
-        return self
-
-    def _handle(self, signum, frame):
-        self.signalled = True
-
-    def __exit__(self, *exc):
-        for s, handler in self.previous.items():
-            signal.signal(s, handler)
