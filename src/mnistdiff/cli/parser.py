@@ -275,8 +275,8 @@ def _report_parser(sub) -> None:
     p.add_argument("--data-dir", help="folder with the IDX files (else $MNISTDIFF_DATA, else download to the cache)")
     _precision_arg(p, "bf16", "autocast of the FID rows' sampling and the timing (the inversion experiments run "
                               "in fp32)")
-    _compile_arg(p, "sample the FID rows and time through torch.compile (about a minute to build; on a CPU about "
-                    "1.4x faster after, so worth it for --full)")
+    _compile_arg(p, "sample the FID rows and time through torch.compile (about a minute to build, faster after: "
+                    "worth it for --full)")
     p.add_argument("--force", action="store_true", help="recompute every part instead of reusing finished ones")
 
 
