@@ -55,6 +55,7 @@ def build_report(out: str | Path = "report", checkpoint: str | Path | None = Non
     from mnistdiff.precision import pick_device
     from mnistdiff.report import page, parts
     from mnistdiff.report.cache import Cache, model_checksum
+    from mnistdiff.runtime import prepare
     from mnistdiff.train import checkpoint as ckpt
 
     from mnistdiff.provenance import git_commit
@@ -65,8 +66,6 @@ def build_report(out: str | Path = "report", checkpoint: str | Path | None = Non
     folder = ckpt.find(checkpoint)
     target = pick_device(device)
     model, schedule, config = load_checkpoint(checkpoint)
-    from mnistdiff.runtime import prepare
-
     # One compiled Runner serves every FID row (generate reuses a Runner of the same settings).
     runner = prepare(model.to(target), precision=settings.precision, compile=settings.compile)
     ctx = parts.Context(model=runner, cpu_model=load_checkpoint(checkpoint)[0], schedule=schedule,

@@ -48,11 +48,9 @@ def timing_table(t: dict) -> tuple[list[str], list[list[str]]]:
     r = REPORT_TIMING
     return headers, [[f"{t['device_name']} ({t['threads']} threads)" if t["device"] == "cpu" else t["device_name"],
                       str(t["batch_size"]), t["precision"] + (", compiled" if t.get("compile") else ""),
-                      f"{t['ddpm_s']:.1f}", f"{t['ddim_s']:.2f}",
-                      f"{t['ratio']:.1f}"],
+                      f"{t['ddpm_s']:.1f}", f"{t['ddim_s']:.2f}", f"{t['ratio']:.1f}"],
                      [f"the report: {r['device']}", str(r["batch"]), "not stated", f"{r['ddpm_s']:.0f}",
-                      f"{r['ddim_s']:.1f}",
-                      f"{r['ddpm_s'] / r['ddim_s']:.1f}"]]
+                      f"{r['ddim_s']:.1f}", f"{r['ddpm_s'] / r['ddim_s']:.1f}"]]
 
 
 def reconstruction_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
