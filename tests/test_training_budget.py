@@ -65,3 +65,28 @@ def test_init_from_and_resume_do_not_go_together(idx_folder, tmp_path, capsys):
     assert train_cli(first, idx_folder, "--steps", "10") == 0
     assert train_cli(first, idx_folder, "--resume", "--init-from", str(first)) == 2
     assert "--init-from" in capsys.readouterr().err
+
+
+def test_export_of_a_continued_model_keeps_the_base_history(idx_folder, tmp_path, capsys):
+    checks = ["--fid-every", "5", "--fid-images", "8", "--fid-steps", "2"]
+    base_run, base, run = tmp_path / "base-run", tmp_path / "base", tmp_path / "run"
+    assert train_cli(base_run, idx_folder, "--steps", "10", *checks) == 0
+    assert main(["export", "--checkpoint", str(base_run), "--out", str(base)]) == 0
+    assert train_cli(run, idx_folder, "--steps", "5", "--init-from", str(base), *checks) == 0
+    out = tmp_path / "shipped"
+    assert main(["export", "--checkpoint", str(run), "--out", str(out), "--base", str(base)]) == 0
+
+    fid = [line.split(",") for line in (out / "fid.csv").read_text().splitlines()[1:]]
+    assert [int(row[0]) for row in fid] == [5, 10, 15]  # the run's check at its step 5 is step 15 in all
+    base_end = float((base / "log.csv").read_text().splitlines()[-1].split(",")[-1])
+    assert float(fid[2][1]) == pytest.approx(float((run / "fid.csv").read_text().splitlines()[1].split(",")[1])
+                                             + base_end, rel=1e-5)
+    log_steps = [int(line.split(",")[0]) for line in (out / "log.csv").read_text().splitlines()[1:]]
+    assert log_steps == sorted(log_steps) and log_steps[-1] == 15
+    record = json.loads((out / "record.json").read_text())
+    assert record["step"] == 5 and record["steps_in_all"] == 15
+    assert record["base"] == json.loads((base / "record.json").read_text())
+
+    # Weights other than those the run started from are refused.
+    assert main(["export", "--checkpoint", str(run), "--out", str(tmp_path / "x"), "--base", str(out)]) == 2
+    assert "other weights" in capsys.readouterr().err

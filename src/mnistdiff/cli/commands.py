@@ -172,7 +172,7 @@ def cmd_export(args) -> None:
     record = {"command": args.command_line, "commit": git_commit(),
               "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}"
               + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "")}
-    print(f"exported to {checkpoint.export(args.checkpoint, args.out, record)}")
+    print(f"exported to {checkpoint.export(args.checkpoint, args.out, record, base=args.base)}")
 
 
 def cmd_plot_fid(args) -> None:

@@ -225,6 +225,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="copy a run's EMA weights, config and logs into a folder to ship")
     p.add_argument("--checkpoint", required=True, help="run folder or checkpoint folder")
     p.add_argument("--out", required=True, help="folder to write")
+    p.add_argument("--base", help="the exported model the run started from with --init-from: its logs "
+                                  "come first and its record is kept")
 
     p = sub.add_parser("plot-fid", help="PNG of FID against training time, from a run's fid.csv")
     p.add_argument("--run", help="run or exported folder holding fid.csv (default: the shipped model)")

@@ -105,17 +105,31 @@ def _step_of_name(folder: Path) -> int | None:
     return int(digits) if digits.isdigit() else None
 
 
-def export(run: str | Path, out: str | Path, record: dict) -> Path:
-    """Copy a run's EMA weights (alone), config and logs into `out`, a folder load_checkpoint reads."""
+def export(run: str | Path, out: str | Path, record: dict, base: str | Path | None = None) -> Path:
+    """Copy a run's EMA weights (alone), config and logs into `out`, a folder load_checkpoint reads.
+
+    `base`: the exported model the run started from (--init-from); its logs come first in the
+    exported ones and its record goes under "base" (train/lineage.py).
+    """
+    from mnistdiff.train import lineage
+
     folder, out = find(run), Path(out)
-    _, weights = read(folder)
+    config, weights = read(folder)
     step = read_state(folder)["step"]
+    if base is not None:
+        base = Path(base)
+        base_record = lineage.check_base(base, config)
+        record = record | {"steps_in_all": base_record["step"] + step, "base": base_record}
     files.check_output_folder(out)
     ema = {f"ema.{k}": v for k, v in weights["ema"].items()}
     files.atomic_write(out / "weights.safetensors", tensor_bytes(ema))
     shutil.copy(folder / "config.json", out / "config.json")
     for log in ("log.csv", "fid.csv"):
-        if (Path(run) / log).is_file():
+        if base is not None:
+            text = lineage.joined_log(base / log, Path(run) / log, base_record["step"], lineage.base_seconds(base))
+            if text is not None:
+                (out / log).write_text(text)
+        elif (Path(run) / log).is_file():
             shutil.copy(Path(run) / log, out / log)
     (out / "record.json").write_text(json.dumps({"step": step, "source": folder.name} | record, indent=2) + "\n")
     files.record_checksums(out, ["weights.safetensors", "config.json"])

@@ -1,0 +1,62 @@
+"""A model trained in stages: an exported model, then a run started from it with --init-from.
+
+The exported continuation keeps the whole history: the base's log.csv and fid.csv rows first, the
+run's after them with steps and seconds counted on from where the base stopped, and the base's
+record under "base".
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+from mnistdiff import files
+
+
+def check_base(base: Path, run_config: dict) -> dict:
+    """The base's record, after checking that the run started from exactly these weights."""
+    started = run_config.get("init_from")
+    if started is None:
+        raise ValueError("--base: this run did not start with --init-from")
+    have = files.sha256(base / "weights.safetensors")
+    if have != started["weights_sha256"]:
+        raise ValueError(f"--base: {base} holds other weights than the run started from "
+                         f"(SHA-256 {have[:12]}, the run's {started['weights_sha256'][:12]})")
+    return json.loads((base / "record.json").read_text())
+
+
+def _rows(path: Path) -> tuple[list[str], list[dict]]:
+    if not path.is_file():
+        return [], []
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        return list(reader.fieldnames or []), list(reader)
+
+
+def joined_log(base_csv: Path, run_csv: Path, base_step: int, base_seconds: float) -> str | None:
+    """The base's rows, then the run's with `step` and `elapsed_s` shifted by the base's."""
+    base_fields, base_rows = _rows(base_csv)
+    run_fields, run_rows = _rows(run_csv)
+    if not run_rows and not base_rows:
+        return None
+    fields = base_fields or run_fields
+    for row in run_rows:
+        row["step"] = str(int(row["step"]) + base_step)
+        row["elapsed_s"] = f"{float(row['elapsed_s']) + base_seconds:.6g}"
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=fields, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(base_rows + run_rows)
+    return out.getvalue()
+
+
+def base_seconds(base: Path) -> float:
+    """Seconds in optimizer steps of the base: its record's, else the last row of its log.csv."""
+    record = json.loads((base / "record.json").read_text())
+    seconds = record.get("training", {}).get("seconds_in_optimizer_steps")
+    if seconds is None:
+        _, rows = _rows(base / "log.csv")
+        seconds = float(rows[-1]["elapsed_s"]) if rows else 0.0
+    return float(seconds)
