@@ -124,9 +124,11 @@ def export(run: str | Path, out: str | Path, record: dict, base: str | Path | No
     ema = {f"ema.{k}": v for k, v in weights["ema"].items()}
     files.atomic_write(out / "weights.safetensors", tensor_bytes(ema))
     shutil.copy(folder / "config.json", out / "config.json")
+    if base is not None:
+        seconds = lineage.base_seconds(base, base_record)
     for log in ("log.csv", "fid.csv"):
         if base is not None:
-            text = lineage.joined_log(base / log, Path(run) / log, base_record["step"], lineage.base_seconds(base))
+            text = lineage.joined_log(base / log, Path(run) / log, base_record["step"], seconds)
             if text is not None:
                 (out / log).write_text(text)
         elif (Path(run) / log).is_file():

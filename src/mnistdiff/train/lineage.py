@@ -52,9 +52,8 @@ def joined_log(base_csv: Path, run_csv: Path, base_step: int, base_seconds: floa
     return out.getvalue()
 
 
-def base_seconds(base: Path) -> float:
+def base_seconds(base: Path, record: dict) -> float:
     """Seconds in optimizer steps of the base: its record's, else the last row of its log.csv."""
-    record = json.loads((base / "record.json").read_text())
     seconds = record.get("training", {}).get("seconds_in_optimizer_steps")
     if seconds is None:
         _, rows = _rows(base / "log.csv")
