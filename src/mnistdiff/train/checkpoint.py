@@ -117,22 +117,17 @@ def export(run: str | Path, out: str | Path, record: dict, base: str | Path | No
     config, weights = read(folder)
     step = read_state(folder)["step"]
     if base is not None:
-        base = Path(base)
-        base_record = lineage.check_base(base, config)
+        base_record = lineage.check_base(Path(base), config)
         record = record | {"steps_in_all": base_record["step"] + step, "base": base_record}
+        logs = lineage.joined_logs(Path(base), Path(run), base_record)
+    else:
+        logs = {n: (Path(run) / n).read_text() for n in lineage.LOGS if (Path(run) / n).is_file()}
     files.check_output_folder(out)
     ema = {f"ema.{k}": v for k, v in weights["ema"].items()}
     files.atomic_write(out / "weights.safetensors", tensor_bytes(ema))
     shutil.copy(folder / "config.json", out / "config.json")
-    if base is not None:
-        seconds = lineage.base_seconds(base, base_record)
-    for log in ("log.csv", "fid.csv"):
-        if base is not None:
-            text = lineage.joined_log(base / log, Path(run) / log, base_record["step"], seconds)
-            if text is not None:
-                (out / log).write_text(text)
-        elif (Path(run) / log).is_file():
-            shutil.copy(Path(run) / log, out / log)
+    for name, text in logs.items():
+        (out / name).write_text(text)
     (out / "record.json").write_text(json.dumps({"step": step, "source": folder.name} | record, indent=2) + "\n")
     files.record_checksums(out, ["weights.safetensors", "config.json"])
     return out

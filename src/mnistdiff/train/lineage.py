@@ -14,6 +14,8 @@ from pathlib import Path
 
 from mnistdiff import files
 
+LOGS = ("log.csv", "fid.csv")
+
 
 def check_base(base: Path, run_config: dict) -> dict:
     """The base's record, after checking that the run started from exactly these weights."""
@@ -50,6 +52,17 @@ def joined_log(base_csv: Path, run_csv: Path, base_step: int, base_seconds: floa
     writer.writeheader()
     writer.writerows(base_rows + run_rows)
     return out.getvalue()
+
+
+def joined_logs(base: Path, run: Path, base_record: dict) -> dict[str, str]:
+    """log.csv and fid.csv of base and run joined (joined_log), by file name; absent ones left out."""
+    seconds = base_seconds(base, base_record)
+    logs = {}
+    for name in LOGS:
+        text = joined_log(base / name, run / name, base_record["step"], seconds)
+        if text is not None:
+            logs[name] = text
+    return logs
 
 
 def base_seconds(base: Path, record: dict) -> float:
