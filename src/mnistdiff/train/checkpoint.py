@@ -113,15 +113,16 @@ def export(run: str | Path, out: str | Path, record: dict, base: str | Path | No
     """
     from mnistdiff.train import lineage
 
-    folder, out = find(run), Path(out)
+    run, out = Path(run), Path(out)
+    folder = find(run)
     config, weights = read(folder)
     step = read_state(folder)["step"]
     if base is not None:
         base_record = lineage.check_base(Path(base), config)
         record = record | {"steps_in_all": base_record["step"] + step, "base": base_record}
-        logs = lineage.joined_logs(Path(base), Path(run), base_record)
+        logs = lineage.joined_logs(Path(base), run, base_record)
     else:
-        logs = {n: (Path(run) / n).read_text() for n in lineage.LOGS if (Path(run) / n).is_file()}
+        logs = {n: (run / n).read_text() for n in lineage.LOGS if (run / n).is_file()}
     files.check_output_folder(out)
     ema = {f"ema.{k}": v for k, v in weights["ema"].items()}
     files.atomic_write(out / "weights.safetensors", tensor_bytes(ema))
