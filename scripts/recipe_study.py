@@ -35,6 +35,8 @@ ARMS = {
     "cosine+lognormal": [*PLAIN, *COSINE, "--level-density", "lognormal"],
     "cosine+edm": [*PLAIN, *COSINE, "--preconditioning", "edm", "--level-density", "lognormal"],
     "cosine+edm-uniform": [*PLAIN, *COSINE, "--preconditioning", "edm"],
+    "cosine+min-snr-5+base-24": [*PLAIN, *COSINE, "--min-snr-gamma", "5", "--base", "24"],  # narrower, faster
+    "cosine+min-snr-5+blocks-2": [*PLAIN, *COSINE, "--min-snr-gamma", "5", "--blocks", "2"],  # deeper, slower
 }
 STUDY = ["constant", "cosine+edm", "cosine+min-snr-5", "cosine+lognormal", "cosine", "cosine+edm-uniform"]
 

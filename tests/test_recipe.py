@@ -13,7 +13,7 @@ from mnistdiff.diffusion import eps_loss, level_density, level_weights, linear_s
 from mnistdiff.generate import generate
 from mnistdiff.model import UNet, get_preset
 from mnistdiff.samplers import SAMPLERS, default_steps
-from mnistdiff.train import train
+from mnistdiff.train import checkpoint, train
 
 SCHEDULE = linear_schedule()
 OLD = Path(__file__).parent / "data" / "tiny-old-checkpoint"  # written by the code before preconditioning
@@ -160,3 +160,27 @@ def test_fid_checks_do_not_count_against_the_time_budget(idx_folder, tmp_path, m
         trained = float(list(csv.DictReader(f))[-1]["elapsed_s"])
     assert checks >= 2 and wall >= 3 + checks * 1.0 - 0.5  # the checks came on top of the 3 s budget
     assert trained > 1.5  # and did not eat it (checkpoints and grids still do, a little)
+
+
+def test_width_and_depth_are_a_new_runs_flags(idx_folder, tmp_path):
+    from mnistdiff.cli.parser import build_parser, train_settings
+    from mnistdiff.train.settings import resolve
+
+    args = build_parser().parse_args(["train", "--out", "x", "--base", "24", "--blocks", "2"])
+    config = resolve("small", "mnist", None, train_settings(args))
+    assert (config["unet"]["base"], config["unet"]["blocks"]) == (24, 2)
+    assert tuple(config["unet"]["mults"]) == get_preset("small").unet.mults
+
+    run = train(tmp_path / "run", preset="tiny", data_dir=idx_folder, steps=2, base=12, blocks=2, progress=False)
+    model, _, _ = load_checkpoint(run)
+    assert (model.config.base, model.config.blocks) == (12, 2)
+    with pytest.raises(ValueError, match="--base: the model's is 12"):
+        resolve("tiny", "mnist", None, {"base": 16}, init_from=checkpoint.find(run))
+
+
+@pytest.mark.parametrize("shape, message", [(dict(base=20), "multiple of the 8 GroupNorm groups"),
+                                            (dict(base=8, groups=8, heads=3), "multiple of the 3 heads"),
+                                            (dict(blocks=0), "--blocks must be at least 1")])
+def test_a_unet_shape_that_cannot_be_built_is_refused(shape, message):
+    with pytest.raises(ValueError, match=message):
+        replace(get_preset("small").unet, **shape)

@@ -126,7 +126,7 @@ def train_config_args(p: argparse.ArgumentParser) -> None:
 
 
 def train_settings(args) -> dict:
-    """The TrainConfig flags' values, by field name, and the model's preconditioning; None where not given."""
+    """The TrainConfig flags' values, by field name, and the model's (MODEL_SETTINGS); None where not given."""
     model = {name: getattr(args, name, None) for name in MODEL_SETTINGS}
     return {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)} | model
 
@@ -167,6 +167,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="what the network predicts: eps (none), or EDM's F with its input and output scaling "
                         "and loss weights; samplers get eps either way (default: the preset's)")
     p.add_argument("--sigma-data", type=float, help="EDM's data standard deviation (default: 0.5)")
+    p.add_argument("--base", type=_positive_int,
+                   help="channels of the UNet's first level, the others a multiple of it (default: the preset's)")
+    p.add_argument("--blocks", type=_positive_int, help="ResNet blocks per level (default: the preset's)")
     p.add_argument("--out", required=True, help="run folder (checkpoints, log.csv, samples/)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
     p.add_argument("--init-from", metavar="PATH",

@@ -70,7 +70,7 @@ class TrainConfig:
 
 
 # UNetConfig fields a new run may set (train's flags and keywords), beside the TrainConfig fields.
-MODEL_SETTINGS = ("preconditioning", "sigma_data")
+MODEL_SETTINGS = ("preconditioning", "sigma_data", "base", "blocks")
 
 
 @dataclass(frozen=True)

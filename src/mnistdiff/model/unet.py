@@ -38,6 +38,19 @@ class UNetConfig:
     preconditioning: str = "none"  # or "edm"; needs the schedule's alpha_bar (UNet(config, schedule))
     sigma_data: float = 0.5  # EDM's data standard deviation
 
+    def __post_init__(self):
+        for mult in self.mults:
+            width = self.base * mult
+            if width % self.groups:
+                raise ValueError(f"--base {self.base}: level width {width} must be a multiple of the "
+                                 f"{self.groups} GroupNorm groups")
+        for level in self.attn_levels:
+            if self.base * self.mults[level] % self.heads:
+                raise ValueError(f"--base {self.base}: attention width {self.base * self.mults[level]} "
+                                 f"must be a multiple of the {self.heads} heads")
+        if self.blocks < 1:
+            raise ValueError(f"--blocks must be at least 1, got {self.blocks}")
+
 
 def sinusoidal_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     """Transformer position encoding of the timestep: (B,) -> (B, dim)."""
