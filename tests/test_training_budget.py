@@ -90,3 +90,13 @@ def test_export_of_a_continued_model_keeps_the_base_history(idx_folder, tmp_path
     # Weights other than those the run started from are refused.
     assert main(["export", "--checkpoint", str(run), "--out", str(tmp_path / "x"), "--base", str(out)]) == 2
     assert "other weights" in capsys.readouterr().err
+
+    # A third stage counts on from the whole history of the continued base, not from its last stage.
+    third, third_out = tmp_path / "third", tmp_path / "shipped-again"
+    assert train_cli(third, idx_folder, "--steps", "5", "--init-from", str(out), *checks) == 0
+    assert main(["export", "--checkpoint", str(third), "--out", str(third_out), "--base", str(out)]) == 0
+    fid = [line.split(",") for line in (third_out / "fid.csv").read_text().splitlines()[1:]]
+    assert [int(row[0]) for row in fid] == [5, 10, 15, 20]
+    out_end = float((out / "log.csv").read_text().splitlines()[-1].split(",")[-1])
+    assert float(fid[3][1]) > out_end
+    assert json.loads((third_out / "record.json").read_text())["steps_in_all"] == 20

@@ -119,7 +119,7 @@ def export(run: str | Path, out: str | Path, record: dict, base: str | Path | No
     step = read_state(folder)["step"]
     if base is not None:
         base_record = lineage.check_base(Path(base), config)
-        record = record | {"steps_in_all": base_record["step"] + step, "base": base_record}
+        record = record | {"steps_in_all": lineage.base_steps(base_record) + step, "base": base_record}
         logs = lineage.joined_logs(Path(base), run, base_record)
     else:
         logs = {n: (run / n).read_text() for n in lineage.LOGS if (run / n).is_file()}

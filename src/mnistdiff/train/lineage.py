@@ -59,16 +59,26 @@ def joined_logs(base: Path, run: Path, base_record: dict) -> dict[str, str]:
     seconds = base_seconds(base, base_record)
     logs = {}
     for name in LOGS:
-        text = joined_log(base / name, run / name, base_record["step"], seconds)
+        text = joined_log(base / name, run / name, base_steps(base_record), seconds)
         if text is not None:
             logs[name] = text
     return logs
 
 
+def base_steps(record: dict) -> int:
+    """Steps of the base's whole history: a continued base's record counts its own bases' too."""
+    return record.get("steps_in_all", record["step"])
+
+
 def base_seconds(base: Path, record: dict) -> float:
-    """Seconds in optimizer steps of the base: its record's, else the last row of its log.csv."""
-    seconds = record.get("training", {}).get("seconds_in_optimizer_steps")
-    if seconds is None:
-        _, rows = _rows(base / "log.csv")
-        seconds = float(rows[-1]["elapsed_s"]) if rows else 0.0
-    return float(seconds)
+    """Seconds in optimizer steps of the base's whole history: the sum of its stages' records
+    (`training`, down the chain of bases) where each says them, else the last row of its
+    log.csv, which for a continued base is already joined."""
+    stages = []
+    while record is not None:
+        stages.append(record.get("training", {}).get("seconds_in_optimizer_steps"))
+        record = record.get("base")
+    if None not in stages:
+        return float(sum(stages))
+    _, rows = _rows(base / "log.csv")
+    return float(rows[-1]["elapsed_s"]) if rows else 0.0
