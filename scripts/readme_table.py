@@ -14,7 +14,7 @@ from pathlib import Path
 
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
 REPORT_FID = {"DDPM-1000": "9.32", "DDIM-50": "11.61"}
-SHOWN = ("DDPM-1000", "DDIM-50", "DDIM-10", "DPM-Solver++ 10")
+SHOWN = ("DDPM-1000", "DDIM-50", "DDIM-10", "DDIM-100, eta 1", "DPM-Solver++ 10")
 
 
 def table(summary: dict) -> str:

@@ -50,17 +50,26 @@ def test_the_page_holds_every_part(page):
                     "Provenance"):
         assert f"<h2>{heading}</h2>" in html
     summary = json.loads((page / "summary.json").read_text())
-    assert [r["n"] for r in summary["fid"]] == [10] * 7
+    assert [r["n"] for r in summary["fid"]] == [10] * 8
     assert summary["fid"][0]["label"] == "DDPM-100"
     assert "http" not in html.replace("http-equiv", "")  # nothing fetched from the network
     assert summary["provenance"]["settings"]["merge_per_class"] == 1
+
+
+def test_the_stochastic_ddim_row_samples_with_its_eta(page):
+    summary = json.loads((page / "summary.json").read_text())
+    rows = {r["label"]: r for r in summary["fid"]}
+    assert rows["DDIM-100, eta 1"]["fid_test"] != rows["DDIM-100"]["fid_test"]  # other images from the same noise
+    commands = summary["provenance"]["commands"]
+    assert "--steps 100 --eta 1 --n 10" in commands["FID DDIM-100, eta 1"]
+    assert "--eta" not in commands["FID DDIM-100"]
 
 
 def test_a_rerun_reuses_every_finished_part(tiny_run, page, capsys):
     run, data = tiny_run
     stamp = (page / "cache" / "timing.json").stat().st_mtime_ns
     build_report(page, run, TINY, device="cpu", data_dir=data)
-    assert capsys.readouterr().err.count("reused from the cache") == 14
+    assert capsys.readouterr().err.count("reused from the cache") == 15
     assert (page / "cache" / "timing.json").stat().st_mtime_ns == stamp
 
 

@@ -30,7 +30,7 @@ class Cache:
         self.force = force
 
     def _path(self, name: str) -> Path:
-        return self.folder / (name.replace(" ", "-").replace("+", "p") + ".json")
+        return self.folder / (name.replace(",", "").replace(" ", "-").replace("+", "p") + ".json")
 
     def key(self, name: str, settings: dict) -> str:
         text = json.dumps({"part": name, **self.base_key, **settings}, sort_keys=True)

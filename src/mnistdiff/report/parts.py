@@ -87,9 +87,10 @@ def trajectory(ctx: Context) -> dict:
     return {"images": s.trajectory_images, "frames": len(frames), "files": ["denoising.gif", "denoising-last.png"]}
 
 
-def fid_row(ctx: Context, label: str, sampler: str, steps: int | None) -> dict:
+def fid_row(ctx: Context, label: str, sampler: str, steps: int | None, eta: float | None = None) -> dict:
     """One row of the FID table: sample, then FID, the real-data floor at the same count, precision,
-    recall and class shares; `steps` None: the sampler's default (DDPM: every step). The DDPM row
+    recall and class shares; `steps` None: the sampler's default (DDPM: every step), `eta` None: the
+    sampler's own noise (DDIM: none). The DDPM row
     also draws DDIM-50 from the same noise for Fig. 2."""
     from mnistdiff.evaluation import evaluate
     from mnistdiff.generate import generate
@@ -101,7 +102,8 @@ def fid_row(ctx: Context, label: str, sampler: str, steps: int | None) -> dict:
               "progress": True}
     t0 = time.perf_counter()
     steps = default_steps(sampler, ctx.schedule.T) if steps is None else steps
-    images = generate(ctx.model, ctx.schedule, n, sampler=sampler, steps=steps, **common)
+    options = {} if eta is None else {"eta": eta}
+    images = generate(ctx.model, ctx.schedule, n, sampler=sampler, steps=steps, **options, **common)
     seconds = time.perf_counter() - t0
     shown_label = f"DDPM-{steps}" if sampler == "ddpm" else label  # the test model's T is not 1000
     row = {"label": shown_label, "sampler": sampler, "steps": steps, "seconds": seconds, "precision": s.precision,

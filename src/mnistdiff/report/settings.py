@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-# (label, sampler, steps) of the FID table's rows, the report's two first; DDPM takes every step.
+# (label, sampler, steps, eta) of the FID table's rows, the report's two first; DDPM takes every step,
+# and eta None is the sampler's own (DDIM: 0, deterministic).
 FID_ROWS = (
-    ("DDPM-1000", "ddpm", None),
-    ("DDIM-50", "ddim", 50),
-    ("DDIM-10", "ddim", 10),
-    ("DDIM-20", "ddim", 20),
-    ("DDIM-100", "ddim", 100),
-    ("DPM-Solver++ 10", "dpm-solver", 10),
-    ("DPM-Solver++ 20", "dpm-solver", 20),
+    ("DDPM-1000", "ddpm", None, None),
+    ("DDIM-50", "ddim", 50, None),
+    ("DDIM-10", "ddim", 10, None),
+    ("DDIM-20", "ddim", 20, None),
+    ("DDIM-100", "ddim", 100, None),
+    ("DDIM-100, eta 1", "ddim", 100, 1.0),
+    ("DPM-Solver++ 10", "dpm-solver", 10, None),
+    ("DPM-Solver++ 20", "dpm-solver", 20, None),
 )
 HEADLINE = "DDIM-50"
 
@@ -54,7 +56,7 @@ PRESETS = {"quick": QUICK, "full": FULL}
 
 def model_evaluations(s: Settings) -> dict[str, float]:
     """Rough cost of each part in model evaluations (image x step), for the job's ETA."""
-    rows = {label: s.images_of(label) * (steps or 1000) for label, _, steps in FID_ROWS}
+    rows = {label: s.images_of(label) * (steps or 1000) for label, _, steps, _ in FID_ROWS}
     rows["DDPM-1000"] += s.ddpm_images * 50  # the DDIM grid from the same noise
     return {
         "forward": 2 * s.ddim_steps,
