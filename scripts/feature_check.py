@@ -6,8 +6,8 @@
 Draws N images from the shipped model with each sampler below (seed 0, bf16 through torch.compile,
 the report's noises) and scores them against the MNIST test set in three feature spaces: the
 shipped classifier's, a second classifier trained apart (another seed, so other weights), and an
-untrained classifier's (random features, no notion of digits, rescaled to a mean spread of 1). Each FID sits beside the floor of N
-real training images in the same space. Writes OUT/feature-check.json and OUT/feature-check.md.
+untrained classifier's (random features, no notion of digits, rescaled to a mean spread of 1). Each
+FID sits beside the floor of N real training images in the same space. Writes OUT/feature-check.json and OUT/feature-check.md.
 """
 
 from __future__ import annotations
@@ -17,11 +17,11 @@ import sys
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file
 
 from mnistdiff import data, load_checkpoint
 from mnistdiff.evaluation import Classifier, load_classifier
 from mnistdiff.evaluation.metrics import features_and_probs, fid
+from mnistdiff.evaluation.report import real_sample
 from mnistdiff.generate import generate
 
 SAMPLERS = {  # label: generate()'s arguments
@@ -34,11 +34,9 @@ SAMPLERS = {  # label: generate()'s arguments
 
 
 def feature_nets(second: Path) -> dict[str, Classifier]:
-    other = Classifier()
-    other.load_state_dict(load_file(second / "classifier-mnist.safetensors"))
     torch.manual_seed(0)
     untrained = Classifier()
-    return {"shipped classifier": load_classifier("mnist")[0], "second classifier": other.eval(),
+    return {"shipped classifier": load_classifier("mnist")[0], "second classifier": load_classifier("mnist", second)[0],
             "untrained network": untrained.eval()}
 
 
@@ -49,10 +47,8 @@ def main() -> None:
     out.mkdir(parents=True, exist_ok=True)
     nets = feature_nets(second)
     test_images, _ = data.load("mnist", "test")
-    train_images, _ = data.load("mnist", "train")
-    real = train_images[torch.randperm(len(train_images), generator=torch.Generator().manual_seed(0))[:n]]
     model, schedule, _ = load_checkpoint()
-    sets = {"real training images (the floor)": real}
+    sets = {"real training images (the floor)": real_sample(n)}
     for label, args in SAMPLERS.items():
         print(f"sampling {label}", file=sys.stderr, flush=True)
         sets[label] = generate(model, schedule, n, seed=0, precision="bf16", compile=True, progress=True, **args)

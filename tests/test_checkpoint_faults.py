@@ -106,6 +106,22 @@ def test_shipped_files_are_checked_against_their_checksums(tmp_path, monkeypatch
         reference.load_reference("mnist")
 
 
+def test_a_classifier_from_a_folder_is_checked_like_the_shipped_one(tmp_path):
+    from mnistdiff.evaluation import classifier
+
+    folder = tmp_path / "clf"
+    shutil.copytree(classifier.asset("x").parent, folder)
+    shipped, _ = classifier.load_classifier("mnist")
+    loaded, record = classifier.load_classifier("mnist", folder)
+    assert record["test_accuracy"] > 0.99
+    assert all(torch.equal(a, b) for a, b in zip(shipped.state_dict().values(), loaded.state_dict().values()))
+    _flip_byte(folder / "classifier-mnist.safetensors", -10)
+    with pytest.raises(files.ChecksumError, match="classifier-mnist.safetensors: SHA-256 differs"):
+        classifier.load_classifier("mnist", folder)
+    with pytest.raises(FileNotFoundError, match="no classifier at"):
+        classifier.load_classifier("mnist", tmp_path / "none")
+
+
 def _flip_byte(path: Path, at: int) -> None:
     payload = bytearray(path.read_bytes())
     payload[at] ^= 0xFF

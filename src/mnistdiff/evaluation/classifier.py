@@ -44,13 +44,16 @@ def asset(name: str) -> Path:
     return Path(str(resources.files("mnistdiff.evaluation") / "assets" / name))
 
 
-def load_classifier(dataset: str = "mnist") -> tuple[Classifier, dict]:
-    """The shipped classifier for `dataset` (eval mode) and its record (accuracy, command, data checksum)."""
-    weights = asset(f"classifier-{dataset}.safetensors")
+def load_classifier(dataset: str = "mnist", folder: str | Path | None = None) -> tuple[Classifier, dict]:
+    """The classifier for `dataset` (eval mode) and its record (accuracy, command, data checksum): the
+    shipped one, or the one `mnistdiff train-classifier --out FOLDER` wrote."""
+    name = f"classifier-{dataset}.safetensors"
+    weights = asset(name) if folder is None else Path(folder) / name
     if not weights.is_file():
-        raise FileNotFoundError(f"no shipped classifier for {dataset!r} ({weights.name}): run mnistdiff train-classifier")
+        where = f"shipped classifier for {dataset!r} ({weights.name})" if folder is None else f"classifier at {weights}"
+        raise FileNotFoundError(f"no {where}: run mnistdiff train-classifier")
     files.verify_checksums(weights.parent, [weights.name, f"classifier-{dataset}.json"])
     model = Classifier()
     model.load_state_dict(load_file(weights))
-    record = json.loads(asset(f"classifier-{dataset}.json").read_text())
+    record = json.loads((weights.parent / f"classifier-{dataset}.json").read_text())
     return model.eval().requires_grad_(False), record

@@ -47,11 +47,15 @@ def check_count(n: int) -> None:
         raise ValueError(f"evaluation needs at least {MIN_IMAGES} images, got {n}")
 
 
+def real_sample(n: int, dataset: str = "mnist", data_dir=None, seed: int = 0) -> torch.Tensor:
+    """n training images drawn without replacement: the real images the floor is scored on."""
+    train_images, _ = data.load(dataset, "train", data_dir)
+    return train_images[torch.randperm(len(train_images), generator=torch.Generator().manual_seed(seed))[:n]]
+
+
 def real_floor(n: int, dataset: str = "mnist", data_dir=None, seed: int = 0) -> float:
     """The FID of n real training images against the test statistics: the best a model can score at n."""
-    train_images, _ = data.load(dataset, "train", data_dir)
-    pick = torch.randperm(len(train_images), generator=torch.Generator().manual_seed(seed))[:n]
-    return fid_test(train_images[pick], dataset)
+    return fid_test(real_sample(n, dataset, data_dir, seed), dataset)
 
 
 @lru_cache(maxsize=2)

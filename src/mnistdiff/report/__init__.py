@@ -76,7 +76,7 @@ def build_report(out: str | Path = "report", checkpoint: str | Path | None = Non
     jobs = {
         "forward": lambda: parts.forward(ctx),
         "trajectory": lambda: parts.trajectory(ctx),
-        **{f"fid {row[0]}": (lambda r=row: parts.fid_row(ctx, *r)) for row in FID_ROWS},
+        **{f"fid {row.label}": (lambda r=row: parts.fid_row(ctx, r)) for row in FID_ROWS},
         "timing": lambda: parts.timing(ctx),
         "reconstruction": lambda: parts.reconstruction(ctx),
         "merges": lambda: parts.merges(ctx),

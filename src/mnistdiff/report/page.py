@@ -51,11 +51,13 @@ def provenance(settings: Settings, checkpoint, folder: Path, checksum: str, devi
     where = [] if data_dir is None else ["--data-dir", data_dir]
     on = ["--device", device.type, *(["--compile"] if settings.compile else [])]
     s = settings
-    commands = {f"FID {label}": ["fid", "--sampler", sampler, *([] if steps is None else ["--steps", str(steps)]),
-                                 *([] if eta is None else ["--eta", f"{eta:g}"]), "--n", str(s.images_of(label)),
-                                 "--seed", str(s.seed), "--batch-size", str(s.batch_size), "--precision",
-                                 s.precision, *model, *on, *where]
-                for label, sampler, steps, eta in FID_ROWS}
+    commands = {f"FID {r.label}": ["fid", "--sampler", r.sampler,
+                                   *([] if r.steps is None else ["--steps", str(r.steps)]),
+                                   *([] if r.eta is None else ["--eta", f"{r.eta:g}"]),
+                                   "--n", str(s.images_of(r.label)),
+                                   "--seed", str(s.seed), "--batch-size", str(s.batch_size), "--precision",
+                                   s.precision, *model, *on, *where]
+                for r in FID_ROWS}
     commands |= {
         "timing": ["bench", "sample", "--batch-size", str(s.timing_batch), "--precision", s.precision, *model, *on],
         "Fig. 1": ["figure", "forward", str(forward_index), "--steps", str(s.ddim_steps), *model, *where],
@@ -158,8 +160,9 @@ def _curve_and_provenance(results: dict, prov: dict) -> list[str]:
 
 def summary_of(results: dict, settings: Settings, prov: dict) -> dict:
     """The key numbers (what the README's table and the closing summary show) and the provenance."""
+    labels = [row.label for row in FID_ROWS]
     rows = [{k: results[f"fid {label}"][k] for k in ("label", "n", "fid_test", "floor_fid_test", "precision",
-                                                      "recall", "seconds")} for label, *_ in FID_ROWS]
+                                                      "recall", "seconds")} for label in labels]
     t = results["timing"]
     recon = {r["steps"]: r["mse"] for r in results["reconstruction"]["rows"]}
     methods = results["merge study"]["study"]["methods"]

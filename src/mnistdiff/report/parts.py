@@ -15,7 +15,7 @@ from mnistdiff import data
 from mnistdiff.data import to_model_range
 from mnistdiff.diffusion import Schedule
 from mnistdiff.images import grid, save_png
-from mnistdiff.report.settings import Settings
+from mnistdiff.report.settings import FidRow, Settings
 
 MERGE_WEIGHTS = (0.0, 0.2, 0.4, 0.5, 0.6, 0.8, 1.0)
 # The student report's figures, shown beside ours.
@@ -87,15 +87,14 @@ def trajectory(ctx: Context) -> dict:
     return {"images": s.trajectory_images, "frames": len(frames), "files": ["denoising.gif", "denoising-last.png"]}
 
 
-def fid_row(ctx: Context, label: str, sampler: str, steps: int | None, eta: float | None = None) -> dict:
+def fid_row(ctx: Context, spec: FidRow) -> dict:
     """One row of the FID table: sample, then FID, the real-data floor at the same count, precision,
-    recall and class shares; `steps` None: the sampler's default (DDPM: every step), `eta` None: the
-    sampler's own noise (DDIM: none). The DDPM row
-    also draws DDIM-50 from the same noise for Fig. 2."""
+    recall and class shares. The DDPM row also draws DDIM-50 from the same noise for Fig. 2."""
     from mnistdiff.evaluation import evaluate
     from mnistdiff.generate import generate
     from mnistdiff.samplers import default_steps
 
+    label, sampler, steps, eta = spec
     s = ctx.settings
     n = s.images_of(label)
     common = {"seed": s.seed, "batch_size": s.batch_size, "precision": s.precision, "compile": s.compile,

@@ -3,18 +3,29 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import NamedTuple
 
-# (label, sampler, steps, eta) of the FID table's rows, the report's two first; DDPM takes every step,
-# and eta None is the sampler's own (DDIM: 0, deterministic).
+
+class FidRow(NamedTuple):
+    """One row of the FID table: steps None is the sampler's default (DDPM: every step), eta None the
+    sampler's own noise (DDIM: 0, deterministic)."""
+
+    label: str
+    sampler: str
+    steps: int | None
+    eta: float | None = None
+
+
+# The FID table's rows, the report's two first.
 FID_ROWS = (
-    ("DDPM-1000", "ddpm", None, None),
-    ("DDIM-50", "ddim", 50, None),
-    ("DDIM-10", "ddim", 10, None),
-    ("DDIM-20", "ddim", 20, None),
-    ("DDIM-100", "ddim", 100, None),
-    ("DDIM-100, eta 1", "ddim", 100, 1.0),
-    ("DPM-Solver++ 10", "dpm-solver", 10, None),
-    ("DPM-Solver++ 20", "dpm-solver", 20, None),
+    FidRow("DDPM-1000", "ddpm", None),
+    FidRow("DDIM-50", "ddim", 50),
+    FidRow("DDIM-10", "ddim", 10),
+    FidRow("DDIM-20", "ddim", 20),
+    FidRow("DDIM-100", "ddim", 100),
+    FidRow("DDIM-100, eta 1", "ddim", 100, eta=1.0),
+    FidRow("DPM-Solver++ 10", "dpm-solver", 10),
+    FidRow("DPM-Solver++ 20", "dpm-solver", 20),
 )
 HEADLINE = "DDIM-50"
 
@@ -56,7 +67,7 @@ PRESETS = {"quick": QUICK, "full": FULL}
 
 def model_evaluations(s: Settings) -> dict[str, float]:
     """Rough cost of each part in model evaluations (image x step), for the job's ETA."""
-    rows = {label: s.images_of(label) * (steps or 1000) for label, _, steps, _ in FID_ROWS}
+    rows = {row.label: s.images_of(row.label) * (row.steps or 1000) for row in FID_ROWS}
     rows["DDPM-1000"] += s.ddpm_images * 50  # the DDIM grid from the same noise
     return {
         "forward": 2 * s.ddim_steps,

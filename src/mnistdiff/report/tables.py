@@ -28,7 +28,7 @@ def fid_table(results: dict) -> tuple[list[str], list[list[str]]]:
     headers = ["sampler", "images", "FID vs test", "floor (real, same count)", "FID / floor", "FID vs train",
                "precision", "recall", "p >= 0.9", "seconds", "report (Inception FID)"]
     rows = []
-    for label, *_ in FID_ROWS:
+    for label in [row.label for row in FID_ROWS]:
         r = results[f"fid {label}"]
         rows.append([r["label"], str(r["n"]), f"{r['fid_test']:.3f}", f"{r['floor_fid_test']:.3f}",
                      f"{r['fid_test'] / r['floor_fid_test']:.1f}x", f"{r['fid_train']:.3f}", f"{r['precision']:.3f}",
@@ -39,7 +39,7 @@ def fid_table(results: dict) -> tuple[list[str], list[list[str]]]:
 
 def class_table(results: dict) -> tuple[list[str], list[list[str]]]:
     headers = ["sampler"] + [str(c) for c in range(10)]
-    rows = [results[f"fid {label}"] for label, *_ in FID_ROWS]
+    rows = [results[f"fid {row.label}"] for row in FID_ROWS]
     return headers, [[r["label"]] + [f"{share:.1%}" for share in r["class_shares"]] for r in rows]
 
 
