@@ -16,6 +16,7 @@ from mnistdiff.evaluation.report import fid_test
 from mnistdiff.generate import generate
 from mnistdiff.images import grid, save_png
 from mnistdiff.model import UNet
+from mnistdiff.model.grow import deepen
 from mnistdiff.precision import autocast
 from mnistdiff.train import checkpoint, distributed
 from mnistdiff.train import state as state_io
@@ -130,10 +131,17 @@ class Run:
         return data.to_model_range(self.images[idx]).to(self.device, non_blocking=True)
 
     def init_from(self, source: Path) -> None:
-        """Start from another checkpoint's EMA weights (model and EMA alike), with a fresh optimizer."""
-        _, weights = checkpoint.read(source)
-        checkpoint.load_weights(self.model, weights["ema"], source / "weights.safetensors")
-        checkpoint.load_weights(self.ema.shadow, weights["ema"], source / "weights.safetensors")
+        """Start from another checkpoint's EMA weights (model and EMA alike), with a fresh optimizer;
+        deepened first where this run has more blocks per level than the source."""
+        config, weights = checkpoint.read(source)
+        ema = weights["ema"]
+        unet_cfg, _, _ = checkpoint.parse_config(config)
+        if unet_cfg.blocks != self.model.config.blocks:
+            old = UNet(unet_cfg)
+            checkpoint.load_weights(old, ema, source / "weights.safetensors")
+            ema = deepen(old, self.model.config.blocks).state_dict()
+        checkpoint.load_weights(self.model, ema, source / "weights.safetensors")
+        checkpoint.load_weights(self.ema.shadow, ema, source / "weights.safetensors")
 
     def step(self, time_done: float | None = None) -> tuple[float | None, float]:
         """One optimizer step; returns (loss, lr), loss None for a skipped batch. `time_done`: the

@@ -16,7 +16,8 @@ def resolve(preset: str, dataset: str, resume: Path | None, overrides: dict, ini
     """The run's full config: the preset's, or on resume the checkpoint's, with `overrides` applied.
 
     `resume`: the checkpoint folder to continue from. With `init_from` (a checkpoint folder) the
-    model's shape and schedule are that checkpoint's.
+    model's shape and schedule are that checkpoint's, except that `blocks` may grow: the run then
+    starts from a deeper copy of that model (model/grow.py), and init_from records the old count.
     """
     extra = {}
     if resume is not None:
@@ -36,6 +37,9 @@ def resolve(preset: str, dataset: str, resume: Path | None, overrides: dict, ini
     given = {k: v for k, v in overrides.items() if v is not None}
     model = {k: given.pop(k) for k in MODEL_SETTINGS if k in given}
     changed = {k: v for k, v in model.items() if getattr(unet_cfg, k) != v}
+    if init_from is not None and changed.get("blocks", 0) > unet_cfg.blocks:
+        changed.pop("blocks")  # a deeper model that starts as this one (model/grow.py)
+        extra["init_from"]["blocks"] = unet_cfg.blocks
     if changed and (resume is not None or init_from is not None):
         name = next(iter(changed))
         raise ValueError(f"--{name.replace('_', '-')}: the model's is {getattr(unet_cfg, name)!r}; "
