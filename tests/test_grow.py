@@ -44,8 +44,7 @@ def test_the_new_blocks_learn():
     deeper = deepen(model, 2).train()
     x, t = torch.randn(4, 1, 28, 28), torch.tensor([3, 30, 300, 900])
     (deeper(x, t) - torch.randn(4, 1, 28, 28)).square().mean().backward()
-    for level in (deeper.down[0], deeper.up[0][0]):
-        new = level.res[1] if hasattr(level, "res") else level[1]
+    for new in (deeper.down[0].res[1], deeper.up[0][0][1]):  # a new block going down, and one going up
         assert new.conv2.weight.grad.abs().sum() > 0
 
 

@@ -169,8 +169,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sigma-data", type=float, help="EDM's data standard deviation (default: 0.5)")
     p.add_argument("--base", type=_positive_int,
                    help="channels of the UNet's first level, the others a multiple of it (default: the preset's)")
-    p.add_argument("--blocks", type=_positive_int, help="ResNet blocks per level (default: the preset's); with --init-from, more "
-                        "than the model's starts from a deeper copy with the same outputs")
+    p.add_argument("--blocks", type=_positive_int,
+                   help="ResNet blocks per level (default: the preset's); with --init-from, more than the "
+                        "model's starts from a deeper copy with the same outputs")
     p.add_argument("--out", required=True, help="run folder (checkpoints, log.csv, samples/)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
     p.add_argument("--init-from", metavar="PATH",
