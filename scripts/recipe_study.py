@@ -8,6 +8,7 @@ a batch share the machine alike; nothing else should run meanwhile.
 
     python scripts/recipe_study.py --minutes 30 --out runs/study                     # trains every arm
     python scripts/recipe_study.py --out runs/study --report docs/results/recipes/study  # table + curves only
+    python scripts/recipe_study.py --out runs/study4 --report PREFIX --compare docs/results/recipes/min-snr-study.json
 
 Writes OUT/<arm>/ (a run folder each, with its study.log), and with --report PREFIX the table in
 PREFIX-table.md, the curves in PREFIX-curves.png and the numbers in PREFIX-study.json.
@@ -31,6 +32,7 @@ ARMS = {
     "constant": PLAIN,  # the `small` preset's recipe before this study
     "cosine": [*PLAIN, *COSINE],
     "cosine+min-snr-5": [*PLAIN, *COSINE, "--min-snr-gamma", "5"],  # the `small` preset's recipe since
+    "cosine+min-snr-5+lr-2e-3": [*PLAIN, *COSINE, "--min-snr-gamma", "5", "--lr", "2e-3"],
     "cosine+min-snr-5+batch-128": [*PLAIN, *COSINE, "--min-snr-gamma", "5", "--batch-size", "128"],
     "cosine+lognormal": [*PLAIN, *COSINE, "--level-density", "lognormal"],
     "cosine+edm": [*PLAIN, *COSINE, "--preconditioning", "edm", "--level-density", "lognormal"],
@@ -80,7 +82,9 @@ def curve(run: Path) -> list[tuple[float, int, float]]:
     return points + [(float(last["elapsed_s"]) / 60, int(last["step"]), final["fid_test"])]
 
 
-def report(out: Path, prefix: Path, arms: list[str]) -> None:
+def report(out: Path, prefix: Path, arms: list[str], compare: list[Path] = ()) -> None:
+    """Table, curves and JSON of the arms in `out`; the curves of `compare` (earlier studies' JSON, on
+    the same noises) are drawn dashed beside them."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -92,6 +96,10 @@ def report(out: Path, prefix: Path, arms: list[str]) -> None:
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)
     for name, points in curves.items():
         ax.plot([p[0] for p in points], [p[2] for p in points], marker="o", label=name)
+    for path in compare:
+        for name, points in json.loads(path.read_text())["curves"].items():
+            ax.plot([p[0] for p in points], [p[2] for p in points], marker=".", linestyle="--",
+                    label=f"{name} (earlier pair)")
     ax.axhline(floor, color="gray", linestyle="--", label="real images, same count")
     ax.set(xlabel="minutes of training (one core each)", ylabel="FID vs test statistics", yscale="log",
            title="Recipes at equal CPU time")
@@ -125,6 +133,8 @@ def main() -> None:
     p.add_argument("--arms", default=",".join(STUDY), help=f"comma list of {', '.join(ARMS)}")
     p.add_argument("--jobs", type=int, default=2, help="arms trained at once, one core and one thread each")
     p.add_argument("--report", type=Path, help="path prefix for the table, curves and JSON")
+    p.add_argument("--compare", type=Path, action="append", default=[],
+                   help="an earlier study's PREFIX-study.json (same noises) whose curves --report draws dashed")
     args = p.parse_args()
     arms = args.arms.split(",")
     unknown = set(arms) - set(ARMS)
@@ -134,7 +144,7 @@ def main() -> None:
         train_arms(args.out, args.preset, args.minutes, args.fid_every, args.fid_images, args.fid_steps, arms,
                    args.jobs)
     if args.report:
-        report(args.out, args.report, arms)
+        report(args.out, args.report, arms, args.compare)
 
 
 if __name__ == "__main__":
