@@ -26,7 +26,7 @@ import sys
 from pathlib import Path
 
 # Every arm names each lever, so that a change of the preset's defaults leaves the arms as they were.
-PLAIN = ["--lr-decay", "constant", "--min-snr-gamma", "0", "--level-density", "uniform", "--preconditioning", "none"]
+PLAIN = ["--lr", "1e-3", "--lr-decay", "constant", "--min-snr-gamma", "0", "--level-density", "uniform", "--preconditioning", "none"]
 COSINE = ["--lr-decay", "cosine", "--steps", "100000000"]  # the decay ends with the time budget
 ARMS = {
     "constant": PLAIN,  # the `small` preset's recipe before this study

@@ -87,10 +87,10 @@ PRESETS: dict[str, Preset] = {
                     log_every=10, sample_every=100, checkpoint_every=50, grid_images=16, grid_steps=10),
     ),
     # The CPU default; docs/model.md says how this shape was chosen, docs/training.md how its recipe was:
-    # a cosine decay (over --steps, or --minutes when that ends first) and Min-SNR-5 weighting.
+    # a cosine decay (over --steps, or --minutes when that ends first), Min-SNR-5 weighting, peak lr 2e-3.
     "small": Preset(
         UNetConfig(base=32, mults=(1, 2, 2), blocks=1, attn_levels=(2,), heads=4, groups=8, dropout=0.0),
-        TrainConfig(steps=20_000, batch_size=64, lr=1e-3, warmup=200, ema_decay=0.999, lr_decay="cosine",
+        TrainConfig(steps=20_000, batch_size=64, lr=2e-3, warmup=200, ema_decay=0.999, lr_decay="cosine",
                     min_snr_gamma=5.0),
     ),
     # The report's shape: base width 64, multipliers (1, 2, 4), 4 heads, lr 5e-4, batch 64.
