@@ -102,10 +102,11 @@ train_small() {
 # The shipped model's last stage used the plain loss: continued with Min-SNR-5 it got worse on the
 # CPU, continued with the plain loss it gained (docs/training.md), so the continuation keeps it.
 continue_shipped() {
-    local minutes=${1:?MINUTES} batch=${2:-1024} lr=${3:-2e-3} run
+    local minutes=${1:?MINUTES} batch=${2:-1024} lr=${3:-2e-3} run limit
     local base=src/mnistdiff/weights/small-mnist
     run=$(mktemp -d)/continued
-    part train "$(awk "BEGIN { print int($minutes * 60) + 120 }")" "${train[@]}" --init-from "$base" --batch-size "$batch" --lr "$lr" \
+    limit=$(awk "BEGIN { print int($minutes * 60) + 120 }")  # the budget, plus start-up and the last save
+    part train "$limit" "${train[@]}" --init-from "$base" --batch-size "$batch" --lr "$lr" \
         --warmup 1000 --lr-decay cosine --min-snr-gamma 0 --ema-decay 0.9995 --skip-nonfinite 20 \
         --steps 100000000 --minutes "$minutes" --checkpoint-every 2000 --out "$run"
     part export 60 python -m mnistdiff export --checkpoint "$run" --out "$out/model" --base "$base"
