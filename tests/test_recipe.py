@@ -9,7 +9,7 @@ import torch
 
 from exact import GaussianData
 from mnistdiff import load_checkpoint
-from mnistdiff.diffusion import eps_loss, level_density, level_weights, linear_schedule
+from mnistdiff.diffusion import draw_levels, eps_loss, level_density, level_weights, linear_schedule
 from mnistdiff.generate import generate
 from mnistdiff.model import UNet, get_preset
 from mnistdiff.samplers import SAMPLERS, default_steps
@@ -19,7 +19,7 @@ SCHEDULE = linear_schedule()
 OLD = Path(__file__).parent / "data" / "tiny-old-checkpoint"  # written by the code before preconditioning
 
 
-def best_scale(model, perturbation, weights, density, seed=0) -> float:
+def best_scale(model, perturbation, weights, density, stratified=False, seed=0) -> float:
     """The c minimising eps_loss(model + c * perturbation) on one draw of x0, t and eps (the loss is
     quadratic in c; three values fix it)."""
     std, mean = 0.5, 0.3
@@ -28,23 +28,46 @@ def best_scale(model, perturbation, weights, density, seed=0) -> float:
     def loss(c):
         shifted = lambda xt, t: model(xt, t) + c * perturbation(xt, t)  # noqa: E731
         return eps_loss(shifted, SCHEDULE, x0, generator=torch.Generator().manual_seed(seed + 1), weights=weights,
-                        density=density).double()
+                        density=density, stratified=stratified).double()
 
     l0, l1, l2 = loss(0.0), loss(1.0), loss(2.0)
     a = (l2 - 2 * l1 + l0) / 2
     return float(-(l1 - l0 - a) / (2 * a))
 
 
-@pytest.mark.parametrize("recipe", ["plain", "min-snr-5", "lognormal", "edm+lognormal"])
+@pytest.mark.parametrize("recipe", ["plain", "min-snr-5", "lognormal", "edm+lognormal", "min-snr-5+stratified",
+                                    "lognormal+stratified"])
 def test_every_recipe_has_its_minimum_at_the_true_eps(recipe):
     exact = GaussianData(SCHEDULE, 0.3, 0.5)  # E[eps | x_t] of this data, in closed form
     weights = {"min-snr-5": level_weights(SCHEDULE, min_snr_gamma=5),
-               "edm+lognormal": level_weights(SCHEDULE, "edm")}.get(recipe)
+               "edm+lognormal": level_weights(SCHEDULE, "edm")}.get(recipe.split("+")[0])
     density = level_density(SCHEDULE, "lognormal") if "lognormal" in recipe else None
     exact32 = lambda xt, t: exact(xt, t).float()  # noqa: E731
     # Moving the prediction along eps itself, or along x_t, only raises the loss: its minimum is c = 0.
     for direction in (exact32, lambda xt, t: xt):
-        assert abs(best_scale(exact32, direction, weights, density)) < 0.03
+        assert abs(best_scale(exact32, direction, weights, density, "stratified" in recipe)) < 0.03
+
+
+@pytest.mark.parametrize("density", [None, level_density(SCHEDULE, "lognormal")], ids=["uniform", "lognormal"])
+def test_stratified_levels_take_one_draw_per_slice_and_keep_the_density(density):
+    gen = torch.Generator().manual_seed(0)
+    probs = torch.full((SCHEDULE.T,), 1 / SCHEDULE.T, dtype=torch.float64) if density is None else density
+    cdf = probs.cumsum(0)
+    for n in (8, 64):
+        t = draw_levels(SCHEDULE, n, density, stratified=True, generator=gen)
+        assert t.dtype == torch.long and t.min() >= 0 and t.max() < SCHEDULE.T
+        # Level t stands for the probabilities [P(T' < t), P(T' <= t)); the k-th lowest draw's
+        # interval meets the k-th slice [k/n, (k + 1)/n) of them.
+        t = t.sort().values
+        k = torch.arange(n, dtype=torch.float64)
+        assert ((cdf[t] - probs[t]) < (k + 1) / n).all() and (cdf[t] > k / n).all()
+    # Over many batches each level is drawn as often as the density says (alone, any draw is one).
+    draws = torch.cat([draw_levels(SCHEDULE, 64, density, stratified=True, generator=gen) for _ in range(500)])
+    counts = torch.bincount(draws // 100, minlength=10).double() / len(draws)
+    expected = probs.view(10, 100).sum(1)
+    assert (counts - expected).abs().max() < 0.01
+    plain = draw_levels(SCHEDULE, 64 * 500, density, stratified=False, generator=gen)
+    assert (torch.bincount(plain // 100, minlength=10).double() / len(plain) - expected).abs().max() < 0.01
 
 
 def test_lognormal_density_is_edms_on_the_levels_with_a_uniform_share():

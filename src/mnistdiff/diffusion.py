@@ -112,16 +112,39 @@ def level_weights(schedule: Schedule, preconditioning: str = "none", sigma_data:
     return snr.clamp(max=min_snr_gamma) / snr
 
 
+def draw_levels(schedule: Schedule, n: int, density: torch.Tensor | None = None, stratified: bool = False,
+                generator: torch.Generator | None = None, device=None) -> torch.Tensor:
+    """n levels t from `density` (None: uniform over 0..T-1), each drawn alone or, `stratified`, one from
+    each of n equal slices of the distribution's probability, in random order.
+
+    Stratified draws keep the same distribution for every image (each u below is uniform over [0, 1))
+    but spread each batch evenly over the levels, so a batch's loss varies less from one batch to the
+    next (the low-discrepancy draws of Kingma et al. 2021, Variational Diffusion Models, appendix).
+    """
+    if not stratified:
+        if density is None:
+            return torch.randint(0, schedule.T, (n,), device=device, generator=generator)
+        return torch.multinomial(density.to(device), n, replacement=True, generator=generator)
+    u = (torch.arange(n, device=device, dtype=torch.float64)
+         + torch.rand(n, device=device, dtype=torch.float64, generator=generator)) / n
+    u = u[torch.randperm(n, device=device, generator=generator)]
+    if density is None:
+        return (u * schedule.T).long().clamp(max=schedule.T - 1)
+    cdf = density.to(device=device, dtype=torch.float64).cumsum(0)
+    return torch.searchsorted(cdf, u * cdf[-1], right=True).clamp(max=schedule.T - 1)
+
+
 def eps_loss(model, schedule: Schedule, x0: torch.Tensor, generator: torch.Generator | None = None,
              min_snr_gamma: float = 0.0, shard: tuple[int, int] = (0, 1), weights: torch.Tensor | None = None,
-             density: torch.Tensor | None = None) -> torch.Tensor:
+             density: torch.Tensor | None = None, stratified: bool = False) -> torch.Tensor:
     """The simple eps-prediction MSE, Eq. 14 of Ho et al. 2020, with t uniform over 0..T-1.
 
     `weights` (T,) weights each image's error by its level (level_weights); `min_snr_gamma` > 0
     is a shorthand for Min-SNR-gamma weights (Hang et al. 2023, eps form): the low-noise steps,
     whose error is easy to lower and says little about shapes, count less. `density` (T,) draws
-    the levels from those probabilities instead of uniformly (level_density). Neither changes
-    the loss's minimiser at any level: E[eps | x_t].
+    the levels from those probabilities instead of uniformly (level_density); `stratified` spreads
+    each batch's levels evenly over that distribution (draw_levels). None of these changes the
+    loss's minimiser at any level: E[eps | x_t].
 
     `shard` (rank, world_size): x0 is slice `rank` of a global batch `world_size` times larger;
     t and eps are drawn for the whole global batch and sliced alike, so the processes of a
@@ -131,10 +154,7 @@ def eps_loss(model, schedule: Schedule, x0: torch.Tensor, generator: torch.Gener
     b = x0.shape[0]
     # Drawn where the generator lives, so a CPU generator gives the same noise for any model device.
     where = generator.device if generator is not None else x0.device
-    if density is None:
-        t = torch.randint(0, schedule.T, (b * world_size,), device=where, generator=generator)
-    else:
-        t = torch.multinomial(density.to(where), b * world_size, replacement=True, generator=generator)
+    t = draw_levels(schedule, b * world_size, density, stratified, generator, where)
     eps = torch.randn((b * world_size, *x0.shape[1:]), device=where, dtype=x0.dtype, generator=generator)
     t, eps = t[rank * b : (rank + 1) * b].to(x0.device), eps[rank * b : (rank + 1) * b].to(x0.device)
     pred = model(q_sample(schedule, x0, t, eps), t)

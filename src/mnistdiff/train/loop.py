@@ -156,7 +156,8 @@ class Run:
         x0 = self.next_batch()
         with autocast(self.cfg.precision, self.device.type):
             loss = eps_loss(self.compiled, self.schedule, x0, generator=self.gen, weights=self.weights,
-                            density=self.density, shard=(self.group.rank, self.group.world_size))
+                            density=self.density, stratified=self.cfg.level_draw == "stratified",
+                            shard=(self.group.rank, self.group.world_size))
         value = distributed.mean(self.group, loss)  # the same on every process, so all decide alike
         self.optimizer.zero_grad(set_to_none=True)
         if not math.isfinite(value):
