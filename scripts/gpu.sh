@@ -5,8 +5,9 @@
 #                                      at batch 512; the benchmark suite in bf16 with torch.compile (~7 min)
 #   scripts/gpu.sh bench  OUT          uncompiled rows against diffusers' UNet2DModel, batch 64 and 512,
 #                                      and compiled DDPM-1000 / DDIM-50 (~2 min)
-#   scripts/gpu.sh train  OUT SECONDS IMAGES_PER_S [BATCH] [LR]
-#                                      train `small` within SECONDS, export it and measure its FID
+#   scripts/gpu.sh train  OUT MINUTES [BATCH] [LR]
+#                                      train `small` for MINUTES (cosine decay over the budget), export
+#                                      it and run the --full report on it
 #   scripts/gpu.sh continue OUT MINUTES [BATCH] [LR]
 #                                      train the shipped model further for MINUTES (--init-from, plain
 #                                      loss, cosine decay over the budget), export it with its history
@@ -15,9 +16,7 @@
 #
 # Run from the repository root with the package installed (pip install -e '.[bench]' for diffusers)
 # and MNIST reachable (MNISTDIFF_DATA: a folder with the four IDX files, or internet access).
-# IMAGES_PER_S is the training speed at the same batch on that GPU (the last row of the
-# small-512-log.csv that `check` writes); it sets the step count, so that the cosine decay ends
-# when the budget does. Every part runs under its own time limit (BUDGET_S, if set, caps the
+# Every part runs under its own time limit (BUDGET_S, if set, caps the
 # whole call) and logs its start, end and exit status to OUT/steps.txt; output goes to OUT/log.txt.
 set -uo pipefail
 what=${1:?usage: scripts/gpu.sh check|bench|train|continue|report OUT ...}
@@ -88,13 +87,14 @@ bench() {
     part sampling-compiled 200 "${suite[@]}" --out "$out/bench-cuda-sampling-compile" --skip speed --compile
 }
 
+# --minutes decays the lr to 0 when the budget runs out (FID checks pause its clock).
 train_small() {
-    local seconds=${1:?SECONDS} ips=${2:?IMAGES_PER_S} batch=${3:-512} lr=${4:-2e-3} run
-    local steps=${STEPS:-$(python -c "print(max(50, int(0.8 * $seconds * $ips / $batch) // 50 * 50))")}  # 0.8: checks, saves
-    local every=$((steps / 5))
+    local minutes=${1:?MINUTES} batch=${2:-512} lr=${3:-2e-3} run limit every=${FID_EVERY:-2000}
     run=$(mktemp -d)/small
-    part train $((seconds * 3 / 2)) "${train[@]}" --preset small --batch-size "$batch" --lr "$lr" --min-snr-gamma 5 \
-        --lr-decay cosine --steps "$steps" --fid-every "$every" --checkpoint-every "$every" --out "$run"
+    limit=$(awk "BEGIN { print int($minutes * 90) + 120 }")  # the budget, its FID checks, start-up, saves
+    part train "$limit" "${train[@]}" --preset small --batch-size "$batch" --lr "$lr" --min-snr-gamma 5 \
+        --lr-decay cosine --steps 100000000 --minutes "$minutes" --fid-every "$every" \
+        --checkpoint-every "$every" --out "$run"
     part export 60 python -m mnistdiff export --checkpoint "$run" --out "$out/model"
     part report 1200 python -m mnistdiff report --full --checkpoint "$out/model" --device "$device" --out "$out/report"
 }

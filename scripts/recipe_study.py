@@ -27,7 +27,7 @@ from pathlib import Path
 
 # Every arm names each lever, so that a change of the preset's defaults leaves the arms as they were.
 PLAIN = ["--lr", "1e-3", "--lr-decay", "constant", "--min-snr-gamma", "0", "--level-density", "uniform",
-         "--preconditioning", "none"]
+         "--level-draw", "random", "--preconditioning", "none"]
 COSINE = ["--lr-decay", "cosine", "--steps", "100000000"]  # the decay ends with the time budget
 ARMS = {
     "constant": PLAIN,  # the `small` preset's recipe before this study
@@ -35,6 +35,9 @@ ARMS = {
     "cosine+min-snr-5": [*PLAIN, *COSINE, "--min-snr-gamma", "5"],  # the `small` preset's recipe after this study
     # ... and, with the doubled lr, since the 45-minute runs of docs/training.md
     "cosine+min-snr-5+lr-2e-3": [*PLAIN, *COSINE, "--min-snr-gamma", "5", "--lr", "2e-3"],
+    "cosine+min-snr-5+lr-3e-3": [*PLAIN, *COSINE, "--min-snr-gamma", "5", "--lr", "3e-3"],
+    "cosine+min-snr-5+lr-2e-3+stratified": [*PLAIN, *COSINE, "--min-snr-gamma", "5", "--lr", "2e-3", "--level-draw",
+                                            "stratified"],
     "cosine+min-snr-5+batch-128": [*PLAIN, *COSINE, "--min-snr-gamma", "5", "--batch-size", "128"],
     "cosine+lognormal": [*PLAIN, *COSINE, "--level-density", "lognormal"],
     "cosine+edm": [*PLAIN, *COSINE, "--preconditioning", "edm", "--level-density", "lognormal"],

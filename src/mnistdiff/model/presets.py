@@ -35,7 +35,7 @@ class TrainConfig:
     level_std: float = option(1.2, "standard deviation of log sigma under --level-density lognormal", above=0)
     level_uniform: float = option(0.2, "share of uniform draws mixed into --level-density lognormal", minimum=0,
                                   below=1)
-    level_draw: str = option("random", "how each batch's levels are drawn from that density: each on its own "
+    level_draw: str = option("random", "how a batch draws its levels from --level-density: each on its own "
                               "(random), or one from each of batch-size equal slices of it (stratified)",
                               choices=("random", "stratified"))
     weight_decay: float = option(0.0, "AdamW's weight decay", minimum=0)
