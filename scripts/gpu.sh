@@ -94,7 +94,7 @@ train_small() {
     limit=$(awk "BEGIN { print int($minutes * 90) + 120 }")  # the budget, its FID checks, start-up, saves
     part train "$limit" "${train[@]}" --preset small --batch-size "$batch" --lr "$lr" --min-snr-gamma 5 \
         --lr-decay cosine --steps 100000000 --minutes "$minutes" --fid-every "$every" \
-        --checkpoint-every "$every" --out "$run"
+        --fid-images "${FID_IMAGES:-1000}" --checkpoint-every "$every" --out "$run"
     part export 60 python -m mnistdiff export --checkpoint "$run" --out "$out/model"
     part report 1200 python -m mnistdiff report --full --checkpoint "$out/model" --device "$device" --out "$out/report"
 }
