@@ -38,6 +38,8 @@ ARMS = {
     "cosine+min-snr-5+lr-3e-3": [*PLAIN, *COSINE, "--min-snr-gamma", "5", "--lr", "3e-3"],
     "cosine+min-snr-5+lr-2e-3+stratified": [*PLAIN, *COSINE, "--min-snr-gamma", "5", "--lr", "2e-3", "--level-draw",
                                             "stratified"],
+    "cosine+min-snr-5+lr-2e-3+stratified+base-24": [*PLAIN, *COSINE, "--min-snr-gamma", "5", "--lr", "2e-3",
+                                                    "--level-draw", "stratified", "--base", "24"],
     "cosine+min-snr-5+batch-128": [*PLAIN, *COSINE, "--min-snr-gamma", "5", "--batch-size", "128"],
     "cosine+lognormal": [*PLAIN, *COSINE, "--level-density", "lognormal"],
     "cosine+edm": [*PLAIN, *COSINE, "--preconditioning", "edm", "--level-density", "lognormal"],
@@ -119,7 +121,8 @@ def report(out: Path, prefix: Path, arms: list[str], compare: list[Path] = ()) -
     for name, points in curves.items():
         minutes, step, fid = points[-1]
         final = json.loads((out / name / "final-fid.json").read_text())
-        early = " | ".join(f"{f:.3f} ({m:.0f} min)" for m, _, f in points[:-1])
+        cells = [f"{f:.3f} ({m:.0f} min)" for m, _, f in points[:-1]]
+        early = " | ".join(cells + ["-"] * (checks - len(cells)))  # an arm with fewer checks
         rows.append(f"| {name} | {early} | {step:,} | {minutes:.1f} | **{fid:.3f}** | {fid / floor:.1f}x "
                     f"| {final['precision']:.3f} | {final['recall']:.3f} |")
     Path(f"{prefix}-table.md").write_text("\n".join(rows) + f"\n\nFloor (real images, same count): {floor:.3f}\n")
