@@ -143,9 +143,21 @@ def test_a_new_recipe_checkpoint_samples_through_every_sampler(idx_folder, tmp_p
               preconditioning="none")
 
 
+def test_the_patch_preset_trains_and_samples_through_every_sampler(idx_folder, tmp_path):
+    run = train(tmp_path / "run", preset="patch", data_dir=idx_folder, steps=3, batch_size=8, grid_images=4,
+                grid_steps=2, progress=False)
+    model, schedule, config = load_checkpoint(run)
+    assert config["unet"]["patch"] == 2 and model.stem.in_channels == 4
+    for name in SAMPLERS:
+        steps = default_steps(name, schedule.T) if name == "ddpm" else 5
+        images = generate(model, schedule, 2, sampler=name, steps=steps, seed=0, progress=False)
+        assert images.shape == (2, 1, 28, 28) and images.float().std() > 0
+
+
 def test_an_old_checkpoint_loads_and_gives_the_images_it_gave():
     model, schedule, config = load_checkpoint(OLD)
     assert "preconditioning" not in config["unet"] and model.config.preconditioning == "none"
+    assert "patch" not in config["unet"] and model.config.patch == 1
     expected = np.load(OLD / "expected-images.npz")
     for name, kw in {"ddim": dict(steps=10), "ddpm": dict(), "dpm-solver": dict(steps=10)}.items():
         images = generate(model, schedule, 3, sampler=name, seed=0, progress=False, **kw).numpy()

@@ -1,4 +1,8 @@
+from dataclasses import replace
+
+import pytest
 import torch
+import torch.nn.functional as F
 
 from mnistdiff.diffusion import eps_loss, linear_schedule
 from mnistdiff.model import PRESETS, UNet, get_preset
@@ -34,6 +38,30 @@ def test_each_output_depends_only_on_its_own_input():
     x2 = x.clone()
     x2[1] = torch.randn(1, 28, 28)
     torch.testing.assert_close(model(x2, t)[0], y[0])
+
+
+def test_a_patched_unet_sees_every_pixel_and_puts_each_output_in_its_place():
+    torch.manual_seed(0)
+    cfg = replace(get_preset("tiny").unet, patch=2)
+    model = UNet(cfg).eval()
+    assert model.stem.in_channels == 4 and model.head[-1].out_channels == 4
+    x = torch.randn(2, 1, 28, 28, requires_grad=True)
+    y = model(x, torch.tensor([3, 700]))
+    assert y.shape == x.shape
+    (grad,) = torch.autograd.grad(y[0, 0, 27, 0], x)
+    assert grad[0].abs().gt(0).float().mean() > 0.5 and grad[1].abs().max() == 0  # a wide view, its own image
+    # The 4 channels of the head's output at 14x14 position (i, j) are the 2x2 pixels at (2i, 2j).
+    h = torch.zeros(1, 4, 14, 14)
+    h[0, :, 3, 5] = torch.tensor([1.0, 2.0, 3.0, 4.0])
+    assert F.pixel_shuffle(h, 2)[0, 0, 6:8, 10:12].tolist() == [[1.0, 2.0], [3.0, 4.0]]
+
+
+@pytest.mark.parametrize("shape, message", [(dict(patch=3), "divide the image side 28"),
+                                            (dict(patch=0), "at least 1"),
+                                            (dict(patch=2, mults=(1, 2, 2)), "cannot be halved 2 times")])
+def test_a_patch_that_does_not_fit_the_image_is_refused(shape, message):
+    with pytest.raises(ValueError, match=message):
+        replace(get_preset("tiny").unet, **shape)
 
 
 def test_tiny_preset_overfits_a_small_batch():
