@@ -18,6 +18,8 @@ import torch
 
 from mnistdiff import load_checkpoint
 from mnistdiff.data import load, to_model_range
+from mnistdiff.diffusion import q_sample
+from mnistdiff.precision import autocast
 
 LEVELS = (10, 50, 150, 300, 500, 700, 850, 950, 999)
 
@@ -25,13 +27,12 @@ LEVELS = (10, 50, 150, 300, 500, 700, 850, 950, 999)
 def level_errors(model, schedule, x0: torch.Tensor, levels=LEVELS, seed: int = 0) -> list[float]:
     """eps MSE of `model` at each level in `levels`, on x0 with noises drawn from `seed`."""
     gen = torch.Generator().manual_seed(seed)
-    alpha_bar = schedule.alpha_bar.float()
     errors = []
-    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+    with torch.no_grad(), autocast("bf16"):
         for t in levels:
             eps = torch.randn(x0.shape, generator=gen)
-            xt = alpha_bar[t].sqrt() * x0 + (1 - alpha_bar[t]).sqrt() * eps
-            out = model(xt, torch.full((len(x0),), t, dtype=torch.long)).float()
+            level = torch.full((len(x0),), t, dtype=torch.long)
+            out = model(q_sample(schedule, x0, level, eps), level).float()
             errors.append((out - eps).pow(2).mean().item())
     return errors
 

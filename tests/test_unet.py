@@ -2,7 +2,6 @@ from dataclasses import replace
 
 import pytest
 import torch
-import torch.nn.functional as F
 
 from mnistdiff.diffusion import eps_loss, linear_schedule
 from mnistdiff.model import PRESETS, UNet, get_preset
@@ -50,10 +49,12 @@ def test_a_patched_unet_sees_every_pixel_and_puts_each_output_in_its_place():
     assert y.shape == x.shape
     (grad,) = torch.autograd.grad(y[0, 0, 27, 0], x)
     assert grad[0].abs().gt(0).float().mean() > 0.5 and grad[1].abs().max() == 0  # a wide view, its own image
-    # The 4 channels of the head's output at 14x14 position (i, j) are the 2x2 pixels at (2i, 2j).
-    h = torch.zeros(1, 4, 14, 14)
-    h[0, :, 3, 5] = torch.tensor([1.0, 2.0, 3.0, 4.0])
-    assert F.pixel_shuffle(h, 2)[0, 0, 6:8, 10:12].tolist() == [[1.0, 2.0], [3.0, 4.0]]
+    # The head's 4 channels at each 14x14 position are that position's 2x2 block of pixels, in reading order.
+    with torch.no_grad():
+        model.head[-1].weight.zero_()
+        model.head[-1].bias.copy_(torch.tensor([1.0, 2.0, 3.0, 4.0]))
+        out = model(x, torch.tensor([3, 700]))
+    assert torch.equal(out, torch.tensor([[1.0, 2.0], [3.0, 4.0]]).repeat(2, 1, 14, 14))
 
 
 @pytest.mark.parametrize("shape, message", [(dict(patch=3), "divide the image side 28"),

@@ -82,6 +82,11 @@ class Preset:
     train: TrainConfig = field(default_factory=TrainConfig)
 
 
+# The CPU recipe (docs/training.md says how it was chosen): a cosine decay (over --steps, or --minutes when that
+# ends first), Min-SNR-5 weighting, peak lr 2e-3.
+CPU_RECIPE = TrainConfig(steps=20_000, batch_size=64, lr=2e-3, warmup=200, ema_decay=0.999, lr_decay="cosine",
+                         min_snr_gamma=5.0)
+
 PRESETS: dict[str, Preset] = {
     # For tests: a few seconds of CPU time.
     "tiny": Preset(
@@ -89,19 +94,16 @@ PRESETS: dict[str, Preset] = {
         TrainConfig(steps=200, batch_size=16, lr=2e-3, warmup=10, precision="fp32",
                     log_every=10, sample_every=100, checkpoint_every=50, grid_images=16, grid_steps=10),
     ),
-    # The CPU default; docs/model.md says how this shape was chosen, docs/training.md how its recipe was:
-    # a cosine decay (over --steps, or --minutes when that ends first), Min-SNR-5 weighting, peak lr 2e-3.
+    # The CPU default; docs/model.md says how this shape was chosen.
     "small": Preset(
         UNetConfig(base=32, mults=(1, 2, 2), blocks=1, attn_levels=(2,), heads=4, groups=8, dropout=0.0),
-        TrainConfig(steps=20_000, batch_size=64, lr=2e-3, warmup=200, ema_decay=0.999, lr_decay="cosine",
-                    min_snr_gamma=5.0),
+        CPU_RECIPE,
     ),
-    # small's recipe on a UNet that sees 2x2 pixel patches (28x28 -> 14x14 -> 7x7): about as many
+    # The same recipe on a UNet that sees 2x2 pixel patches (28x28 -> 14x14 -> 7x7): about as many
     # weights as the deepened small model, at 1.6 times small's images per second (docs/training.md).
     "patch": Preset(
         UNetConfig(base=48, mults=(1, 2), blocks=1, attn_levels=(1,), heads=4, groups=8, dropout=0.0, patch=2),
-        TrainConfig(steps=20_000, batch_size=64, lr=2e-3, warmup=200, ema_decay=0.999, lr_decay="cosine",
-                    min_snr_gamma=5.0),
+        CPU_RECIPE,
     ),
     # The report's shape: base width 64, multipliers (1, 2, 4), 4 heads, lr 5e-4, batch 64.
     "seed": Preset(

@@ -44,13 +44,10 @@ class UNetConfig:
 
     def __post_init__(self):
         if self.patch < 1 or self.image_size % self.patch:
-            raise ValueError(f"--patch {self.patch}: must be at least 1 and divide the image side {self.image_size}")
-        side = self.image_size // self.patch
-        for _ in self.mults[1:]:
-            if side % 2:
-                raise ValueError(f"--patch {self.patch}: the {self.image_size // self.patch}-pixel side cannot be "
-                                 f"halved {len(self.mults) - 1} times")
-            side //= 2
+            raise ValueError(f"patch {self.patch}: must be at least 1 and divide the image side {self.image_size}")
+        side, halvings = self.image_size // self.patch, len(self.mults) - 1
+        if side % 2**halvings:
+            raise ValueError(f"patch {self.patch}: the network's {side}-pixel side cannot be halved {halvings} times")
         for mult in self.mults:
             width = self.base * mult
             if width % self.groups:
