@@ -85,6 +85,16 @@ def test_lognormal_density_is_edms_on_the_levels_with_a_uniform_share():
         level_density(SCHEDULE, "beta")
 
 
+def test_the_patch_preset_draws_the_middle_levels_most():
+    recipe = get_preset("patch").train
+    density = level_density(SCHEDULE, recipe.level_density, recipe.level_mean, recipe.level_std,
+                            recipe.level_uniform)
+    share = lambda lo, hi: density[lo:hi].sum().item()  # noqa: E731
+    # docs/training.md: 62% of the draws at t = 300 to 699 (uniform: 40%), 12.5% below 200, 14% from 700.
+    assert 0.61 < share(300, 700) < 0.63 and 0.12 < share(0, 200) < 0.13 and 0.13 < share(700, 1000) < 0.15
+    assert recipe.level_draw == "stratified" and recipe.min_snr_gamma == get_preset("small").train.min_snr_gamma
+
+
 def test_edm_preconditioning_is_edms_formula_and_its_loss_is_the_plain_mse_of_f():
     torch.manual_seed(0)
     model = UNet(replace(get_preset("tiny").unet, preconditioning="edm", sigma_data=0.5), SCHEDULE).double().eval()
