@@ -37,6 +37,22 @@ def test_a_run_stopped_by_minutes_has_annealed(idx_folder, tmp_path):
     assert lrs[-1] < 0.5 * 2e-3  # the preset's peak lr is 2e-3; a step-based decay would still be at 2e-3
 
 
+def test_the_time_budget_counts_compiling(idx_folder, tmp_path, monkeypatch):
+    """--compile's build and gradient check are part of --minutes: one slower than the budget leaves no steps."""
+    import time
+
+    from mnistdiff.train import loop
+
+    def slow_compile(model, schedule, x0, precision):
+        time.sleep(4)
+        return model, "compile: stand-in"
+
+    monkeypatch.setattr(loop, "compile_for_training", slow_compile)
+    run = tmp_path / "run"
+    assert train_cli(run, idx_folder, "--steps", "1000000", "--minutes", "0.05", "--compile") == 0
+    assert checkpoint.find(run).name == "step_0000000"
+
+
 def test_minutes_must_be_positive(idx_folder, tmp_path, capsys):
     assert train_cli(tmp_path / "run", idx_folder, "--minutes", "-1") == 2
     assert "--minutes" in capsys.readouterr().err

@@ -158,8 +158,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dataset", default="mnist", choices=DATASETS, help="what to train on")
     _data_dir_arg(p)
     p.add_argument("--minutes", type=float,
-                   help="stop after this many minutes of wall time, FID checks not counted (a cosine decay "
-                        "then ends with them)")
+                   help="stop after this many minutes of wall time, FID checks not counted, --compile's "
+                        "compiling counted (a cosine decay then ends with them)")
     _device_arg(p, "where to train (auto: a CUDA GPU if there is one)")
     _compile_arg(p, "run training steps through torch.compile")
     train_config_args(p)

@@ -60,10 +60,13 @@ class Run:
         # The training forward may run through torch.compile; weights and state_dict stay the model's.
         self.compiled = self.model
         self.paused_s = 0.0  # wall time of FID checks, which the time budget does not count
+        self.setup_s = 0.0  # wall time of compiling, which the time budget counts
         if compile:
+            begin = time.monotonic()
             x0 = data.to_model_range(images[: self.cfg.batch_size]).to(device)
             self.compiled, message = compile_for_training(self.model, self.schedule, x0, self.cfg.precision)
-            print(message, flush=True)
+            self.setup_s = time.monotonic() - begin
+            print(f"{message}; {self.setup_s:.0f} s, counted in --minutes", flush=True)
         self.compiled = distributed.wrap(self.compiled, group)
         self._seed_dropout(0)
         self.gen = torch.Generator().manual_seed(self.cfg.seed)  # data order, t and eps, on the CPU
@@ -258,7 +261,7 @@ def _loop(run: Run, minutes: float | None, progress: bool, resumed: bool) -> Pat
     cfg, state, out, main = run.cfg, run.state, run.out, run.group.main
     log = CsvLog(out / "log.csv", TRAIN_FIELDS, after_step=state["step"]) if main else None
     fid_log = CsvLog(out / "fid.csv", FID_FIELDS, after_step=state["step"]) if cfg.fid_every and main else None
-    start = time.monotonic()
+    start = time.monotonic() - run.setup_s  # the time budget includes compiling
     deadline = start + 60 * minutes if minutes else float("inf")
     # The share of the budget spent, measured from where a resumed decay stood, so the lr stays continuous.
     begun = decay_done(cfg, state["step"])
