@@ -1,17 +1,20 @@
 """Do the samplers rank the same under other feature networks than the shipped classifier?
 
     mnistdiff train-classifier --seed 1 --out runs/clf1
-    python scripts/feature_check.py runs/clf1 [N] [OUT]      (defaults 2048, docs/results/feature-check)
+    python scripts/feature_check.py runs/clf1 [--n N] [--out OUT] [--checkpoints RUN,RUN,...]
 
-Draws N images from the shipped model with each sampler below (seed 0, bf16 through torch.compile,
-the report's noises) and scores them against the MNIST test set in three feature spaces: the
+Draws N images (default 2048) from the shipped model with each sampler below (seed 0, bf16 through
+torch.compile, the report's noises), or with `--checkpoints` DDIM-50 images from each of those
+models on the same noises, and scores them against the MNIST test set in three feature spaces: the
 shipped classifier's, a second classifier trained apart (another seed, so other weights), and an
 untrained classifier's (random features, no notion of digits, rescaled to a mean spread of 1). Each
-FID sits beside the floor of N real training images in the same space. Writes OUT/feature-check.json and OUT/feature-check.md.
+FID sits beside the floor of N real training images in the same space. Writes OUT/feature-check.json
+and OUT/feature-check.md (OUT: docs/results/feature-check by default).
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -40,18 +43,35 @@ def feature_nets(second: Path) -> dict[str, Classifier]:
             "untrained network": untrained.eval()}
 
 
-def main() -> None:
-    second = Path(sys.argv[1])
-    n = int(sys.argv[2]) if len(sys.argv) > 2 else 2048
-    out = Path(sys.argv[3] if len(sys.argv) > 3 else "docs/results/feature-check")
-    out.mkdir(parents=True, exist_ok=True)
-    nets = feature_nets(second)
-    test_images, _ = data.load("mnist", "test")
-    model, schedule, _ = load_checkpoint()
+def image_sets(n: int, checkpoints: list[str]) -> dict[str, torch.Tensor]:
+    """The real floor's images, then each sampler's from the shipped model or DDIM-50's from each checkpoint."""
     sets = {"real training images (the floor)": real_sample(n)}
+    if checkpoints:
+        for path in checkpoints:
+            print(f"sampling DDIM-50 from {path}", file=sys.stderr, flush=True)
+            model, schedule, _ = load_checkpoint(path)
+            sets[f"DDIM-50, {path}"] = generate(model, schedule, n, seed=0, precision="bf16", compile=True,
+                                                progress=True, **SAMPLERS["DDIM-50"])
+        return sets
+    model, schedule, _ = load_checkpoint()
     for label, args in SAMPLERS.items():
         print(f"sampling {label}", file=sys.stderr, flush=True)
         sets[label] = generate(model, schedule, n, seed=0, precision="bf16", compile=True, progress=True, **args)
+    return sets
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("second", type=Path, help="the second classifier's folder (mnistdiff train-classifier --out)")
+    parser.add_argument("--n", type=int, default=2048, help="images per row")
+    parser.add_argument("--out", type=Path, default=Path("docs/results/feature-check"))
+    parser.add_argument("--checkpoints", default="", help="comma-separated runs or checkpoints to compare")
+    args = parser.parse_args()
+    n, out, second = args.n, args.out, args.second
+    out.mkdir(parents=True, exist_ok=True)
+    nets = feature_nets(second)
+    test_images, _ = data.load("mnist", "test")
+    sets = image_sets(n, [c for c in args.checkpoints.split(",") if c])
     with torch.no_grad():
         test_feats = {name: features_and_probs(net, test_images)[0] for name, net in nets.items()}
         # The untrained network's features are tiny: rescale them to a mean spread of 1 over the test set,

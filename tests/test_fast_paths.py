@@ -116,6 +116,14 @@ def test_compiled_training_gradients_are_checked(model_and_input, monkeypatch):
     monkeypatch.setattr(torch, "compile", lambda m: broken)
     chosen, message = compile_for_training(model, schedule, x0, "fp32")
     assert chosen is model and "NOT used" in message
+    # A compile that cannot build (no C++ compiler, say) leaves the plain model too, and says why.
+
+    def fails(x, t):
+        raise RuntimeError("no C++ compiler found")
+
+    monkeypatch.setattr(torch, "compile", lambda m: fails)
+    chosen, message = compile_for_training(model, schedule, x0, "fp32")
+    assert chosen is model and "NOT used" in message and "no C++ compiler" in message
 
 
 def test_cli_runs_compiled_fp32_in_channels_last_on_cpu():

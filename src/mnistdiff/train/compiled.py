@@ -44,7 +44,12 @@ def compiled_grads_match(model, compiled, schedule: Schedule, x0: torch.Tensor, 
 def compile_for_training(model, schedule: Schedule, x0: torch.Tensor, precision: str):
     """compile_model(model) if its gradients pass the check on batch x0, else model, with a message."""
     compiled = compile_model(model)
-    ok, error = compiled_grads_match(model, compiled, schedule, x0, precision)
+    try:
+        ok, error = compiled_grads_match(model, compiled, schedule, x0, precision)
+    except Exception as err:  # torch.compile builds on the first call: no C++ compiler, an unsupported op...
+        first_line = (str(err).strip().splitlines() or [""])[0][:200]
+        return model, (f"compile: NOT used, torch.compile failed ({type(err).__name__}: {first_line}); "
+                       "training runs uncompiled")
     if ok:
         return compiled, f"compile: gradients match the plain model's (relative error {error:.1e})"
     return model, (f"compile: NOT used, its {precision} gradients differ from the plain model's by "
