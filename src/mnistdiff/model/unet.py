@@ -61,6 +61,17 @@ class UNetConfig:
             raise ValueError(f"--blocks must be at least 1, got {self.blocks}")
 
 
+def upsample_nearest(h: torch.Tensor) -> torch.Tensor:
+    """Each pixel repeated 2x2, as F.interpolate(h, scale_factor=2, mode="nearest"). Under torch.compile
+    it is written as a broadcast, bit for bit the same: torch 2.13's compiled bf16 backward of
+    interpolate gives zero gradients at 14x14, which left the `small` shape's lower levels untrained
+    (docs/speed.md). Eager code keeps interpolate, about 4% faster per training step there."""
+    if torch.compiler.is_compiling():
+        b, c, height, width = h.shape
+        return h[:, :, :, None, :, None].expand(b, c, height, 2, width, 2).reshape(b, c, 2 * height, 2 * width)
+    return F.interpolate(h, scale_factor=2.0, mode="nearest")
+
+
 def sinusoidal_embedding(t: torch.Tensor, dim: int) -> torch.Tensor:
     """Transformer position encoding of the timestep: (B,) -> (B, dim)."""
     half = dim // 2
@@ -205,6 +216,6 @@ class UNet(nn.Module):
             for res, attn in zip(level, attns):
                 h = attn(res(torch.cat([h, skips.pop()], dim=1), temb))
             if i < len(self.upsample):
-                h = self.upsample[i](F.interpolate(h, scale_factor=2.0, mode="nearest"))
+                h = self.upsample[i](upsample_nearest(h))
         out = self.head(h)
         return F.pixel_shuffle(out, patch) if patch > 1 else out
