@@ -1,8 +1,9 @@
 """torch.compile for training, used only where its gradients match the plain model's.
 
-On torch 2.13's CPU backend the compiled backward under bf16 autocast returns zero
-gradients for half of the UNet (the forward is right), so a compiled training step is
-checked against a plain one on a real batch before the run trusts it.
+On torch 2.13's CPU backend the compiled backward under bf16 autocast once returned zero
+gradients for half of the UNet (nearest interpolate's; model/unet.py: upsample_nearest works
+round it), so a compiled training step is checked against a plain one on a real batch before
+the run trusts it.
 """
 
 from __future__ import annotations
