@@ -1,13 +1,14 @@
 """A time budget that anneals, and a run that starts from another checkpoint's weights."""
 
 import json
+import time
 
 import pytest
 import torch
 
 from mnistdiff.cli import main
 from mnistdiff.model.presets import TrainConfig
-from mnistdiff.train import checkpoint
+from mnistdiff.train import checkpoint, loop
 from mnistdiff.train.lr import learning_rate
 
 FAST = ["--preset", "tiny", "--checkpoint-every", "10", "--sample-every", "1000"]
@@ -39,10 +40,6 @@ def test_a_run_stopped_by_minutes_has_annealed(idx_folder, tmp_path):
 
 def test_the_time_budget_counts_compiling(idx_folder, tmp_path, monkeypatch):
     """--compile's build and gradient check are part of --minutes: one slower than the budget leaves no steps."""
-    import time
-
-    from mnistdiff.train import loop
-
     def slow_compile(model, schedule, x0, precision):
         time.sleep(4)
         return model, "compile: stand-in"

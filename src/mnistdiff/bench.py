@@ -13,7 +13,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from mnistdiff.diffusion import Schedule, eps_loss, linear_schedule
 from mnistdiff.model import UNet, get_preset
 from mnistdiff.precision import autocast
-from mnistdiff.runtime import compile_model, prepare
+from mnistdiff.runtime import adamw, compile_model, prepare
 from mnistdiff.samplers import levels, sample_ddim, sample_ddpm
 
 
@@ -77,8 +77,7 @@ def model_speed(model, *, batch_size: int = 64, precision: str = "bf16", channel
     device = next(model.parameters()).device
     memory_format = torch.channels_last if channels_last else torch.contiguous_format
     model = model.to(memory_format=memory_format)
-    # The fused update, as training runs it.
-    optimizer = torch.optim.AdamW(model.parameters(), lr=1e-4, fused=device.type in ("cpu", "cuda"))
+    optimizer = adamw(model.parameters(), device, lr=1e-4)  # the update training runs
     schedule = linear_schedule()
     x0 = torch.randn(batch_size, *image_shape, device=device).contiguous(memory_format=memory_format)
     t = torch.randint(0, schedule.T, (batch_size,), device=device)

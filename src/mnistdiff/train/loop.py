@@ -18,6 +18,7 @@ from mnistdiff.images import grid, save_png
 from mnistdiff.model import UNet
 from mnistdiff.model.grow import deepen
 from mnistdiff.precision import autocast
+from mnistdiff.runtime import adamw
 from mnistdiff.train import checkpoint, distributed
 from mnistdiff.train import state as state_io
 from mnistdiff.train.compiled import compile_for_training
@@ -50,8 +51,7 @@ class Run:
         self.model = UNet(unet_cfg, self.schedule).to(device)
         self.ema = EMA(self.model, self.cfg.ema_decay)
         # The fused kernel: the same update in one pass over the weights (about 2% of a CPU training step).
-        self.optimizer = torch.optim.AdamW(self.model.parameters(), lr=self.cfg.lr, weight_decay=self.cfg.weight_decay,
-                                           fused=device.type in ("cpu", "cuda"))
+        self.optimizer = adamw(self.model.parameters(), device, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
         # How the loss weighs and draws the levels (diffusion.py): the plain MSE over uniform t by default.
         self.weights = level_weights(self.schedule, unet_cfg.preconditioning, unet_cfg.sigma_data,
                                      self.cfg.min_snr_gamma)
