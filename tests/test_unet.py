@@ -57,6 +57,28 @@ def test_a_patched_unet_sees_every_pixel_and_puts_each_output_in_its_place():
     assert torch.equal(out, torch.tensor([[1.0, 2.0], [3.0, 4.0]]).repeat(2, 1, 14, 14))
 
 
+def test_a_full_resolution_correction_starts_at_zero_then_learns_and_sees_across_patches():
+    torch.manual_seed(0)
+    cfg = replace(get_preset("tiny").unet, patch=2)
+    plain = UNet(cfg).eval()
+    torch.manual_seed(0)
+    model = UNet(replace(cfg, full_res=8)).eval()
+    x, t = torch.randn(2, 1, 28, 28), torch.tensor([3, 700])
+    torch.testing.assert_close(model(x, t), plain(x, t), rtol=0, atol=0)  # a new model is the patch model
+    model(x, t).square().mean().backward()
+    assert all(p.grad is not None and p.grad.abs().max() > 0
+               for name, p in model.full_res.named_parameters() if name.startswith("conv2"))
+    with torch.no_grad():
+        model.full_res.conv2.weight.normal_()
+    a, temb = torch.randn(2, 8, 14, 14), torch.randn(2, 32)
+    x.requires_grad_(True)
+    (grad,) = torch.autograd.grad(model.full_res(a, x, temb)[0, 0, 1, 1], x)
+    # The correction reads the pixels themselves, two 3x3 convolutions around each: into the next 2x2 block, no further.
+    assert grad[0, 0, 3, 3] != 0 and grad[0, 0, 4, 4] == 0 and grad[1].abs().max() == 0
+    with pytest.raises(ValueError, match="--full-res"):
+        replace(cfg, full_res=-1)
+
+
 @pytest.mark.parametrize("shape, message", [(dict(patch=3), "divide the image side 28"),
                                             (dict(patch=0), "at least 1"),
                                             (dict(patch=2, mults=(1, 2, 2)), "cannot be halved 2 times")])

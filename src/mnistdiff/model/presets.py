@@ -73,7 +73,7 @@ class TrainConfig:
 
 
 # UNetConfig fields a new run may set (train's flags and keywords), beside the TrainConfig fields.
-MODEL_SETTINGS = ("preconditioning", "sigma_data", "base", "blocks")
+MODEL_SETTINGS = ("preconditioning", "sigma_data", "base", "blocks", "full_res")
 
 
 @dataclass(frozen=True)
