@@ -1,11 +1,12 @@
 """Do the samplers rank the same under other feature networks than the shipped classifier?
 
     mnistdiff train-classifier --seed 1 --out runs/clf1
-    python scripts/feature_check.py runs/clf1 [--n N] [--out OUT] [--checkpoints RUN,RUN,...]
+    python scripts/feature_check.py runs/clf1 [--n N] [--out OUT] [--checkpoints RUN,RUN,...] [--npz A.npz,...]
 
 Draws N images (default 2048) from the shipped model with each sampler below (seed 0, bf16 through
 torch.compile, the report's noises), or with `--checkpoints` DDIM-50 images from each of those
-models on the same noises, and scores them against the MNIST test set in three feature spaces: the
+models on the same noises (`--npz`: images already drawn, such as scripts/level_swap.py --npz
+keeps), and scores them against the MNIST test set in three feature spaces: the
 shipped classifier's, a second classifier trained apart (another seed, so other weights), and an
 untrained classifier's (random features, no notion of digits, rescaled to a mean spread of 1). Each
 FID sits beside the floor of N real training images in the same space. Writes OUT/feature-check.json
@@ -19,12 +20,14 @@ import json
 import sys
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from mnistdiff import data, load_checkpoint
 from mnistdiff.evaluation import Classifier, load_classifier
 from mnistdiff.evaluation.metrics import features_and_probs, fid
 from mnistdiff.evaluation.report import real_sample
+from mnistdiff.experiments.inputs import load_array
 from mnistdiff.generate import generate
 
 SAMPLERS = {  # label: generate()'s arguments
@@ -43,9 +46,17 @@ def feature_nets(second: Path) -> dict[str, Classifier]:
             "untrained network": untrained.eval()}
 
 
-def image_sets(n: int, checkpoints: list[str]) -> dict[str, torch.Tensor]:
-    """The real floor's images, then each sampler's from the shipped model or DDIM-50's from each checkpoint."""
+def image_sets(n: int, checkpoints: list[str], npz: list[str]) -> dict[str, torch.Tensor]:
+    """The real floor's images, then each sampler's from the shipped model, DDIM-50's from each checkpoint,
+    or the images in each .npz file."""
     sets = {"real training images (the floor)": real_sample(n)}
+    if npz:
+        for path in npz:
+            images = torch.from_numpy(load_array(path, "images", (None, 1, 28, 28), np.uint8))
+            if len(images) != n:
+                raise SystemExit(f"{path}: {len(images)} images, where every row has --n {n}")
+            sets[Path(path).stem] = images
+        return sets
     if checkpoints:
         for path in checkpoints:
             print(f"sampling DDIM-50 from {path}", file=sys.stderr, flush=True)
@@ -65,13 +76,15 @@ def main() -> None:
     parser.add_argument("second", type=Path, help="the second classifier's folder (mnistdiff train-classifier --out)")
     parser.add_argument("--n", type=int, default=2048, help="images per row")
     parser.add_argument("--out", type=Path, default=Path("docs/results/feature-check"))
-    parser.add_argument("--checkpoints", default="", help="comma-separated runs or checkpoints to compare")
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--checkpoints", default="", help="comma-separated runs or checkpoints to compare")
+    source.add_argument("--npz", default="", help="comma-separated .npz files of uint8 images (key 'images')")
     args = parser.parse_args()
     n, out, second = args.n, args.out, args.second
     out.mkdir(parents=True, exist_ok=True)
     nets = feature_nets(second)
     test_images, _ = data.load("mnist", "test")
-    sets = image_sets(n, [c for c in args.checkpoints.split(",") if c])
+    sets = image_sets(n, [c for c in args.checkpoints.split(",") if c], [f for f in args.npz.split(",") if f])
     with torch.no_grad():
         test_feats = {name: features_and_probs(net, test_images)[0] for name, net in nets.items()}
         # The untrained network's features are tiny: rescale them to a mean spread of 1 over the test set,

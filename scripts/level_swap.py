@@ -1,12 +1,14 @@
 """Which noise levels a model's FID gap lives in: DDIM samples drawn with one model above a level and
 another model below it, each split scored like `mnistdiff fid`, all on the same noises.
 
-    python scripts/level_swap.py shipped runs/a --splits 200,500,800 --n 2048 --json out.json
+    python scripts/level_swap.py shipped runs/a --splits 200,500,800 --n 2048 --json out.json [--npz DIR]
 
 For each split s, "A above" draws with the first model while t >= s and with the second below s, and
 "B above" the other way round; both models alone are drawn too. If replacing the weak model with
 the strong one above s closes most of the gap, the weak model's deficit is in the levels above s.
-"shipped" names the model in the package. Both models must share the noise schedule.
+"shipped" names the model in the package. Both models must share the noise schedule. With --npz,
+each cell's images are kept as DIR/<cell>.npz (uint8, key 'images'), for scoring in other feature
+spaces (scripts/feature_check.py --npz).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import torch
 from mnistdiff import load_checkpoint
 from mnistdiff.evaluation import evaluate
 from mnistdiff.generate import generate
+from mnistdiff.images import save_npz
 
 
 class Split(torch.nn.Module):
@@ -46,6 +49,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0, help="seed of the starting noises")
     parser.add_argument("--data-dir", help="a folder with the four MNIST IDX files (default: as `mnistdiff` finds them)")
     parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--npz", type=Path, metavar="DIR", help="also keep each cell's images in this folder")
     args = parser.parse_args()
 
     a, schedule, _ = load_checkpoint(None if args.a == "shipped" else args.a)
@@ -61,6 +65,8 @@ def main() -> None:
     for name, model in cells:
         images = generate(model, schedule, args.n, sampler="ddim", steps=args.steps, seed=args.seed,
                           precision="bf16")
+        if args.npz:
+            save_npz(args.npz / (name.replace(" ", "-").replace(",", "") + ".npz"), images)
         result = evaluate(images, "mnist", args.data_dir, seed=args.seed)
         rows[name] = {k: result[k] for k in ("fid_test", "floor_fid_test", "precision", "recall")}
         print(f"| {name} | {result['fid_test']:.3f} | {result['precision']:.3f} | {result['recall']:.3f} |", flush=True)
