@@ -39,6 +39,14 @@ def test_a_deepened_model_gives_the_same_eps_everywhere(before, after, precondit
         torch.testing.assert_close(deeper(x, t), model(x, t), rtol=0, atol=1e-6)
 
 
+def test_a_deepened_patch_model_keeps_its_full_resolution_correction():
+    model = scrambled(replace(get_preset("patch").unet, base=16, full_res=8))
+    deeper = deepen(model, 2).eval()
+    x, t = torch.randn(3, 1, 28, 28, generator=torch.Generator().manual_seed(1)), torch.tensor([0, 500, 999])
+    with torch.no_grad():
+        torch.testing.assert_close(deeper(x, t), model(x, t), rtol=0, atol=1e-6)
+
+
 def test_the_new_blocks_learn():
     model = scrambled(replace(get_preset("tiny").unet, dropout=0.0))
     deeper = deepen(model, 2).train()

@@ -157,7 +157,7 @@ def test_the_patch_preset_trains_and_samples_through_every_sampler(idx_folder, t
     run = train(tmp_path / "run", preset="patch", data_dir=idx_folder, steps=3, batch_size=8, grid_images=4,
                 grid_steps=2, progress=False)
     model, schedule, config = load_checkpoint(run)
-    assert config["unet"]["patch"] == 2 and model.stem.in_channels == 4
+    assert config["unet"]["patch"] == 2 and model.stem.in_channels == 4 and model.full_res.conv1.out_channels == 32
     for name in SAMPLERS:
         steps = default_steps(name, schedule.T) if name == "ddpm" else 5
         images = generate(model, schedule, 2, sampler=name, steps=steps, seed=0, progress=False)

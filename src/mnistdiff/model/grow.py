@@ -19,7 +19,7 @@ from torch import nn
 
 from mnistdiff.model.unet import Attention, ResBlock, UNet
 
-SHARED = ("time_mlp", "stem", "downsample", "mid", "upsample", "head")
+SHARED = ("time_mlp", "stem", "downsample", "mid", "upsample", "head", "full_res")
 
 
 def deepen(model: UNet, blocks: int, schedule=None) -> UNet:
@@ -30,7 +30,8 @@ def deepen(model: UNet, blocks: int, schedule=None) -> UNet:
         raise ValueError(f"--blocks {blocks}: a model can only grow deeper; it has {cfg.blocks} per level")
     new = UNet(replace(cfg, blocks=blocks), schedule)
     for name in SHARED:
-        getattr(new, name).load_state_dict(getattr(model, name).state_dict())
+        if hasattr(model, name):  # full_res only where the shape has it
+            getattr(new, name).load_state_dict(getattr(model, name).state_dict())
     extra = blocks - cfg.blocks
     for old, level in zip(model.down, new.down):
         for k in range(blocks):

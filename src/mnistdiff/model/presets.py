@@ -105,10 +105,11 @@ PRESETS: dict[str, Preset] = {
         UNetConfig(base=32, mults=(1, 2, 2), blocks=1, attn_levels=(2,), heads=4, groups=8, dropout=0.0),
         CPU_RECIPE,
     ),
-    # A UNet that sees 2x2 pixel patches (28x28 -> 14x14 -> 7x7): about as many weights as the deepened
-    # small model, at 1.6 times small's images per second (docs/training.md).
+    # A UNet that sees 2x2 pixel patches (28x28 -> 14x14 -> 7x7), with a 32-channel correction at 28x28: about
+    # as many weights as the deepened small model, at 1.6 times small's images per second (docs/training.md).
     "patch": Preset(
-        UNetConfig(base=48, mults=(1, 2), blocks=1, attn_levels=(1,), heads=4, groups=8, dropout=0.0, patch=2),
+        UNetConfig(base=48, mults=(1, 2), blocks=1, attn_levels=(1,), heads=4, groups=8, dropout=0.0, patch=2,
+                   full_res=32),
         PATCH_RECIPE,
     ),
     # The report's shape: base width 64, multipliers (1, 2, 4), 4 heads, lr 5e-4, batch 64.
