@@ -172,7 +172,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--blocks", type=_positive_int,
                    help="ResNet blocks per level (default: the preset's); with --init-from, more than the "
                         "model's starts from a deeper copy with the same outputs")
-    p.add_argument("--full-res", type=int, metavar="CHANNELS",
+    p.add_argument("--full-res", type=_non_negative_int, metavar="CHANNELS",
                    help="add a correction at the image's own resolution with this many channels, for a UNet "
                         "that sees pixel patches (0: none; default: the preset's)")
     p.add_argument("--out", required=True, help="run folder (checkpoints, log.csv, samples/)")
