@@ -13,7 +13,7 @@ def cmd_train(args) -> None:
 
     final = train(args.out, preset=args.preset, dataset=args.dataset, data_dir=args.data_dir, resume=args.resume,
                   init_from=args.init_from, minutes=args.minutes, device=args.device, compile=args.compile,
-                  **train_settings(args))
+                  command=args.command_line, **train_settings(args))
     if os.environ.get("RANK", "0") == "0":  # under torchrun, process 0 alone reports
         print(f"checkpoint: {final}")
 
@@ -162,16 +162,12 @@ def write_results(out: str, markdown: str, record: dict) -> None:
 
 
 def cmd_export(args) -> None:
-    import platform
-
-    import torch
-
+    from mnistdiff.provenance import git_commit, machine
     from mnistdiff.train import checkpoint
-    from mnistdiff.provenance import git_commit
 
-    record = {"command": args.command_line, "commit": git_commit(),
-              "machine": f"{platform.machine()}, {os.cpu_count()} CPUs, torch {torch.__version__}"
-              + (f", {torch.cuda.get_device_name()}" if torch.cuda.is_available() else "")}
+    record = {"command": args.command_line, "commit": git_commit(), "machine": machine()}
+    if args.note:
+        record["note"] = args.note
     print(f"exported to {checkpoint.export(args.checkpoint, args.out, record, base=args.base)}")
 
 

@@ -235,6 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="folder to write")
     p.add_argument("--base", help="the exported model the run started from with --init-from: its logs "
                                   "come first and its record is kept")
+    p.add_argument("--note", help="a line for the record, e.g. what else ran on the machine")
 
     p = sub.add_parser("plot-fid", help="PNG of FID against training time, from a run's fid.csv")
     p.add_argument("--run", help="run or exported folder holding fid.csv (default: the shipped model)")

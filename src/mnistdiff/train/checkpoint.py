@@ -109,14 +109,18 @@ def export(run: str | Path, out: str | Path, record: dict, base: str | Path | No
     """Copy a run's EMA weights (alone), config and logs into `out`, a folder load_checkpoint reads.
 
     `base`: the exported model the run started from (--init-from); its logs come first in the
-    exported ones and its record goes under "base" (train/lineage.py).
+    exported ones and its record goes under "base" (train/lineage.py). The run's sittings
+    (train/sittings.py) go under "training" unless `record` has its own.
     """
-    from mnistdiff.train import lineage
+    from mnistdiff.train import lineage, sittings
 
     run, out = Path(run), Path(out)
     folder = find(run)
     config, weights = read(folder)
     step = read_state(folder)["step"]
+    training = sittings.summary(folder.parent.parent, step) if folder.parent.name == "checkpoints" else None
+    if training is not None and "training" not in record:
+        record = record | {"training": training}
     if base is not None:
         base_record = lineage.check_base(Path(base), config)
         record = record | {"steps_in_all": lineage.base_steps(base_record) + step, "base": base_record}

@@ -19,7 +19,7 @@ from mnistdiff.model import UNet
 from mnistdiff.model.grow import deepen
 from mnistdiff.precision import autocast
 from mnistdiff.runtime import adamw
-from mnistdiff.train import checkpoint, distributed
+from mnistdiff.train import checkpoint, distributed, sittings
 from mnistdiff.train import state as state_io
 from mnistdiff.train.compiled import compile_for_training
 from mnistdiff.train.ema import EMA
@@ -204,6 +204,7 @@ def train(
     device: str = "auto",
     compile: bool = False,
     progress: bool = True,
+    command: str | None = None,
     **overrides,
 ) -> Path:
     """Train (or, with resume, continue) a run in folder `out`; returns the last checkpoint folder.
@@ -217,6 +218,8 @@ def train(
     `init_from` (a run or checkpoint folder, or None for nothing) starts a new run from that
     checkpoint's EMA weights with a fresh optimizer; config.json records where it started.
     With `minutes` and a cosine decay, the learning rate reaches 0 when the time runs out.
+    `command`: what started this sitting, noted with the commit and machine in the run's
+    sittings.jsonl (train/sittings.py), which `export` puts in the model's record.
     """
     out = Path(out)
     if init_from is not None and resume:
@@ -226,13 +229,13 @@ def train(
     group = distributed.join(device)
     try:
         return _train(out, group, preset, dataset, data_dir, resume, init_from, minutes, compile, progress,
-                      overrides)
+                      command, overrides)
     finally:
         distributed.leave(group)
 
 
 def _train(out: Path, group: distributed.Group, preset, dataset, data_dir, resume, init_from, minutes,
-           compile, progress, overrides) -> Path:
+           compile, progress, command, overrides) -> Path:
     folder = resume_from(out, resume, group.main)
     source = checkpoint.find(init_from) if init_from is not None else None
     config = resolve(preset, dataset, folder, overrides, source)
@@ -253,6 +256,8 @@ def _train(out: Path, group: distributed.Group, preset, dataset, data_dir, resum
         run.restore(folder)
     elif source is not None:
         run.init_from(source)
+    if group.main:
+        sittings.note(out, command, run.state["step"], minutes, resumed=folder is not None)
     return _loop(run, minutes, progress, resumed=folder is not None)
 
 
