@@ -13,7 +13,7 @@ def cmd_train(args) -> None:
 
     final = train(args.out, preset=args.preset, dataset=args.dataset, data_dir=args.data_dir, resume=args.resume,
                   init_from=args.init_from, minutes=args.minutes, device=args.device, compile=args.compile,
-                  command=args.command_line, **train_settings(args))
+                  command=getattr(args, "command_line", None), **train_settings(args))
     if os.environ.get("RANK", "0") == "0":  # under torchrun, process 0 alone reports
         print(f"checkpoint: {final}")
 
