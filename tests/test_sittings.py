@@ -30,7 +30,7 @@ def test_an_exported_record_holds_every_sitting_with_its_time_and_speed(idx_fold
     with open(run / "log.csv", newline="") as f:
         rows = list(csv.DictReader(f))
     assert int(rows[-1]["step"]) == 20
-    assert training["seconds_in_optimizer_steps"] == round(float(rows[-1]["elapsed_s"]), 1) > 0
+    assert training["seconds_in_optimizer_steps"] == float(rows[-1]["elapsed_s"]) > 0
     assert training["median_images_per_s"] > 0
 
     # Exported at an earlier checkpoint, the record leaves out the sitting that came after it.

@@ -49,6 +49,6 @@ def summary(run: Path, step: int) -> dict | None:
             rows = [r for r in csv.DictReader(f) if int(r["step"]) <= step]
     training = {"commands": [s["command"] for s in sittings if s["command"]], "sittings": sittings}
     if rows:
-        training["seconds_in_optimizer_steps"] = round(float(rows[-1]["elapsed_s"]), 1)
+        training["seconds_in_optimizer_steps"] = float(rows[-1]["elapsed_s"])  # as logged: 6 digits
         training["median_images_per_s"] = round(statistics.median(float(r["images_per_s"]) for r in rows), 1)
     return training
