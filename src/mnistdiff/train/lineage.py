@@ -29,7 +29,8 @@ def check_base(base: Path, run_config: dict) -> dict:
     return json.loads((base / "record.json").read_text())
 
 
-def _rows(path: Path) -> tuple[list[str], list[dict]]:
+def csv_rows(path: Path) -> tuple[list[str], list[dict]]:
+    """(field names, rows as dicts) of a CSV file; empty for a file that is not there."""
     if not path.is_file():
         return [], []
     with open(path, newline="") as f:
@@ -39,8 +40,8 @@ def _rows(path: Path) -> tuple[list[str], list[dict]]:
 
 def joined_log(base_csv: Path, run_csv: Path, base_step: int, base_seconds: float) -> str | None:
     """The base's rows, then the run's with `step` and `elapsed_s` shifted by the base's."""
-    base_fields, base_rows = _rows(base_csv)
-    run_fields, run_rows = _rows(run_csv)
+    base_fields, base_rows = csv_rows(base_csv)
+    run_fields, run_rows = csv_rows(run_csv)
     if not run_rows and not base_rows:
         return None
     fields = base_fields or run_fields
@@ -80,5 +81,5 @@ def base_seconds(base: Path, record: dict) -> float:
         record = record.get("base")
     if None not in stages:
         return float(sum(stages))
-    _, rows = _rows(base / "log.csv")
+    _, rows = csv_rows(base / "log.csv")
     return float(rows[-1]["elapsed_s"]) if rows else 0.0

@@ -8,13 +8,13 @@ speed read from the run's log, so a shipped model says how it was made without h
 
 from __future__ import annotations
 
-import csv
 import json
 import statistics
 from datetime import datetime, timezone
 from pathlib import Path
 
 from mnistdiff.provenance import git_commit, machine
+from mnistdiff.train.lineage import csv_rows
 
 FILE = "sittings.jsonl"
 
@@ -43,10 +43,7 @@ def summary(run: Path, step: int) -> dict | None:
     sittings = [s for s in read(run) if s["from_step"] < step]
     if not sittings:
         return None
-    rows = []
-    if (Path(run) / "log.csv").is_file():
-        with open(Path(run) / "log.csv", newline="") as f:
-            rows = [r for r in csv.DictReader(f) if int(r["step"]) <= step]
+    rows = [r for r in csv_rows(Path(run) / "log.csv")[1] if int(r["step"]) <= step]
     training = {"commands": [s["command"] for s in sittings if s["command"]], "sittings": sittings}
     if rows:
         training["seconds_in_optimizer_steps"] = float(rows[-1]["elapsed_s"])  # as logged: 6 digits
