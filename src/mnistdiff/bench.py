@@ -12,7 +12,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from mnistdiff.diffusion import Schedule, eps_loss, linear_schedule
 from mnistdiff.model import UNet, get_preset
-from mnistdiff.precision import autocast
+from mnistdiff.precision import autocast, pick_precision
 from mnistdiff.runtime import adamw, compile_model, prepare
 from mnistdiff.samplers import levels, sample_ddim, sample_ddpm
 
@@ -101,9 +101,10 @@ def model_speed(model, *, batch_size: int = 64, precision: str = "bf16", channel
     return {"train_images_per_s": batch_size / train_s, "denoiser_images_per_s": batch_size / denoise_s}
 
 
-def bench_preset(preset: str, *, batch_size: int = 64, precision: str = "bf16", repeats: int = 10, warmup: int = 3,
+def bench_preset(preset: str, *, batch_size: int = 64, precision: str = "auto", repeats: int = 10, warmup: int = 3,
                  device: str = "cpu", compile: bool = False) -> dict:
     """Speed of a preset's UNet (random weights: timing does not depend on them)."""
+    precision = pick_precision(precision, torch.device(device).type)
     model = UNet(get_preset(preset).unet, linear_schedule()).to(device)
     timed = compile_model(model) if compile else model  # built during the warm-up steps
     speed = model_speed(timed, batch_size=batch_size, precision=precision, repeats=repeats, warmup=warmup)
@@ -131,6 +132,7 @@ def bench_sampling(model, schedule: Schedule, *, ddim_steps: int = 50, batch_siz
     """
     device = next(model.parameters()).device
     config = model.config
+    precision = pick_precision(precision, device.type)
     model = prepare(model, precision=precision, compile=compile)
     x_T = torch.randn((batch_size, config.in_channels, config.image_size, config.image_size),
                       generator=torch.Generator().manual_seed(seed)).to(device)

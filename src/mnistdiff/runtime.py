@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from mnistdiff.precision import autocast
+from mnistdiff.precision import autocast, pick_precision
 
 is_compiling = getattr(torch.compiler, "is_compiling", None) or torch._dynamo.is_compiling  # torch < 2.3
 
@@ -70,7 +70,7 @@ def compile_model(model: nn.Module, **options):
 def memory_format(device: torch.device, precision: str, compile: bool) -> torch.memory_format:
     """The layout that runs the model fastest: channels-last only for compiled fp32 on a CPU
     (compiled bf16 is slower in it; see docs/speed.md)."""
-    if compile and precision == "fp32" and device.type == "cpu":
+    if compile and pick_precision(precision, device.type) == "fp32" and device.type == "cpu":
         return torch.channels_last
     return torch.contiguous_format
 
@@ -104,8 +104,11 @@ class Runner(nn.Module):
 def prepare(model, *, precision: str = "fp32", compile: bool = False):
     """What runs `model` with `precision` and `compile`: the model itself for plain fp32, else a Runner.
 
-    A Runner with the same settings is returned as it is, so callers may prepare twice.
+    A Runner with the same settings is returned as it is, so callers may prepare twice. "auto" is
+    resolved for the device the model's weights are on.
     """
+    weight = next(model.parameters(), None)
+    precision = pick_precision(precision, weight.device.type if weight is not None else "cpu")
     if isinstance(model, Runner):
         if (model.precision, model.compiled) == (precision, compile):
             return model

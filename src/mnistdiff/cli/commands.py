@@ -29,10 +29,11 @@ def load_model(args, ema: bool = True) -> tuple:
 def place_model(model, args):
     """The model on --device, in the memory layout that runs it fastest, run with --precision and
     --compile (runtime.prepare): what every command that runs a model runs."""
-    from mnistdiff.precision import pick_device
+    from mnistdiff.precision import pick_device, pick_precision
     from mnistdiff.runtime import memory_format, prepare
 
     device = pick_device(args.device)
+    args.precision = pick_precision(args.precision, device.type)  # what ran, for the records and rows
     model = model.to(device, memory_format=memory_format(device, args.precision, args.compile))
     return prepare(model, precision=args.precision, compile=args.compile)
 
@@ -199,11 +200,13 @@ def cmd_bench(args) -> None:
     from mnistdiff import bench
     from mnistdiff.diffusion import linear_schedule
     from mnistdiff.model import UNet, get_preset
-    from mnistdiff.precision import pick_device
+    from mnistdiff.precision import pick_device, pick_precision
 
     if args.what == "model":
-        result = bench.bench_preset(args.preset, batch_size=args.batch_size, precision=args.precision,
-                                    repeats=args.repeats, device=pick_device(args.device), compile=args.compile)
+        device = pick_device(args.device)
+        result = bench.bench_preset(args.preset, batch_size=args.batch_size,
+                                    precision=pick_precision(args.precision, device.type), repeats=args.repeats,
+                                    device=device, compile=args.compile)
     else:
         if args.checkpoint:
             model, schedule, _ = load_model(args)

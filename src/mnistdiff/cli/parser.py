@@ -9,6 +9,7 @@ import typing
 from mnistdiff.data import DATASETS
 from mnistdiff.model import PRESETS, TrainConfig
 from mnistdiff.model.presets import MODEL_SETTINGS
+from mnistdiff.precision import PRECISIONS
 from mnistdiff.samplers import SAMPLERS, SPACINGS
 
 
@@ -69,14 +70,15 @@ def _curves(text: str) -> list[tuple[str, str, int | None]]:
 
 
 def _model_run_args(p: argparse.ArgumentParser) -> None:
-    _precision_arg(p, "fp32", "run the model under bf16 autocast (faster on CPUs with bf16 units)")
+    _precision_arg(p, "fp32", "bf16 autocast (faster where the device has bf16 units), fp32, or auto: bf16 "
+                              "exactly where it is faster")
     _compile_arg(p, "run the model through torch.compile (about a minute to build; faster after)")
     _device_arg(p, "where to run the model (auto: a CUDA GPU when there is one; its noise differs from the "
                    "CPU's for the same seed)")
 
 
 def _precision_arg(p: argparse.ArgumentParser, default: str, help: str) -> None:
-    p.add_argument("--precision", default=default, choices=["fp32", "bf16"], help=help)
+    p.add_argument("--precision", default=default, choices=PRECISIONS, help=help)
 
 
 def _compile_arg(p: argparse.ArgumentParser, help: str) -> None:
@@ -260,7 +262,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint", help="with 'sample': time this checkpoint's model instead of the preset's")
     p.add_argument("--ddim-steps", type=_positive_int, default=50, help="with 'sample': DDIM's steps")
     _batch_size_arg(p)
-    _precision_arg(p, "bf16", "run the model under bf16 autocast")
+    _precision_arg(p, "auto", "bf16 autocast, fp32, or auto: bf16 where the device has bf16 units "
+                              "(AVX512-BF16 or AMX on a CPU), else fp32")
     _compile_arg(p, "time the model through torch.compile")
     p.add_argument("--repeats", type=_positive_int, default=10, help="timed calls (the median is reported)")
     _device_arg(p, "where to time (auto: a CUDA GPU if there is one)")
@@ -284,8 +287,8 @@ def _report_parser(sub) -> None:
     _device_arg(p, "where to sample and time (auto: a CUDA GPU when there is one); the inversion "
                    "experiments run on the CPU")
     p.add_argument("--data-dir", help="folder with the IDX files (else $MNISTDIFF_DATA, else download to the cache)")
-    _precision_arg(p, "bf16", "autocast of the FID rows' sampling and the timing (the inversion experiments run "
-                              "in fp32)")
+    _precision_arg(p, "auto", "autocast of the FID rows' sampling and the timing: bf16, fp32, or auto (bf16 where "
+                              "the device has bf16 units, else fp32); the inversion experiments run in fp32")
     _compile_arg(p, "sample the FID rows and time through torch.compile (about a minute to build, faster after: "
                     "worth it for --full)")
     p.add_argument("--force", action="store_true", help="recompute every part instead of reusing finished ones")

@@ -6,6 +6,7 @@ import math
 from dataclasses import dataclass, field, fields, replace
 
 from mnistdiff.model.unet import UNetConfig
+from mnistdiff.precision import PRECISIONS
 
 
 def option(default, help: str, *, minimum: float | None = None, above: float | None = None,
@@ -42,7 +43,8 @@ class TrainConfig:
     grad_clip: float = option(1.0, "clip the gradient's norm to this", above=0)
     ema_decay: float = option(0.999, "decay of the EMA copy of the weights that sampling uses", minimum=0,
                               below=1)
-    precision: str = option("bf16", "bf16 autocast (works on CPUs too) or fp32", choices=("fp32", "bf16"))
+    precision: str = option("auto", "bf16 autocast, fp32, or auto: bf16 where the device has bf16 units "
+                                    "(AVX512-BF16 or AMX on a CPU), else fp32", choices=PRECISIONS)
     seed: int = option(0, "seed of the weights, the data order, t and the noise")
     log_every: int = option(50, "write a row of log.csv every N steps", minimum=1)
     sample_every: int = option(1000, "write a sample grid every N steps", minimum=1)

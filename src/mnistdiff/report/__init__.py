@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 from mnistdiff.report.settings import FID_ROWS, FULL, PRESETS, QUICK, Settings, model_evaluations
@@ -52,7 +52,7 @@ def build_report(out: str | Path = "report", checkpoint: str | Path | None = Non
     """Compute every part (or reuse it from OUT/cache), then write OUT/index.html, summary.json and
     report.md. Returns the summary: the page's key numbers and provenance."""
     from mnistdiff import load_checkpoint
-    from mnistdiff.precision import pick_device
+    from mnistdiff.precision import pick_device, pick_precision
     from mnistdiff.report import page, parts
     from mnistdiff.report.cache import Cache, model_checksum
     from mnistdiff.runtime import prepare
@@ -65,6 +65,7 @@ def build_report(out: str | Path = "report", checkpoint: str | Path | None = Non
     out.mkdir(parents=True, exist_ok=True)
     folder = ckpt.find(checkpoint)
     target = pick_device(device)
+    settings = replace(settings, precision=pick_precision(settings.precision, target.type))  # the page names what ran
     model, schedule, config = load_checkpoint(checkpoint)
     # One compiled Runner serves every FID row (generate reuses a Runner of the same settings).
     runner = prepare(model.to(target), precision=settings.precision, compile=settings.compile)

@@ -45,7 +45,7 @@ class Settings:
     merge_per_class: int  # image pairs per class pair in the merge study
     trajectory_images: int = 16
     ddim_steps: int = 50  # inversion, merges and figures
-    precision: str = "bf16"  # the FID rows' sampling and the timing; inversion and merges run in fp32
+    precision: str = "auto"  # the FID rows' sampling and the timing; inversion and merges run in fp32
     compile: bool = False  # the FID rows' sampling and the timing through torch.compile
     seed: int = 0
     batch_size: int = 64

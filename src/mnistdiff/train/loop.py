@@ -17,7 +17,7 @@ from mnistdiff.generate import generate
 from mnistdiff.images import grid, save_png
 from mnistdiff.model import UNet
 from mnistdiff.model.grow import deepen
-from mnistdiff.precision import autocast
+from mnistdiff.precision import autocast, pick_precision
 from mnistdiff.runtime import adamw
 from mnistdiff.train import checkpoint, distributed, sittings
 from mnistdiff.train import state as state_io
@@ -239,6 +239,7 @@ def _train(out: Path, group: distributed.Group, preset, dataset, data_dir, resum
     folder = resume_from(out, resume, group.main)
     source = checkpoint.find(init_from) if init_from is not None else None
     config = resolve(preset, dataset, folder, overrides, source)
+    config["train"]["precision"] = pick_precision(config["train"]["precision"], group.device.type)
     if group.main:
         files.check_output_folder(out, "--out")
     images, _ = data.load(config["dataset"], "train", data_dir)  # held once, as uint8
