@@ -3,8 +3,9 @@
     mnistdiff train-classifier --seed 1 --out runs/clf1
     python scripts/feature_check.py runs/clf1 [--n N] [--out OUT] [--checkpoints RUN,RUN,...] [--npz A.npz,...]
 
-Draws N images (default 2048) from the shipped model with each sampler below (seed 0, bf16 through
-torch.compile, the report's noises), or with `--checkpoints` DDIM-50 images from each of those
+Draws N images (default 2048) from the shipped model with each sampler below (seed 0, through
+torch.compile, in bf16 where the CPU has bf16 units and fp32 elsewhere unless --precision says, the
+report's noises), or with `--checkpoints` DDIM-50 images from each of those
 models on the same noises (`--npz`: images already drawn, such as scripts/level_swap.py --npz
 keeps), and scores them against the MNIST test set in three feature spaces: the
 shipped classifier's, a second classifier trained apart (another seed, so other weights), and an
@@ -29,6 +30,7 @@ from mnistdiff.evaluation.metrics import features_and_probs, fid
 from mnistdiff.evaluation.report import real_sample
 from mnistdiff.experiments.inputs import load_array
 from mnistdiff.generate import generate
+from mnistdiff.precision import PRECISIONS
 
 SAMPLERS = {  # label: generate()'s arguments
     "DDIM-50": {"sampler": "ddim", "steps": 50},
@@ -46,7 +48,7 @@ def feature_nets(second: Path) -> dict[str, Classifier]:
             "untrained network": untrained.eval()}
 
 
-def image_sets(n: int, checkpoints: list[str], npz: list[str]) -> dict[str, torch.Tensor]:
+def image_sets(n: int, checkpoints: list[str], npz: list[str], precision: str = "auto") -> dict[str, torch.Tensor]:
     """The real floor's images, then each sampler's from the shipped model, DDIM-50's from each checkpoint,
     or the images in each .npz file."""
     sets = {"real training images (the floor)": real_sample(n)}
@@ -61,13 +63,14 @@ def image_sets(n: int, checkpoints: list[str], npz: list[str]) -> dict[str, torc
         for path in checkpoints:
             print(f"sampling DDIM-50 from {path}", file=sys.stderr, flush=True)
             model, schedule, _ = load_checkpoint(path)
-            sets[f"DDIM-50, {path}"] = generate(model, schedule, n, seed=0, precision="bf16", compile=True,
+            sets[f"DDIM-50, {path}"] = generate(model, schedule, n, seed=0, precision=precision, compile=True,
                                                 progress=True, **SAMPLERS["DDIM-50"])
         return sets
     model, schedule, _ = load_checkpoint()
     for label, args in SAMPLERS.items():
         print(f"sampling {label}", file=sys.stderr, flush=True)
-        sets[label] = generate(model, schedule, n, seed=0, precision="bf16", compile=True, progress=True, **args)
+        sets[label] = generate(model, schedule, n, seed=0, precision=precision, compile=True, progress=True,
+                              **args)
     return sets
 
 
@@ -79,12 +82,15 @@ def main() -> None:
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--checkpoints", default="", help="comma-separated runs or checkpoints to compare")
     source.add_argument("--npz", default="", help="comma-separated .npz files of uint8 images (key 'images')")
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS,
+                        help="the samplers' autocast (auto: bf16 where the CPU has bf16 units, else fp32)")
     args = parser.parse_args()
     n, out, second = args.n, args.out, args.second
     out.mkdir(parents=True, exist_ok=True)
     nets = feature_nets(second)
     test_images, _ = data.load("mnist", "test")
-    sets = image_sets(n, [c for c in args.checkpoints.split(",") if c], [f for f in args.npz.split(",") if f])
+    sets = image_sets(n, [c for c in args.checkpoints.split(",") if c], [f for f in args.npz.split(",") if f],
+                      args.precision)
     with torch.no_grad():
         test_feats = {name: features_and_probs(net, test_images)[0] for name, net in nets.items()}
         # The untrained network's features are tiny: rescale them to a mean spread of 1 over the test set,

@@ -111,7 +111,7 @@ def _fid_and_timing(results: dict, s: Settings) -> list[str]:
         "features, another scale, so compare each row with its <b>floor</b>: real training images scored the "
         f"same way at the same count. This is a <b>--{escape(s.name)}</b> run: {s.images_of(HEADLINE)} images "
         f"for DDIM-50, {s.fid_images} for the other DDIM and DPM-Solver++ rows, {s.ddpm_images} for DDPM, "
-        f"sampled under {escape(s.precision)} autocast. "
+        f"sampled {'under bf16 autocast' if s.precision == 'bf16' else 'in fp32'}. "
         "FID at small counts is biased upward, the floor with it.</p>",
         tables.html_table(*tables.fid_table(results)),
         "<p>Class shares of each row (the share of its images the classifier calls each digit; 10% each is ideal):</p>",
