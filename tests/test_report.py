@@ -10,6 +10,7 @@ import pytest
 from conftest import make_idx_folder
 from mnistdiff import files
 from mnistdiff.cli import main
+from mnistdiff.precision import pick_precision
 from mnistdiff.report import QUICK, build_report
 from mnistdiff.report.cache import Cache
 from mnistdiff.train import checkpoint
@@ -87,7 +88,8 @@ def test_compile_builds_one_runner_for_the_fid_rows_and_times_its_own_batch(tiny
     assert summary["timing"]["compile"] is True and summary["timing"]["batch_size"] == TINY.timing_batch
     commands = summary["provenance"]["commands"]
     assert "--compile" in commands["FID DDIM-50"] and "--compile" in commands["timing"]
-    assert "bf16, compiled" in (tmp_path / "index.html").read_text()
+    ran = pick_precision("auto")  # the settings' precision, as this machine resolves it
+    assert summary["timing"]["precision"] == ran and f"{ran}, compiled" in (tmp_path / "index.html").read_text()
 
 
 def test_the_cache_misses_on_other_settings_a_lost_file_or_force(tmp_path):
