@@ -12,13 +12,8 @@ use it was written for. DIR gets a record.json naming both models and the weight
 from __future__ import annotations
 
 import argparse
-import json
-import shutil
 from pathlib import Path
 
-from safetensors.torch import save as tensor_bytes
-
-from mnistdiff import files
 from mnistdiff.train import checkpoint
 
 
@@ -29,17 +24,11 @@ def average(a: Path, b: Path, weight: float, out: Path, names: tuple[str, str] |
     _, wb = checkpoint.read(b)
     if wa["ema"].keys() != wb["ema"].keys() or any(wa["ema"][k].shape != v.shape for k, v in wb["ema"].items()):
         raise ValueError(f"{a} and {b} differ in shape: only models of one shape can be averaged")
-    files.check_output_folder(out)
-    mixed = {f"ema.{k}": (weight * wa["ema"][k].float() + (1 - weight) * v.float()).to(v.dtype)
-             for k, v in wb["ema"].items()}
-    files.atomic_write(out / "weights.safetensors", tensor_bytes(mixed))
-    shutil.copy(b / "config.json", out / "config.json")
+    mixed = {k: (weight * wa["ema"][k].float() + (1 - weight) * v.float()).to(v.dtype) for k, v in wb["ema"].items()}
     names = names or (str(a), str(b))
     record = {"average_of": [{"model": name, "weights_sha256": checkpoint.sha256(p / "weights.safetensors"),
                               "weight": w} for name, p, w in zip(names, (a, b), (weight, 1 - weight))]}
-    (out / "record.json").write_text(json.dumps(record, indent=2) + "\n")
-    files.record_checksums(out, ["weights.safetensors", "config.json"])
-    return out
+    return checkpoint.write_model(out, mixed, b / "config.json", record)
 
 
 def main() -> None:

@@ -200,13 +200,11 @@ def cmd_bench(args) -> None:
     from mnistdiff import bench
     from mnistdiff.diffusion import linear_schedule
     from mnistdiff.model import UNet, get_preset
-    from mnistdiff.precision import pick_device, pick_precision
+    from mnistdiff.precision import pick_device
 
-    if args.what == "model":
-        device = pick_device(args.device)
-        result = bench.bench_preset(args.preset, batch_size=args.batch_size,
-                                    precision=pick_precision(args.precision, device.type), repeats=args.repeats,
-                                    device=device, compile=args.compile)
+    if args.what == "model":  # bench_preset resolves --precision auto for the device
+        result = bench.bench_preset(args.preset, batch_size=args.batch_size, precision=args.precision,
+                                    repeats=args.repeats, device=pick_device(args.device), compile=args.compile)
     else:
         if args.checkpoint:
             model, schedule, _ = load_model(args)

@@ -127,13 +127,20 @@ def export(run: str | Path, out: str | Path, record: dict, base: str | Path | No
         logs = lineage.joined_logs(Path(base), run, base_record)
     else:
         logs = {n: (run / n).read_text() for n in lineage.LOGS if (run / n).is_file()}
+    return write_model(out, weights["ema"], folder / "config.json", {"step": step, "source": folder.name} | record,
+                       logs)
+
+
+def write_model(out: Path, ema: dict[str, torch.Tensor], config: Path, record: dict,
+                logs: dict[str, str] | None = None) -> Path:
+    """An exported model's folder: `ema` weights alone, a copy of the `config` file, the logs
+    (name: text), record.json, and the checksums load_checkpoint verifies."""
     files.check_output_folder(out)
-    ema = {f"ema.{k}": v for k, v in weights["ema"].items()}
-    files.atomic_write(out / "weights.safetensors", tensor_bytes(ema))
-    shutil.copy(folder / "config.json", out / "config.json")
-    for name, text in logs.items():
+    files.atomic_write(out / "weights.safetensors", tensor_bytes({f"ema.{k}": v for k, v in ema.items()}))
+    shutil.copy(config, out / "config.json")
+    for name, text in (logs or {}).items():
         (out / name).write_text(text)
-    (out / "record.json").write_text(json.dumps({"step": step, "source": folder.name} | record, indent=2) + "\n")
+    (out / "record.json").write_text(json.dumps(record, indent=2) + "\n")
     files.record_checksums(out, ["weights.safetensors", "config.json"])
     return out
 
