@@ -1,6 +1,6 @@
 """Peak resident memory of one job, run alone in this process: `python benchmarks/rss.py train|sample PRESET`.
 
-train: 20 optimizer steps through mnistdiff.train on the MNIST training set (held once, as uint8),
+train: 20 optimizer steps through mnistdiff.training on the MNIST training set (held once, as uint8),
        or on random uint8 images of the same size when no data is found;
 sample: one batch of 64 with DDIM (5 steps: memory does not grow with steps).
 Prints one JSON line with the peak RSS in MiB.
@@ -17,9 +17,9 @@ import torch
 
 from mnistdiff import data, keep_freed_memory
 from mnistdiff.diffusion import linear_schedule
-from mnistdiff.generate import generate
+from mnistdiff.generation import generate
 from mnistdiff.model import UNet, get_preset
-from mnistdiff.train import train
+from mnistdiff.training import train
 
 
 def peak_mib() -> float:

@@ -25,7 +25,7 @@ from mnistdiff.model import UNet, get_preset
 from mnistdiff.precision import pick_device
 from mnistdiff.provenance import git_commit
 from mnistdiff.runtime import compile_model
-from mnistdiff.train.compiled import compiled_grads_match
+from mnistdiff.training.compiled import compiled_grads_match
 
 sys.path.insert(0, str(Path(__file__).parent))
 from diffusers_unet import DiffusersUNet  # noqa: E402

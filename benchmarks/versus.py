@@ -6,7 +6,7 @@ run.py times each row once, so the machine's drift (20% between minutes here) re
 ours / theirs ratios even with the two models timed back to back. Here each of several rounds
 times a training step and a denoiser call of both models back to back (batch 64, median of
 --repeats after warm-up), the ratio is taken within the round, and the figure is the median
-over rounds. Uncompiled: compiled training is wrong on this backend (see mnistdiff.train.compiled).
+over rounds. Uncompiled: compiled training is wrong on this backend (see mnistdiff.training.compiled).
 """
 
 from __future__ import annotations

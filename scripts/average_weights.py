@@ -14,7 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mnistdiff.train import checkpoint
+from mnistdiff.training import checkpoint
 
 
 def average(a: Path, b: Path, weight: float, out: Path, names: tuple[str, str] | None = None) -> Path:

@@ -29,7 +29,7 @@ from mnistdiff.evaluation import Classifier, load_classifier
 from mnistdiff.evaluation.metrics import features_and_probs, fid
 from mnistdiff.evaluation.report import real_sample
 from mnistdiff.experiments.inputs import load_array
-from mnistdiff.generate import generate
+from mnistdiff.generation import generate
 from mnistdiff.precision import PRECISIONS
 
 SAMPLERS = {  # label: generate()'s arguments

@@ -60,7 +60,7 @@ check() {
     part compare 30 python - "$runs" "$out/resume.json" <<'PY'
 import json, sys
 from pathlib import Path
-from mnistdiff.train import checkpoint
+from mnistdiff.training import checkpoint
 
 runs, dest = Path(sys.argv[1]), Path(sys.argv[2])
 weights = {n: checkpoint.read(checkpoint.find(runs / n))[1]["model"] for n in ("seed-a", "seed-b", "seed-resumed")}

@@ -21,7 +21,7 @@ import torch
 
 from mnistdiff import load_checkpoint
 from mnistdiff.evaluation import evaluate
-from mnistdiff.generate import generate
+from mnistdiff.generation import generate
 from mnistdiff.images import save_npz
 
 

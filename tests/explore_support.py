@@ -18,7 +18,7 @@ from mnistdiff.diffusion import ScheduleConfig, make_schedule
 from mnistdiff.evaluation import load_classifier
 from mnistdiff.explore import Explorer
 from mnistdiff.model import PRESETS, UNet
-from mnistdiff.train import checkpoint
+from mnistdiff.training import checkpoint
 
 DATA = Path(__file__).parent / "data"
 

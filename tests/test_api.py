@@ -12,7 +12,7 @@ import torch
 
 from exact import GaussianData
 from mnistdiff.diffusion import linear_schedule
-from mnistdiff.generate import generate
+from mnistdiff.generation import generate
 from mnistdiff.model import UNet, get_preset
 from mnistdiff.model.presets import TrainConfig, option
 from mnistdiff.samplers import SAMPLERS, common, levels, register
@@ -143,7 +143,7 @@ def test_a_new_train_config_field_is_a_documented_working_flag(monkeypatch):
     train_parser = _subparsers(parser.build_parser())["train"]
     assert "a setting added later (default: 3)" in " ".join(train_parser.format_help().split())
     handed = {}
-    monkeypatch.setattr("mnistdiff.train.train", lambda out, **kwargs: handed.update(kwargs) or out)
+    monkeypatch.setattr("mnistdiff.training.train", lambda out, **kwargs: handed.update(kwargs) or out)
     commands.cmd_train(parser.build_parser().parse_args(["train", "--out", "x", "--knob", "5", "--lr", "0.1"]))
     assert handed["knob"] == 5 and handed["lr"] == 0.1 and handed["steps"] is None
     config = dataclasses.replace(WithKnob(), **{k: v for k, v in handed.items() if k in ("knob", "lr")})

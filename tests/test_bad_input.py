@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mnistdiff import generate
+from mnistdiff import generation
 from mnistdiff.cli import main
 from mnistdiff.data.idx import write_idx
-from mnistdiff.train import checkpoint
+from mnistdiff.training import checkpoint
 
 FAST = ["--preset", "tiny", "--checkpoint-every", "5", "--sample-every", "1000"]
 
@@ -28,7 +28,7 @@ def no_sampling(monkeypatch):
     """Fails the test if sampling starts: the checks must come first."""
     def refuse(*args, **kwargs):
         raise AssertionError("sampling started before the arguments were checked")
-    monkeypatch.setattr(generate, "generate", refuse)
+    monkeypatch.setattr(generation, "generate", refuse)
 
 
 def test_an_empty_data_set_is_refused(tmp_path, capsys):

@@ -13,7 +13,7 @@ from safetensors.torch import load_file, save_file
 from conftest import make_idx_folder
 from mnistdiff import files, load_checkpoint
 from mnistdiff.cli import main
-from mnistdiff.train import checkpoint
+from mnistdiff.training import checkpoint
 
 FAST = ["--preset", "tiny", "--checkpoint-every", "10", "--sample-every", "1000"]
 

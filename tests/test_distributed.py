@@ -11,7 +11,7 @@ import pytest
 import torch
 
 from mnistdiff.cli import main
-from mnistdiff.train import checkpoint
+from mnistdiff.training import checkpoint
 
 FAST = ["--preset", "tiny", "--checkpoint-every", "10", "--sample-every", "1000"]
 # The two processes sum their halves' gradients in another order than one process does: float
@@ -64,7 +64,7 @@ def test_two_processes_follow_one_and_checkpoints_move_between_them(idx_folder, 
 
 
 def test_a_batch_that_does_not_split_over_the_processes(idx_folder, tmp_path, monkeypatch, capsys):
-    from mnistdiff.train import distributed
+    from mnistdiff.training import distributed
 
     monkeypatch.setattr(distributed, "join", lambda device: distributed.Group(0, 3, torch.device("cpu")))
     assert main(["train", *FAST, "--data-dir", str(idx_folder), "--out", str(tmp_path / "r")]) == 2

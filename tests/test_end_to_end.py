@@ -14,7 +14,7 @@ import torch
 
 from mnistdiff import load_checkpoint
 from mnistdiff.cli import main
-from mnistdiff.train import checkpoint
+from mnistdiff.training import checkpoint
 
 FAST = ["--preset", "tiny", "--checkpoint-every", "10", "--sample-every", "10"]
 
@@ -149,7 +149,7 @@ def test_dpm_solver_and_nfe_curve_from_the_cli(idx_folder, tmp_path, capsys):
 
 def test_cosine_lr_decays_to_zero_after_warm_up(idx_folder, tmp_path):
     from mnistdiff.model.presets import TrainConfig
-    from mnistdiff.train.lr import learning_rate
+    from mnistdiff.training.lr import learning_rate
 
     cfg = TrainConfig(steps=110, warmup=10, lr=1.0, lr_decay="cosine")
     assert [learning_rate(cfg, s) for s in (0, 9, 10, 60, 110)] == pytest.approx([0.1, 1.0, 1.0, 0.5, 0.0])

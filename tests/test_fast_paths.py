@@ -7,11 +7,11 @@ import pytest
 import torch
 
 from mnistdiff.diffusion import linear_schedule
-from mnistdiff.generate import generate
+from mnistdiff.generation import generate
 from mnistdiff.model import UNet, get_preset
 from mnistdiff.precision import autocast
 from mnistdiff.runtime import GroupNorm
-from mnistdiff.train.compiled import compile_for_training, compiled_grads_match
+from mnistdiff.training.compiled import compile_for_training, compiled_grads_match
 
 
 @pytest.fixture(scope="module")

@@ -11,9 +11,9 @@ import pytest
 import torch
 
 from conftest import make_idx_folder
-from mnistdiff import generate
+from mnistdiff import generation
 from mnistdiff.cli import experiment_commands, main
-from mnistdiff.train import loop
+from mnistdiff.training import loop
 
 hypothesis = pytest.importorskip("hypothesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
@@ -42,7 +42,7 @@ def stubs(monkeypatch, tmp_path):
     def fake_images(model, schedule, n, **kwargs):
         return torch.zeros(min(n, 64), 1, 28, 28, dtype=torch.uint8)
 
-    monkeypatch.setattr(generate, "generate", fake_images)
+    monkeypatch.setattr(generation, "generate", fake_images)
     monkeypatch.setattr(loop, "_loop", lambda run, *args, **kwargs: run.out)
     monkeypatch.setattr(experiment_commands, "ddim_invert", lambda model, x0, *a, **k: torch.zeros_like(x0))
     monkeypatch.setattr(experiment_commands, "sample_ddim", lambda model, x, *a, **k: torch.zeros_like(x))

@@ -9,7 +9,7 @@ from mnistdiff.cli import main
 from mnistdiff.diffusion import linear_schedule
 from mnistdiff.model import UNet, get_preset
 from mnistdiff.model.grow import deepen
-from mnistdiff.train import checkpoint
+from mnistdiff.training import checkpoint
 
 FAST = ["--preset", "tiny", "--checkpoint-every", "10", "--sample-every", "1000"]
 

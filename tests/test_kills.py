@@ -12,7 +12,7 @@ from pathlib import Path
 import torch
 
 from mnistdiff import load_checkpoint
-from mnistdiff.train import checkpoint
+from mnistdiff.training import checkpoint
 
 STEPS, EVERY = 24, 3
 ARGS = ["--preset", "tiny", "--steps", str(STEPS), "--checkpoint-every", str(EVERY), "--sample-every", "1000"]

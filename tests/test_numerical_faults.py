@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from mnistdiff.cli import main
-from mnistdiff.train import checkpoint, loop
+from mnistdiff.training import checkpoint, loop
 
 FAST = ["--preset", "tiny", "--checkpoint-every", "5", "--sample-every", "1000"]
 

@@ -11,7 +11,7 @@ from mnistdiff.cli import main
 from mnistdiff.model import TrainConfig
 from mnistdiff.report.settings import QUICK
 from mnistdiff.runtime import Runner, prepare
-from mnistdiff.train import checkpoint
+from mnistdiff.training import checkpoint
 
 
 @pytest.fixture(params=[True, False], ids=["bf16-units", "no-bf16-units"])

@@ -10,10 +10,10 @@ import torch
 from exact import GaussianData
 from mnistdiff import load_checkpoint
 from mnistdiff.diffusion import draw_levels, eps_loss, level_density, level_weights, linear_schedule
-from mnistdiff.generate import generate
+from mnistdiff.generation import generate
 from mnistdiff.model import UNet, get_preset
 from mnistdiff.samplers import SAMPLERS, default_steps
-from mnistdiff.train import checkpoint, train
+from mnistdiff.training import checkpoint, train
 
 SCHEDULE = linear_schedule()
 OLD = Path(__file__).parent / "data" / "tiny-old-checkpoint"  # written by the code before preconditioning
@@ -177,7 +177,7 @@ def test_an_old_checkpoint_loads_and_gives_the_images_it_gave():
 
 
 def test_edm_on_a_preset_with_min_snr_drops_min_snr_unless_asked():
-    from mnistdiff.train.settings import resolve
+    from mnistdiff.training.settings import resolve
 
     config = resolve("small", "mnist", None, {"preconditioning": "edm"})
     assert config["unet"]["preconditioning"] == "edm" and config["train"]["min_snr_gamma"] == 0.0
@@ -188,7 +188,7 @@ def test_fid_checks_do_not_count_against_the_time_budget(idx_folder, tmp_path, m
     import csv
     import time
 
-    from mnistdiff.train import loop
+    from mnistdiff.training import loop
 
     def slow_fid(images, dataset):
         time.sleep(1.0)
@@ -209,7 +209,7 @@ def test_fid_checks_do_not_count_against_the_time_budget(idx_folder, tmp_path, m
 
 def test_width_and_depth_are_a_new_runs_flags(idx_folder, tmp_path):
     from mnistdiff.cli.parser import build_parser, train_settings
-    from mnistdiff.train.settings import resolve
+    from mnistdiff.training.settings import resolve
 
     args = build_parser().parse_args(["train", "--out", "x", "--base", "24", "--blocks", "2"])
     config = resolve("small", "mnist", None, train_settings(args))

@@ -13,7 +13,7 @@ from mnistdiff.cli import main
 from mnistdiff.precision import pick_precision
 from mnistdiff.report import QUICK, build_report
 from mnistdiff.report.cache import Cache
-from mnistdiff.train import checkpoint
+from mnistdiff.training import checkpoint
 
 TINY = replace(QUICK, name="tiny", fid_images=10, headline_images=10, ddpm_images=10, timing_batch=2,
                timing_repeats=2, reconstruction_images=2, reconstruction_steps=(2, 5), merge_per_class=1,

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from mnistdiff.diffusion import linear_schedule
-from mnistdiff.generate import generate
+from mnistdiff.generation import generate
 from mnistdiff.model import UNet, get_preset
 
 

@@ -4,7 +4,7 @@ import csv
 import json
 
 from mnistdiff.cli import main
-from mnistdiff.train import checkpoint, sittings
+from mnistdiff.training import checkpoint, sittings
 
 FAST = ["--preset", "tiny", "--checkpoint-every", "10", "--sample-every", "1000"]
 

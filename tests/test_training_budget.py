@@ -8,8 +8,8 @@ import torch
 
 from mnistdiff.cli import main
 from mnistdiff.model.presets import TrainConfig
-from mnistdiff.train import checkpoint, loop
-from mnistdiff.train.lr import learning_rate
+from mnistdiff.training import checkpoint, loop
+from mnistdiff.training.lr import learning_rate
 
 FAST = ["--preset", "tiny", "--checkpoint-every", "10", "--sample-every", "1000"]
 

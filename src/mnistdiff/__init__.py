@@ -31,8 +31,8 @@ _LAZY = {
     "register": "mnistdiff.samplers",
     "SAMPLERS": "mnistdiff.samplers",
     "ddim_invert": "mnistdiff.samplers",
-    "generate": "mnistdiff.generate",
-    "train": "mnistdiff.train",
+    "generate": "mnistdiff.generation",
+    "train": "mnistdiff.training",
     "keep_freed_memory": "mnistdiff.runtime",
 }
 __all__ = ["load_checkpoint", *_LAZY]
@@ -57,7 +57,7 @@ def load_checkpoint(path: str | Path | None = None, *, ema: bool = True) -> tupl
     """
     from mnistdiff.diffusion import make_schedule
     from mnistdiff.model import UNet
-    from mnistdiff.train import checkpoint
+    from mnistdiff.training import checkpoint
 
     folder = checkpoint.find(path)
     config, weights = checkpoint.read(folder)  # checked against the checksums recorded beside them

@@ -12,9 +12,9 @@ from mnistdiff.cli.parser import UsageError, build_parser
 from mnistdiff.data import DataFileError
 from mnistdiff.evaluation.inception import InceptionUnavailable
 from mnistdiff.files import NoSpace
-from mnistdiff.train import Interrupted
-from mnistdiff.train.checkpoint import CheckpointError
-from mnistdiff.train.loop import NonFiniteLoss
+from mnistdiff.training import Interrupted
+from mnistdiff.training.checkpoint import CheckpointError
+from mnistdiff.training.loop import NonFiniteLoss
 
 COMMANDS = {
     "train": commands.cmd_train,

@@ -9,7 +9,7 @@ from pathlib import Path
 
 def cmd_train(args) -> None:
     from mnistdiff.cli.parser import train_settings
-    from mnistdiff.train import train
+    from mnistdiff.training import train
 
     final = train(args.out, preset=args.preset, dataset=args.dataset, data_dir=args.data_dir, resume=args.resume,
                   init_from=args.init_from, minutes=args.minutes, device=args.device, compile=args.compile,
@@ -48,7 +48,7 @@ MAX_IMAGES = 100_000  # more only with --yes: hours of sampling, and all of it h
 
 def generate_images(args) -> tuple:
     """Images from the checkpoint with the sampler arguments, and the checkpoint's config."""
-    from mnistdiff.generate import generate
+    from mnistdiff.generation import generate
 
     if args.n > MAX_IMAGES and not args.yes:
         raise ValueError(f"--n {args.n:,} is more than {MAX_IMAGES:,} images: pass --yes if you mean it")
@@ -164,7 +164,7 @@ def write_results(out: str, markdown: str, record: dict) -> None:
 
 def cmd_export(args) -> None:
     from mnistdiff.provenance import git_commit, machine
-    from mnistdiff.train import checkpoint
+    from mnistdiff.training import checkpoint
 
     record = {"command": args.command_line, "commit": git_commit(), "machine": machine()}
     if args.note:
@@ -174,7 +174,7 @@ def cmd_export(args) -> None:
 
 def cmd_plot_fid(args) -> None:
     from mnistdiff.evaluation.plots import plot_fid_curve
-    from mnistdiff.train import checkpoint
+    from mnistdiff.training import checkpoint
 
     folder = Path(args.run) if args.run else checkpoint.DEFAULT_MODEL
     plot_fid_curve(folder / "fid.csv", args.out)

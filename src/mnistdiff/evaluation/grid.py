@@ -8,7 +8,7 @@ from tqdm.auto import tqdm
 
 from mnistdiff.diffusion import Schedule
 from mnistdiff.evaluation.report import fid_test
-from mnistdiff.generate import generate
+from mnistdiff.generation import generate
 
 ETAS = (0.0, 0.5, 1.0)
 STEPS = (10, 20, 50, 100, 1000)

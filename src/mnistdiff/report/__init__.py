@@ -56,7 +56,7 @@ def build_report(out: str | Path = "report", checkpoint: str | Path | None = Non
     from mnistdiff.report import page, parts
     from mnistdiff.report.cache import Cache, model_checksum
     from mnistdiff.runtime import prepare
-    from mnistdiff.train import checkpoint as ckpt
+    from mnistdiff.training import checkpoint as ckpt
 
     from mnistdiff.provenance import git_commit
 

@@ -91,7 +91,7 @@ def fid_row(ctx: Context, spec: FidRow) -> dict:
     """One row of the FID table: sample, then FID, the real-data floor at the same count, precision,
     recall and class shares. The DDPM row also draws DDIM-50 from the same noise for Fig. 2."""
     from mnistdiff.evaluation import evaluate
-    from mnistdiff.generate import generate
+    from mnistdiff.generation import generate
     from mnistdiff.samplers import default_steps
 
     label, sampler, steps, eta = spec

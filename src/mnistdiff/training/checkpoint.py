@@ -28,7 +28,7 @@ from mnistdiff import files
 from mnistdiff.diffusion import ScheduleConfig
 from mnistdiff.files import sha256  # noqa: F401  (callers use checkpoint.sha256)
 from mnistdiff.model import TrainConfig, UNet, UNetConfig
-from mnistdiff.train import state as state_io
+from mnistdiff.training import state as state_io
 
 KEEP = 2
 DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "weights" / "small-mnist"
@@ -112,7 +112,7 @@ def export(run: str | Path, out: str | Path, record: dict, base: str | Path | No
     exported ones and its record goes under "base" (train/lineage.py). The run's sittings
     (train/sittings.py) go under "training" unless `record` has its own.
     """
-    from mnistdiff.train import lineage, sittings
+    from mnistdiff.training import lineage, sittings
 
     run, out = Path(run), Path(out)
     folder = find(run)

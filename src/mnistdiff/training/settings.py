@@ -9,7 +9,7 @@ from mnistdiff.diffusion import ScheduleConfig
 from mnistdiff.model import get_preset
 from mnistdiff.model.presets import MODEL_SETTINGS
 from mnistdiff.precision import autocast
-from mnistdiff.train import checkpoint
+from mnistdiff.training import checkpoint
 
 
 def resolve(preset: str, dataset: str, resume: Path | None, overrides: dict, init_from: Path | None = None) -> dict:

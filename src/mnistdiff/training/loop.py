@@ -13,20 +13,20 @@ from tqdm.auto import tqdm
 from mnistdiff import data, files
 from mnistdiff.diffusion import eps_loss, level_density, level_weights, make_schedule
 from mnistdiff.evaluation.report import fid_test
-from mnistdiff.generate import generate
+from mnistdiff.generation import generate
 from mnistdiff.images import grid, save_png
 from mnistdiff.model import UNet
 from mnistdiff.model.grow import deepen
 from mnistdiff.precision import autocast, pick_precision
 from mnistdiff.runtime import adamw
-from mnistdiff.train import checkpoint, distributed, sittings
-from mnistdiff.train import state as state_io
-from mnistdiff.train.compiled import compile_for_training
-from mnistdiff.train.ema import EMA
-from mnistdiff.train.log import FID_FIELDS, TRAIN_FIELDS, CsvLog
-from mnistdiff.train.lr import decay_done, learning_rate
-from mnistdiff.train.settings import resolve, resume_from
-from mnistdiff.train.signals import StopOnSignal
+from mnistdiff.training import checkpoint, distributed, sittings
+from mnistdiff.training import state as state_io
+from mnistdiff.training.compiled import compile_for_training
+from mnistdiff.training.ema import EMA
+from mnistdiff.training.log import FID_FIELDS, TRAIN_FIELDS, CsvLog
+from mnistdiff.training.lr import decay_done, learning_rate
+from mnistdiff.training.settings import resolve, resume_from
+from mnistdiff.training.signals import StopOnSignal
 
 
 class Interrupted(Exception):

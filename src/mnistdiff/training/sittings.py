@@ -14,7 +14,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from mnistdiff.provenance import git_commit, machine
-from mnistdiff.train.lineage import csv_rows
+from mnistdiff.training.lineage import csv_rows
 
 FILE = "sittings.jsonl"
 
