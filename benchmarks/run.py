@@ -104,7 +104,8 @@ def main() -> None:
     p.add_argument("--precisions", default="fp32,bf16", help="comma list for the throughput rows")
     p.add_argument("--compile", action="store_true",
                    help="also time torch.compile, and sample through it (minutes to compile)")
-    p.add_argument("--sampling-precision", default="bf16", choices=["fp32", "bf16"])
+    p.add_argument("--sampling-precision", default="auto", choices=["auto", "fp32", "bf16"],
+                   help="auto: bf16 where the device has bf16 units, else fp32")
     p.add_argument("--skip", default="", help="comma list of sections to leave out: speed, sampling, memory")
     args = p.parse_args()
     keep_freed_memory()  # as the CLI does: every model here, ours and diffusers', runs without page faults

@@ -2,7 +2,7 @@
 # The GPU measurements, on a machine with a CUDA GPU and a CUDA build of torch (docs/gpu.md):
 #
 #   scripts/gpu.sh check  OUT          the `seed` preset trains on the GPU and resumes exactly; `small`
-#                                      at batch 512; the benchmark suite in bf16 with torch.compile (~7 min)
+#                                      at batch 512; the benchmark suite with torch.compile (~7 min)
 #   scripts/gpu.sh bench  OUT          uncompiled rows against diffusers' UNet2DModel, batch 64 and 512,
 #                                      and compiled DDPM-1000 / DDIM-50 (~2 min)
 #   scripts/gpu.sh train  OUT MINUTES [BATCH] [LR]
@@ -24,6 +24,8 @@ out=${2:?usage: scripts/gpu.sh $what OUT ...}
 mkdir -p "$out"
 log=$out/log.txt
 device=${DEVICE:-cuda}  # DEVICE=cpu with small counts for a dry run
+# PRECISION=auto (the default): bf16 where the device has bf16 units, else fp32
+precision=$(python -c "from mnistdiff.precision import pick_precision; print(pick_precision('${PRECISION:-auto}', '${device%%:*}'))")
 [ -n "${BUDGET_S:-}" ] && DEADLINE=$(( $(date +%s) + BUDGET_S ))
 export PYTHONUNBUFFERED=1
 
@@ -44,7 +46,7 @@ part() {
 }
 
 train=(python -m mnistdiff train --device "$device" --sample-every 100000)
-suite=(python benchmarks/run.py --presets small --precisions bf16 --peak-size 8192 --repeats 20)
+suite=(python benchmarks/run.py --presets small --precisions "$precision" --sampling-precision "$precision" --peak-size 8192 --repeats 20)
 
 check() {
     local steps=${SEED_STEPS:-200} runs
@@ -77,7 +79,7 @@ PY
     part small-512 60 "${train[@]}" --preset small --batch-size 512 --steps "${PROBE_STEPS:-200}" \
         --checkpoint-every 100000 --out "$runs/small-512"
     cp "$runs/small-512/log.csv" "$out/small-512-log.csv"
-    part bench 240 python benchmarks/run.py --out "$out/bench-cuda" --presets small,seed --precisions bf16 \
+    part bench 240 python benchmarks/run.py --out "$out/bench-cuda" --presets small,seed --precisions "$precision" \
         --compile --peak-size 8192 --repeats 20
 }
 
@@ -100,7 +102,7 @@ train_small() {
 }
 
 # The shipped model's last stage used the plain loss: continued with Min-SNR-5 it got worse on the
-# CPU, continued with the plain loss it gained (docs/training.md), so the continuation keeps it.
+# CPU, continued with the plain loss it gained (docs/studies/continuation/), so the continuation keeps it.
 continue_shipped() {
     local minutes=${1:?MINUTES} batch=${2:-1024} lr=${3:-2e-3} run limit
     local base=src/mnistdiff/weights/small-mnist
@@ -111,9 +113,9 @@ continue_shipped() {
         --steps 100000000 --minutes "$minutes" --checkpoint-every 2000 --out "$run"
     part export 60 python -m mnistdiff export --checkpoint "$run" --out "$out/model" --base "$base"
     part ddim50 300 python -m mnistdiff fid --checkpoint "$out/model" --sampler ddim --steps 50 --n "${DDIM_N:-10000}" \
-        --batch-size 1000 --device "$device" --precision bf16 --json "$out/ddim50.json"
+        --batch-size 1000 --device "$device" --precision "$precision" --json "$out/ddim50.json"
     part ddpm1000 300 python -m mnistdiff fid --checkpoint "$out/model" --sampler ddpm --n "${DDPM_N:-2048}" \
-        --batch-size 2048 --device "$device" --precision bf16 --json "$out/ddpm1000.json"
+        --batch-size 2048 --device "$device" --precision "$precision" --json "$out/ddpm1000.json"
 }
 
 case $what in

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Measure the shipped model: the quality numbers and pictures in the README come from this script.
 # Usage: scripts/measure_shipped_model.sh [DDIM_IMAGES] [DDPM_IMAGES] [NFE_IMAGES] [GRID_IMAGES] [PRECISION]
-#        (defaults 10000, 512, 1000, 256, bf16; bf16 costs 0.7% of FID, see docs/results/precision-check/)
+#        (defaults 10000, 512, 1000, 256, auto: bf16 where the CPU has bf16 units, else fp32;
+#        bf16 costs 0.7% of FID, see docs/studies/precision-check/)
 # Needs MNIST (--data-dir through $MNISTDIFF_DATA, or the download cache) for the floor and recall.
 # The model runs through torch.compile (the same outputs, tests/test_fast_paths.py; 1.7x faster on CPU).
 # Speed is measured separately, by benchmarks/run.py.
@@ -11,7 +12,7 @@ ddim_n=${1:-10000}
 ddpm_n=${2:-512}
 nfe_n=${3:-1000}
 grid_n=${4:-256}
-precision=${5:-bf16}
+precision=${5:-auto}
 fast=(--precision "$precision" --compile)
 out=docs/results
 mkdir -p "$out"

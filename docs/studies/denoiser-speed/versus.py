@@ -1,6 +1,6 @@
 """Ours against diffusers' UNet2DModel of `small`'s size, timed in alternating rounds in one process.
 
-    python benchmarks/versus.py [--rounds 6] [--precision bf16] [--out FILE]
+    python docs/studies/denoiser-speed/versus.py [--rounds 6] [--precision auto] [--out FILE]
 
 run.py times each row once, so the machine's drift (20% between minutes here) reaches its
 ours / theirs ratios even with the two models timed back to back. Here each of several rounds
@@ -22,9 +22,11 @@ import torch
 from mnistdiff import bench, keep_freed_memory
 from mnistdiff.diffusion import linear_schedule
 from mnistdiff.model import UNet, get_preset
+from mnistdiff.precision import PRECISIONS, pick_precision
 from mnistdiff.provenance import git_commit
 
-sys.path.insert(0, str(Path(__file__).parent))
+ROOT = Path(__file__).resolve().parents[3]
+sys.path.insert(0, str(ROOT / "benchmarks"))  # diffusers' UNet at small's shape, beside the suite
 from diffusers_unet import DiffusersUNet  # noqa: E402
 
 
@@ -32,9 +34,11 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=6)
     p.add_argument("--repeats", type=int, default=6)
-    p.add_argument("--precision", default="bf16", choices=["fp32", "bf16"])
+    p.add_argument("--precision", default="auto", choices=PRECISIONS,
+                   help="auto: bf16 where the CPU has bf16 units, else fp32")
     p.add_argument("--out", help="also write the rounds as JSON")
     args = p.parse_args()
+    args.precision = pick_precision(args.precision)
     keep_freed_memory()  # as the CLI does, for both models
     models = {"ours": UNet(get_preset("small").unet, linear_schedule()), "diffusers": DiffusersUNet()}
     rounds = []
@@ -52,7 +56,7 @@ def main() -> None:
     print(f"{args.precision}, batch 64, ours / diffusers over {args.rounds} rounds: training {median['train']:.2f}x "
           f"(min {min(r['ratio']['train'] for r in rounds):.2f}x), denoiser {median['denoiser']:.2f}x")
     if args.out:
-        record = {"command": f"python benchmarks/versus.py --rounds {args.rounds} --repeats {args.repeats} "
+        record = {"command": f"python docs/studies/denoiser-speed/versus.py --rounds {args.rounds} --repeats {args.repeats} "
                              f"--precision {args.precision}",
                   "commit": git_commit(), "threads": torch.get_num_threads(), "median_ratio": median, "rounds": rounds}
         Path(args.out).write_text(json.dumps(record, indent=1) + "\n")

@@ -1,17 +1,17 @@
 """Do the samplers rank the same under other feature networks than the shipped classifier?
 
     mnistdiff train-classifier --seed 1 --out runs/clf1
-    python scripts/feature_check.py runs/clf1 [--n N] [--out OUT] [--checkpoints RUN,RUN,...] [--npz A.npz,...]
+    python docs/studies/feature-check/feature_check.py runs/clf1 [--n N] [--out OUT] [--checkpoints RUN,RUN,...] [--npz A.npz,...]
 
 Draws N images (default 2048) from the shipped model with each sampler below (seed 0, through
 torch.compile, in bf16 where the CPU has bf16 units and fp32 elsewhere unless --precision says, the
 report's noises), or with `--checkpoints` DDIM-50 images from each of those
-models on the same noises (`--npz`: images already drawn, such as scripts/level_swap.py --npz
+models on the same noises (`--npz`: images already drawn, such as docs/studies/efficiency/level_swap.py --npz
 keeps), and scores them against the MNIST test set in three feature spaces: the
 shipped classifier's, a second classifier trained apart (another seed, so other weights), and an
 untrained classifier's (random features, no notion of digits, rescaled to a mean spread of 1). Each
 FID sits beside the floor of N real training images in the same space. Writes OUT/feature-check.json
-and OUT/feature-check.md (OUT: docs/results/feature-check by default).
+and OUT/feature-check.md (OUT: docs/studies/feature-check/results by default).
 """
 
 from __future__ import annotations
@@ -78,7 +78,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("second", type=Path, help="the second classifier's folder (mnistdiff train-classifier --out)")
     parser.add_argument("--n", type=int, default=2048, help="images per row")
-    parser.add_argument("--out", type=Path, default=Path("docs/results/feature-check"))
+    parser.add_argument("--out", type=Path, default=Path("docs/studies/feature-check/results"))
     source = parser.add_mutually_exclusive_group()
     source.add_argument("--checkpoints", default="", help="comma-separated runs or checkpoints to compare")
     source.add_argument("--npz", default="", help="comma-separated .npz files of uint8 images (key 'images')")

@@ -1,6 +1,6 @@
 """The denoiser's share of the matmul peak, measured in alternating rounds so that drift cancels.
 
-    python benchmarks/share.py [--rounds 10] [--precision fp32] [--layout channels-last] [--batch-size 64]
+    python docs/studies/denoiser-speed/share.py [--rounds 10] [--precision auto] [--layout channels-last] [--batch-size 64]
                                [--allocator keep|default] [--out FILE]
 
 The peak (an n x n matmul) moves between runs by 20% here, more than the gaps we want to see. Each
@@ -20,7 +20,7 @@ import torch
 
 from mnistdiff import keep_freed_memory
 from mnistdiff.bench import gflops_per_image, matmul_gflops, median_seconds, shipped_model_and_batch
-from mnistdiff.precision import autocast
+from mnistdiff.precision import PRECISIONS, autocast, pick_precision
 from mnistdiff.provenance import git_commit
 from mnistdiff.runtime import compile_model
 
@@ -28,13 +28,15 @@ from mnistdiff.runtime import compile_model
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--rounds", type=int, default=10)
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    p.add_argument("--precision", default="auto", choices=PRECISIONS,
+                   help="auto: bf16 where the CPU has bf16 units, else fp32")
     p.add_argument("--layout", default="channels-last", choices=["plain", "channels-last"])
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--allocator", default="keep", choices=["keep", "default"],
                    help="keep: glibc keeps freed memory, as the CLI sets it; default: glibc as it comes")
     p.add_argument("--out", help="also write the rounds as JSON")
     args = p.parse_args()
+    args.precision = pick_precision(args.precision)
     if args.allocator == "keep":
         keep_freed_memory()
     b = args.batch_size
@@ -65,7 +67,7 @@ def main() -> None:
           f"over {args.rounds} rounds (min {min(r['share'] for r in rounds):.1%}, max {max(r['share'] for r in rounds):.1%}), "
           f"{statistics.median(r['images_per_s'] for r in rounds):.0f} img/s")
     if args.out:
-        command = (f"python benchmarks/share.py --rounds {args.rounds} --precision {args.precision} "
+        command = (f"python docs/studies/denoiser-speed/share.py --rounds {args.rounds} --precision {args.precision} "
                    f"--layout {args.layout} --batch-size {b} --allocator {args.allocator}")
         record = {"command": command, "commit": git_commit(), "threads": torch.get_num_threads(),
                   "gflop_per_image": gflop, "median_share": median, "rounds": rounds}

@@ -1,6 +1,6 @@
 """Where the compiled denoiser's time goes: convolutions against everything else.
 
-    python benchmarks/profile_denoiser.py [--precision fp32] [--layout channels-last]
+    python docs/studies/denoiser-speed/profile_denoiser.py [--precision auto] [--layout channels-last]
 
 Profiles ten forward passes of the shipped model (batch 64, torch.compile) with torch.profiler and
 prints the share of time in oneDNN convolutions, in inductor's generated kernels (normalisation,
@@ -16,15 +16,17 @@ from torch.profiler import ProfilerActivity, profile
 
 from mnistdiff import keep_freed_memory
 from mnistdiff.bench import shipped_model_and_batch
-from mnistdiff.precision import autocast
+from mnistdiff.precision import PRECISIONS, autocast, pick_precision
 from mnistdiff.runtime import compile_model
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--precision", default="fp32", choices=["fp32", "bf16"])
+    p.add_argument("--precision", default="auto", choices=PRECISIONS,
+                   help="auto: bf16 where the CPU has bf16 units, else fp32")
     p.add_argument("--layout", default="channels-last", choices=["plain", "channels-last"])
     args = p.parse_args()
+    args.precision = pick_precision(args.precision)
     keep_freed_memory()  # as the CLI does
     model, x, t = shipped_model_and_batch(args.layout)
     compiled = compile_model(model)  # as the package compiles it

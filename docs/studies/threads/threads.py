@@ -1,7 +1,7 @@
 """Forward-pass time of the shipped model by OpenMP thread count and wait policy, each setting in a
 fresh process (OpenMP reads its environment once, when torch loads it), in alternating rounds.
 
-    python benchmarks/threads.py --label busy --out benchmarks/results/threads-busy.json
+    python docs/studies/threads/threads.py --label busy --out docs/studies/threads/results/threads-busy.json
 
 Run it once on an idle machine and once beside another CPU job ("busy"): on a shared CPU, OpenMP
 threads that spin while they wait for each other (its default, "active") can cost far more than

@@ -2,14 +2,16 @@
 # How much noise should DDIM add? FID of the shipped model with DDIM at 50, 100 and 200 steps for
 # eta = 0 (deterministic, the DDIM paper's sigma = 0), 0.3, 0.6 and 1 (DDPM's posterior variance on the
 # skipped grid), all from the same starting noises (seed 0); then the two best settings at 10,000 images.
-# Writes docs/results/eta/. About 40 minutes on 2 CPU cores.
-# Usage: scripts/eta_study.sh [SWEEP_IMAGES] [CHECK_IMAGES]   (defaults 2048 10000)
+# Writes docs/studies/eta/results/. About 40 minutes on 2 CPU cores with bf16 units.
+# Usage: docs/studies/eta/eta_study.sh [SWEEP_IMAGES] [CHECK_IMAGES] [PRECISION]   (defaults 2048 10000 auto;
+#        auto is bf16 where the CPU has bf16 units, else fp32; the study's results ran in bf16)
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../../.."
 sweep_n=${1:-2048}
 check_n=${2:-10000}
-fast=(--precision bf16 --compile)
-out=docs/results/eta
+precision=${3:-auto}
+fast=(--precision "$precision" --compile)
+out=docs/studies/eta/results
 mkdir -p "$out"
 fid() {  # NAME, then the sampler's flags
     local name=$1; shift

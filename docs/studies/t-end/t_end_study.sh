@@ -2,15 +2,18 @@
 # Where should sampling stop? FID of the shipped model when DDIM and DPM-Solver++ jump to clean data
 # (the x0 predicted there) from timestep t_end instead of running down to t = 0.
 # Pick t_end on one set of starting noises (seed 0, 2000 images), then check the pick on new noises
-# (seed 100000, 10,000 images) against the usual grids. Writes docs/results/t-end/.
-# Usage: scripts/t_end_study.sh [PICK_IMAGES] [CHECK_IMAGES] [CURVE_IMAGES]   (defaults 2000 10000 1000)
+# (seed 100000, 10,000 images) against the usual grids. Writes docs/studies/t-end/results/.
+# Usage: docs/studies/t-end/t_end_study.sh [PICK_IMAGES] [CHECK_IMAGES] [CURVE_IMAGES] [PRECISION]
+#        (defaults 2000 10000 1000 auto; auto is bf16 where the CPU has bf16 units, else fp32;
+#        the study's results ran in bf16)
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../../.."
 pick_n=${1:-2000}
 check_n=${2:-10000}
 curve_n=${3:-1000}
-fast=(--precision bf16 --compile)
-out=docs/results/t-end
+precision=${4:-auto}
+fast=(--precision "$precision" --compile)
+out=docs/studies/t-end/results
 mkdir -p "$out"
 # 1. The sweep, on seed 0.
 mnistdiff nfe-curve --n "$pick_n" --nfes 10 "${fast[@]}" --out "$out/pick-dpm10" --curves \

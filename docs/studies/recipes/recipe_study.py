@@ -3,12 +3,14 @@
 Each arm trains a preset (`small` by default) from scratch for the same budget of training time (FID
 checks pause the clock), same seed, with FID checks of the EMA model on the same starting noises
 (DDIM, --fid-steps steps, seed + 1, --fid-images images), then a last check on those noises when the
-budget runs out. Arms run --jobs at a time, each on one thread pinned to its own core, so the arms of
-a batch share the machine alike; nothing else should run meanwhile.
+budget runs out, sampled in --precision (auto: bf16 where the CPU has bf16 units, else fp32; the
+study's own checks ran in bf16). Arms run --jobs at a time, each on one thread pinned to its own
+core, so the arms of a batch share the machine alike; nothing else should run meanwhile.
 
-    python scripts/recipe_study.py --minutes 30 --out runs/study                     # trains every arm
-    python scripts/recipe_study.py --out runs/study --report docs/results/recipes/study  # table + curves only
-    python scripts/recipe_study.py --out runs/study4 --report PREFIX --compare docs/results/recipes/min-snr-study.json
+    python docs/studies/recipes/recipe_study.py --minutes 30 --out runs/study        # trains every arm
+    python docs/studies/recipes/recipe_study.py --out runs/study --report docs/studies/recipes/results/study
+    python docs/studies/recipes/recipe_study.py --out runs/study4 --report PREFIX \
+        --compare docs/studies/recipes/results/min-snr-study.json
 
 Writes OUT/<arm>/ (a run folder each, with its study.log), and with --report PREFIX the table in
 PREFIX-table.md, the curves in PREFIX-curves.png and the numbers in PREFIX-study.json.
@@ -33,7 +35,7 @@ ARMS = {
     "constant": PLAIN,  # the `small` preset's recipe before this study
     "cosine": [*PLAIN, *COSINE],
     "cosine+min-snr-5": [*PLAIN, *COSINE, "--min-snr-gamma", "5"],  # the `small` preset's recipe after this study
-    # ... and, with the doubled lr, since the 45-minute runs of docs/training.md
+    # ... and, with the doubled lr, since the 45-minute runs of docs/studies/efficiency/
     "cosine+min-snr-5+lr-2e-3": [*PLAIN, *COSINE, "--min-snr-gamma", "5", "--lr", "2e-3"],
     "cosine+min-snr-5+lr-3e-3": [*PLAIN, *COSINE, "--min-snr-gamma", "5", "--lr", "3e-3"],
     "cosine+min-snr-5+lr-2e-3+stratified": [*PLAIN, *COSINE, "--min-snr-gamma", "5", "--lr", "2e-3", "--level-draw",
@@ -51,7 +53,7 @@ STUDY = ["constant", "cosine+edm", "cosine+min-snr-5", "cosine+lognormal", "cosi
 
 
 def train_arms(out: Path, preset: str, minutes: float, fid_every: int, fid_images: int, fid_steps: int,
-               arms: list[str], jobs: int) -> None:
+               arms: list[str], jobs: int, precision: str = "auto") -> None:
     """Train the arms `jobs` at a time, each on one thread pinned to its own core, so the arms of a
     batch share the machine alike; then each arm's last FID check on the noises of its in-training ones."""
     todo = [name for name in arms if not (out / name / "final-fid.json").is_file()]
@@ -64,7 +66,7 @@ def train_arms(out: Path, preset: str, minutes: float, fid_every: int, fid_image
                      str(fid_every), "--fid-images", str(fid_images), "--fid-steps", str(fid_steps),
                      "--out", str(run), *resume, *ARMS[name]]
             check = ["fid", "--checkpoint", str(run), "--n", str(fid_images), "--seed", "1", "--steps",
-                     str(fid_steps), "--precision", "bf16", "--json", str(run / "final-fid.json")]
+                     str(fid_steps), "--precision", precision, "--json", str(run / "final-fid.json")]
             run.mkdir(parents=True, exist_ok=True)
             script = f"{mnistdiff(train)} && {mnistdiff(check)}"
             log = open(run / "study.log", "a")
@@ -140,6 +142,8 @@ def main() -> None:
     p.add_argument("--fid-steps", type=int, default=20, help="DDIM steps of each FID check")
     p.add_argument("--arms", default=",".join(STUDY), help=f"comma list of {', '.join(ARMS)}")
     p.add_argument("--jobs", type=int, default=2, help="arms trained at once, one core and one thread each")
+    p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"],
+                   help="autocast of each arm's last FID check (auto: bf16 where the CPU has bf16 units, else fp32)")
     p.add_argument("--report", type=Path, help="path prefix for the table, curves and JSON")
     p.add_argument("--compare", type=Path, action="append", default=[],
                    help="an earlier study's PREFIX-study.json (same noises) whose curves --report draws dashed")
@@ -150,7 +154,7 @@ def main() -> None:
         p.error(f"unknown arms: {', '.join(sorted(unknown))}")
     if args.minutes:
         train_arms(args.out, args.preset, args.minutes, args.fid_every, args.fid_images, args.fid_steps, arms,
-                   args.jobs)
+                   args.jobs, args.precision)
     if args.report:
         report(args.out, args.report, arms, args.compare)
 
