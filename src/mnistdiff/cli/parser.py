@@ -156,8 +156,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     p = sub.add_parser("train", help="train a noise predictor")
-    p.add_argument("--preset", default="small", choices=list(PRESETS), help="model shape and its training defaults")
-    p.add_argument("--dataset", default="mnist", choices=DATASETS, help="what to train on")
+    p.add_argument("--preset", choices=list(PRESETS),
+                   help="model shape and its training defaults (default: small; on --resume the run's)")
+    p.add_argument("--dataset", choices=DATASETS, help="what to train on (default: mnist; on --resume the run's)")
     _data_dir_arg(p)
     p.add_argument("--minutes", type=float,
                    help="stop after this many minutes of wall time, FID checks not counted, --compile's "
