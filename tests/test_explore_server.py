@@ -65,12 +65,20 @@ def test_the_api_answers_with_images_and_readings(client):
     ("/api/mix", {"a": A}),
     ("/api/sample", {"n": 65}),
     ("/api/sample", {"eta": -1}),
+    ("/api/sample", {"eta": 5}),
     ("/api/sample", {"seed": "zero"}),
     ("/api/sample", [1, 2]),
 ])
 def test_bad_input_gets_a_4xx_with_a_message(client, path, body):
     response = client.post(path, json=body)
     assert 400 <= response.status_code < 500 and response.json()["error"]
+
+
+def test_eta_gets_the_command_lines_check(client):
+    for eta in (5, float("nan"), float("inf")):
+        body = json.dumps({"eta": eta}).encode()  # NaN and Infinity as Python's json writes them
+        error = client.post("/api/sample", content=body, headers={"content-type": "application/json"}).json()["error"]
+        assert "eta must be a number in [0, 1]" in error, error
 
 
 def test_bad_requests_beyond_the_schema_get_a_4xx_with_a_message(client):

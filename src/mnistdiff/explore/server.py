@@ -10,11 +10,12 @@ from typing import Annotated, Literal
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
 from mnistdiff.explore.limits import BODY_TIMEOUT, IDLE_TIMEOUT, MAX_BODY, BodyLimit, DropsIdleClients
 from mnistdiff.explore.service import MAX_IMAGES, MAX_STEPS, RULES, SAMPLERS, SIDE, WEIGHTS, Explorer
+from mnistdiff.samplers.ddim import check_eta
 
 __all__ = ["MAX_BODY", "create_app", "listen", "make_server", "serve"]
 
@@ -47,7 +48,7 @@ class SampleBody(_Body):
     seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
     sampler: Literal[SAMPLERS] = "ddim"  # type: ignore[valid-type]
     steps: Steps = 10
-    eta: Annotated[float, Field(ge=0.0, le=1.0, strict=False)] = 0.0
+    eta: Annotated[float, Field(strict=False), AfterValidator(check_eta)] = 0.0  # the CLI's check
     n: Annotated[int, Field(ge=1, le=MAX_IMAGES)] = 16
     trajectory: bool = False
 
