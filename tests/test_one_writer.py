@@ -134,3 +134,16 @@ def test_export_overwrites_only_its_own_earlier_export(two_runs, tmp_path, capsy
     assert main(["export", "--checkpoint", str(a), "--out", str(other)]) == 2
     one_error(capsys, "log.csv")
     assert (other / "log.csv").read_text() == "step,loss\n"
+
+
+def test_a_folder_that_cannot_hold_the_lock_file_is_a_one_line_error(capsys):
+    folder = Path("/sys")  # no new files there, even for root
+    try:
+        (folder / "probe").touch()
+    except OSError:
+        pass
+    else:
+        (folder / "probe").unlink()
+        pytest.skip("no folder here that refuses new files")
+    assert main(["train", *FAST, "--steps", "2", "--out", str(folder)]) == 2
+    one_error(capsys, "/sys: cannot write its lock file")

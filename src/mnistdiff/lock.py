@@ -29,7 +29,10 @@ def take(folder: str | Path) -> None:
     if key in _held:
         return
     while True:
-        fd = os.open(key / NAME, os.O_RDWR | os.O_CREAT, 0o666)
+        try:
+            fd = os.open(key / NAME, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as err:  # a read-only folder, a full disk
+            raise ValueError(f"{folder}: cannot write its lock file {NAME} ({err.strerror})") from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
