@@ -66,14 +66,13 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def live_server(explorer: Explorer):
-    """The app served by a real uvicorn in a thread on a free port; yields its base URL."""
-    import uvicorn
-
-    from mnistdiff.explore import create_app
+def live_server(explorer: Explorer, **timeouts):
+    """The app served as `explore` serves it (make_server: its `timeouts`) in a thread on a free port;
+    yields its base URL and the thread."""
+    from mnistdiff.explore.server import make_server
 
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(create_app(explorer), host="127.0.0.1", port=port, log_level="error"))
+    server = make_server(explorer, "127.0.0.1", port, **timeouts)
     thread = threading.Thread(target=server.run, daemon=True)
     thread.start()
     deadline = time.monotonic() + 30

@@ -7,11 +7,13 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from mnistdiff import generation
 from mnistdiff.cli import main
 from mnistdiff.data.idx import write_idx
+from mnistdiff.diffusion import linear_schedule
 from mnistdiff.training import checkpoint
 
 FAST = ["--preset", "tiny", "--checkpoint-every", "5", "--sample-every", "1000"]
@@ -165,3 +167,63 @@ def test_a_log_row_cut_short_by_a_kill_is_dropped_on_resume(idx_folder, tmp_path
     # The cut row is gone; each run logged the step it stopped at.
     assert rows[0] == "step,loss,lr,images_per_s,elapsed_s" and [r.split(",")[0] for r in rows[1:]] == ["1", "5", "6"]
     assert checkpoint.find(run).name == "step_0000006"
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["sample", "--eta", "inf"], "eta must be a number in [0, 1]"),
+    (["sample", "--eta", "nan"], "eta must be a number in [0, 1]"),
+    (["sample", "--eta", "5"], "eta must be a number in [0, 1]"),
+    (["sample", "--eta", "-0.1"], "eta must be a number in [0, 1]"),
+    (["eval-grid", "--etas", "0,2"], "eta must be a number in [0, 1]"),
+    (["explore", "--port", "70000"], "a port is a number from 1 to 65535"),
+    (["explore", "--port", "0"], "a port is a number from 1 to 65535"),
+    (["sample", "--seed", "99999999999999999999"], "from 0 to 2**63 - 1"),
+    (["sample", "--seed", "-1"], "from 0 to 2**63 - 1"),
+    (["merge-study", "--seed", str(2**63)], "from 0 to 2**63 - 1"),
+    (["train", "--out", "r", "--seed", "99999999999999999999"], "--seed must be below"),
+])
+def test_bad_numbers_are_refused_where_they_enter(argv, words, no_sampling, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    one_error(capsys, words)
+    assert not list(tmp_path.iterdir())  # nothing written
+
+
+def test_eta_is_checked_alike_from_python():
+    from mnistdiff.samplers.ddim import check_eta
+
+    assert [check_eta(v) for v in (0, 0.5, 1)] == [0.0, 0.5, 1.0]
+    for bad in (float("inf"), float("nan"), 5, -0.1, True, "0.5"):
+        with pytest.raises(ValueError, match=r"eta must be a number in \[0, 1\]"):
+            check_eta(bad)
+    with pytest.raises(ValueError, match="eta must be"):
+        generation.generate(torch.nn.Conv2d(1, 1, 1), linear_schedule(10), 1, sampler="ddim", steps=2, eta=5.0)
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["sample", "--out", "grid.jpg"], "a PNG is written: end the name in .png"),
+    (["merge", "1", "2", "--out", "merge.txt"], "end the name in"),
+    (["plot-fid", "--out", "curve.csv"], "end the name in"),
+    (["invert", "3", "--out", "latents.png"], "give a name ending in .npz"),
+    (["invert", "--decode", "latents.npz", "--out", "grid.npz"], "give a name ending in .png"),
+])
+def test_an_out_suffix_the_writer_cannot_honour_is_refused(argv, words, no_sampling, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) == 2
+    one_error(capsys, words)
+    assert not list(tmp_path.iterdir())
+
+
+def test_resume_with_another_shape_or_fewer_steps_says_so_and_changes_nothing(idx_folder, tmp_path, capsys):
+    run = tmp_path / "run"
+    assert main(["train", *FAST, "--steps", "5", "--data-dir", str(idx_folder), "--out", str(run)]) == 0
+    before = {p: p.read_bytes() for p in run.rglob("*") if p.is_file()}
+    for extra, words in ((["--preset", "small"], "--preset small: the run's is tiny"),
+                         (["--dataset", "fashion-mnist"], "--dataset fashion-mnist: the run's is mnist"),
+                         (["--base", "16"], "--base: the model's is"),
+                         (["--steps", "3"], "--steps 3 is below the run's step 5")):
+        argv = ["train", "--checkpoint-every", "5", "--data-dir", str(idx_folder), "--out", str(run), "--resume"]
+        assert main(argv + (["--steps", "6"] if extra[0] != "--steps" else []) + extra) == 2
+        one_error(capsys, words)
+        assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
+    assert main(["train", "--steps", "5", "--data-dir", str(idx_folder), "--out", str(run), "--resume"]) == 0

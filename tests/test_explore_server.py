@@ -65,12 +65,20 @@ def test_the_api_answers_with_images_and_readings(client):
     ("/api/mix", {"a": A}),
     ("/api/sample", {"n": 65}),
     ("/api/sample", {"eta": -1}),
+    ("/api/sample", {"eta": 5}),
     ("/api/sample", {"seed": "zero"}),
     ("/api/sample", [1, 2]),
 ])
 def test_bad_input_gets_a_4xx_with_a_message(client, path, body):
     response = client.post(path, json=body)
     assert 400 <= response.status_code < 500 and response.json()["error"]
+
+
+def test_eta_gets_the_command_lines_check(client):
+    for eta in (5, float("nan"), float("inf")):
+        body = json.dumps({"eta": eta}).encode()  # NaN and Infinity as Python's json writes them
+        error = client.post("/api/sample", content=body, headers={"content-type": "application/json"}).json()["error"]
+        assert "eta must be a number in [0, 1]" in error, error
 
 
 def test_bad_requests_beyond_the_schema_get_a_4xx_with_a_message(client):
@@ -206,3 +214,71 @@ def test_the_latency_benchmark_runs_and_writes_json(tmp_path):
     assert record["slider_ddim10"]["slerp"]["http"]["runs"] == 2
     assert 0 < record["start"]["answers_s"] <= record["start"]["first_picture_s"] <= record["start"]["first_mix_s"]
     assert "--data-dir DIR" in record["command"]
+
+
+# Bodies that lie about their size, and clients that send nothing: each on a raw socket to a real server.
+
+HEAD = (b"POST /api/sample HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n")
+
+
+def _reply(conn: socket.socket) -> bytes:
+    """What the server sends until it closes the connection (b"" if it closes at once)."""
+    data = b""
+    try:
+        while chunk := conn.recv(65536):
+            data += chunk
+    except ConnectionResetError:
+        pass
+    return data
+
+
+def test_a_chunked_body_behind_a_small_content_length_is_cut_at_the_limit(explorer):
+    import select
+
+    with live_server(explorer) as (url, thread):
+        conn = socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), timeout=30)
+        conn.sendall(HEAD + b"Content-Length: 20\r\nTransfer-Encoding: chunked\r\n\r\n")
+        chunk = b"%x\r\n" % 65536 + b" " * 65536 + b"\r\n"
+        sent, reply = 0, b""
+        try:
+            while sent < 40 * 2**20 and not reply:  # 40 MB offered
+                conn.sendall(chunk)
+                sent += 65536
+                if select.select([conn], [], [], 0)[0]:
+                    reply = conn.recv(65536)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        reply += _reply(conn)
+        conn.close()
+        assert reply.startswith(b"HTTP/1.1 413"), reply[:200]
+        assert sent < 40 * 2**20  # the server stopped reading: the connection closed under the sender
+        assert thread.is_alive() and httpx.get(url + "/api/info", timeout=30).status_code == 200
+
+
+def test_a_content_length_longer_than_the_body_times_out(explorer):
+    with live_server(explorer, body_timeout=0.5) as (url, _):
+        conn = socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), timeout=30)
+        conn.sendall(HEAD + b"Content-Length: 1000\r\n\r\n{\"seed\": 1")
+        reply = _reply(conn)
+        conn.close()
+    assert reply.startswith(b"HTTP/1.1 408") and b"did not arrive within 0.5 s" in reply, reply[:300]
+
+
+@pytest.mark.parametrize("sends", [b"", b"GET /api/info HTTP/1.1\r\nHo"])
+def test_a_client_that_sends_nothing_or_half_a_request_is_dropped(explorer, sends):
+    with live_server(explorer, idle_timeout=0.5) as (url, _):
+        conn = socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), timeout=30)
+        conn.sendall(sends)
+        started = time.monotonic()
+        assert _reply(conn) == b""  # closed by the server, without an answer
+        assert time.monotonic() - started < 25  # well before the socket's own 30 s timeout
+        conn.close()
+
+
+def test_a_kept_alive_connection_that_goes_quiet_is_dropped_after_its_answer(explorer):
+    with live_server(explorer, idle_timeout=0.5) as (url, _):
+        conn = socket.create_connection(("127.0.0.1", int(url.rsplit(":", 1)[1])), timeout=30)
+        conn.sendall(b"GET /api/info HTTP/1.1\r\nHost: x\r\n\r\n")
+        reply = _reply(conn)
+        conn.close()
+    assert reply.startswith(b"HTTP/1.1 200") and b'"digits"' in reply

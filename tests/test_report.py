@@ -1,7 +1,10 @@
 """`mnistdiff report` on a tiny model with tiny counts, then the page opened in a headless Chromium."""
 
+import errno
 import json
+import os
 import shutil
+import subprocess
 from dataclasses import replace
 from pathlib import Path
 
@@ -92,6 +95,14 @@ def test_compile_builds_one_runner_for_the_fid_rows_and_times_its_own_batch(tiny
     assert summary["timing"]["precision"] == ran and f"{ran}, compiled" in (tmp_path / "index.html").read_text()
 
 
+def test_the_summary_gives_every_parts_time_and_says_which_were_reused(tiny_run, page):
+    run, data = tiny_run
+    first = json.loads((page / "summary.json").read_text())["parts"]
+    assert len(first) == 15 and all(p["seconds"] > 0 for p in first.values())
+    again = build_report(page, run, TINY, device="cpu", data_dir=data, progress=False)["parts"]
+    assert again == {name: {"seconds": p["seconds"], "reused": True} for name, p in first.items()}
+
+
 def test_the_cache_misses_on_other_settings_a_lost_file_or_force(tmp_path):
     calls = []
 
@@ -141,3 +152,138 @@ def test_the_page_loads_in_a_browser_without_errors_or_network(page):
     assert len(tables) >= 7 and all(cells > 0 for cells in tables), tables
     assert errors == []
     assert requests and all(url.startswith("file://") for url in requests), requests
+
+
+# Faults: a full disk at each kind of file the report writes, each kind of damaged cache entry.
+
+def copy_of(page: Path, tmp_path: Path) -> Path:
+    out = tmp_path / "page"
+    shutil.copytree(page, out)
+    return out
+
+
+def hidden_files(out: Path) -> list[Path]:
+    """Temporary files a write left behind (atomic writes name them .NAME.*)."""
+    return [p for p in out.rglob(".*") if p.is_file()]
+
+
+def fill_up_at(monkeypatch, name: str) -> None:
+    """The disk fills while the report writes a file called `name`: its temporary file's fsync fails."""
+    real = os.fsync
+
+    def fsync(fd):
+        if os.readlink(f"/proc/self/fd/{fd}").rsplit("/", 1)[-1].startswith(f".{name}."):
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+
+
+@pytest.mark.parametrize("victim, part", [
+    ("forward.png", "forward"),  # a matplotlib figure
+    ("denoising.gif", "trajectory"),
+    ("denoising-last.png", "trajectory"),  # a PNG grid
+    ("trajectory.json", "trajectory"),  # the cache entry
+    ("summary.json", None),
+    ("index.html", None),
+])
+def test_a_full_disk_leaves_the_last_whole_file_and_every_finished_part_cached(
+        tiny_run, page, tmp_path, monkeypatch, capsys, victim, part):
+    from mnistdiff.report import PRESETS
+
+    run, data = tiny_run
+    out = copy_of(page, tmp_path)
+    if part is not None:
+        (out / "cache" / f"{part}.json").unlink()  # computed again, then written
+    target = out / ("cache" if victim.endswith(".json") and part else "") / victim
+    before = target.read_bytes() if target.is_file() else None
+    fill_up_at(monkeypatch, victim)
+    monkeypatch.setitem(PRESETS, "quick", TINY)
+    argv = ["report", "--out", str(out), "--checkpoint", str(run), "--device", "cpu", "--data-dir", str(data)]
+    assert main(argv) == 2
+    error = capsys.readouterr().err.strip().splitlines()[-1]
+    assert error.startswith(f"mnistdiff: error: no space left on device while writing {target}"), error
+    assert not hidden_files(out)
+    assert (target.read_bytes() if target.is_file() else None) == before  # the last whole file, or none
+    monkeypatch.undo()
+    summary = build_report(out, run, TINY, device="cpu", data_dir=data, progress=False)
+    assert [name for name, p in summary["parts"].items() if not p["reused"]] == ([part] if part else [])
+
+
+def test_a_full_disk_on_a_real_filesystem(tiny_run, page, tmp_path):
+    """A 'report' on a small tmpfs that fills while it writes the GIF; after room is made, the rerun
+    reuses what was finished. Needs the right to mount (root); skipped elsewhere."""
+    run, data = tiny_run
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=2m", "tmpfs", str(disk)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        out = disk / "page"
+        shutil.copytree(page, out)
+        for name in ("forward.png", "denoising.gif", "cache/forward.json", "cache/trajectory.json"):
+            (out / name).unlink()
+        used = shutil.disk_usage(disk).used
+        subprocess.run(["mount", "-o", f"remount,size={used + 64 * 1024}", str(disk)], check=True)
+        with pytest.raises(files.NoSpace, match=f"while writing {out}"):
+            build_report(out, run, TINY, device="cpu", data_dir=data, progress=False)
+        assert not hidden_files(out)
+        assert (out / "cache" / "forward.json").is_file() and not (out / "denoising.gif").exists()
+        subprocess.run(["mount", "-o", "remount,size=4m", str(disk)], check=True)
+        summary = build_report(out, run, TINY, device="cpu", data_dir=data, progress=False)
+        assert [name for name, p in summary["parts"].items() if not p["reused"]] == ["trajectory"]
+        assert (out / "denoising.gif").read_bytes() == (page / "denoising.gif").read_bytes()
+    finally:
+        subprocess.run(["umount", str(disk)], check=True)
+
+
+def damage(cache: Path, kind: str) -> Path:
+    """Damage the cache entry of the 'fid DDIM-50' part (or its files' neighbour) one way."""
+    entry = cache / "fid-DDIM-50.json"
+    text = entry.read_text()
+    if kind == "truncated":
+        entry.write_text(text[: len(text) // 2])
+    elif kind == "garbage":
+        entry.write_bytes(bytes(range(256)))
+    elif kind == "a list":
+        entry.write_text("[1, 2]")
+    elif kind == "no result":
+        record = json.loads(text)
+        del record["result"]
+        entry.write_text(json.dumps(record))
+    elif kind == "edited number":
+        entry.write_text(text.replace('"fid_test": ', '"fid_test": 0.001, "was": ', 1))
+    elif kind == "another part's":
+        shutil.copy(cache / "fid-DDIM-10.json", entry)
+    elif kind == "written without checksums":
+        record = json.loads(text)
+        entry.write_text(json.dumps({"key": record["key"], "result": record["result"]}))
+    return entry
+
+
+@pytest.mark.parametrize("kind", ["truncated", "garbage", "a list", "no result", "edited number", "another part's",
+                                  "written without checksums"])
+def test_a_damaged_cache_entry_is_computed_again_with_a_warning(tiny_run, page, tmp_path, capsys, kind):
+    run, data = tiny_run
+    out = copy_of(page, tmp_path)
+    entry = damage(out / "cache", kind)
+    summary = build_report(out, run, TINY, device="cpu", data_dir=data, progress=False)
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and warnings[0].startswith(f"warning: {entry}: "), warnings
+    assert [name for name, p in summary["parts"].items() if not p["reused"]] == ["fid DDIM-50"]
+    rows = {r["label"]: r["fid_test"] for r in summary["fid"]}
+    first = {r["label"]: r["fid_test"] for r in json.loads((page / "summary.json").read_text())["fid"]}
+    assert rows == first  # computed again, the same number; never 0.001
+    assert json.loads(entry.read_text())["part"] == "fid DDIM-50"
+
+
+def test_a_damaged_figure_is_drawn_again_and_the_page_shows_the_whole_one(tiny_run, page, tmp_path, capsys):
+    run, data = tiny_run
+    out = copy_of(page, tmp_path)
+    figure = out / "forward.png"
+    figure.write_bytes(figure.read_bytes()[:100])
+    summary = build_report(out, run, TINY, device="cpu", data_dir=data, progress=False)
+    warnings = [line for line in capsys.readouterr().err.splitlines() if line.startswith("warning:")]
+    assert len(warnings) == 1 and str(figure) in warnings[0] and "differs" in warnings[0], warnings
+    assert [name for name, p in summary["parts"].items() if not p["reused"]] == ["forward"]
+    assert figure.read_bytes() == (page / "forward.png").read_bytes()

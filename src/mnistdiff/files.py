@@ -17,6 +17,9 @@ CHECKSUMS = "checksums.json"
 class NoSpace(OSError):
     """The disk filled up during a write; nothing half-written was left behind."""
 
+    def __str__(self) -> str:
+        return self.strerror  # one line, without OSError's "[Errno 28]"
+
 
 def umask_mode(directory: bool = False) -> int:
     """The mode open() or mkdir() would give a new file or folder under the current umask."""
@@ -64,7 +67,10 @@ def write_bytes(path: Path, payload: bytes) -> None:
 def atomic_file(path: str | Path):
     """Yields a binary file object; on success it replaces `path` whole, else nothing changes."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    except OSError as err:
+        raise _no_space(err, path) from err
     try:
         with os.fdopen(fd, "wb") as f:
             yield f

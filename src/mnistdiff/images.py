@@ -1,4 +1,4 @@
-"""Saving images: grids as PNG, batches as .npz."""
+"""Saving images: grids as PNG, figures, batches as .npz; each file whole or not at all."""
 
 from __future__ import annotations
 
@@ -29,6 +29,12 @@ def save_png(path: str | Path, picture: np.ndarray, scale: int = 2) -> None:
     img = Image.fromarray(picture)
     img = img.resize((img.width * scale, img.height * scale), Image.NEAREST)
     _atomic(Path(path), lambda f: img.save(f, format="PNG"))
+
+
+def save_figure(fig, path: str | Path, **options) -> None:
+    """Write a matplotlib figure in the format its suffix names (savefig's `options`), atomically."""
+    path = Path(path)
+    _atomic(path, lambda f: fig.savefig(f, format=path.suffix.lstrip(".").lower() or None, **options))
 
 
 def save_npz(path: str | Path, images: torch.Tensor) -> None:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import torch
 
@@ -32,6 +34,9 @@ def _inputs(args, device, count: int | None = None) -> tuple[torch.Tensor, list[
 
 def cmd_invert(args) -> None:
     check_output(args.out, "--out")
+    suffix, what = (".png", "a PNG grid") if args.decode else (".npz", "an .npz of latents")
+    if Path(args.out).suffix.lower() != suffix:
+        raise ValueError(f"--out {args.out}: {what} is written: give a name ending in {suffix}")
     model, schedule, config, grid_levels, device = _model_and_levels(args)
     if args.decode:
         side = config["unet"]["image_size"]

@@ -5,12 +5,14 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import typing
+from pathlib import Path
 
 from mnistdiff.data import DATASETS
 from mnistdiff.model import PRESETS, TrainConfig
 from mnistdiff.model.presets import MODEL_SETTINGS
 from mnistdiff.precision import PRECISIONS
 from mnistdiff.samplers import SAMPLERS, SPACINGS
+from mnistdiff.samplers.ddim import check_eta
 
 
 class HelpFormatter(argparse.HelpFormatter):
@@ -48,11 +50,49 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
-def _non_negative_float(text: str) -> float:
+def _eta(text: str) -> float:
     value = float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"must be >= 0, got {value}")
+    try:
+        return check_eta(value)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+SEEDS = 2**63  # a seed is 0 .. 2**63 - 1: batch k draws from seed + k, and torch takes up to 2**64 - 1
+
+
+def _seed(text: str) -> int:
+    value = int(text)
+    if not 0 <= value < SEEDS:
+        raise argparse.ArgumentTypeError(f"must be a whole number from 0 to 2**63 - 1, got {value}")
     return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 1 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"a port is a number from 1 to 65535, got {value}")
+    return value
+
+
+def _png_file(text: str) -> str:
+    """A file name for a PNG writer: it must end in .png."""
+    return _with_suffix(text, {".png": "PNG"}, "a PNG is written")
+
+
+def _figure_file(text: str) -> str:
+    """A file name for a matplotlib figure: its suffix names a format matplotlib writes (.png, .pdf, .svg, ...)."""
+    from matplotlib.backend_bases import FigureCanvasBase
+
+    formats = {f".{ext}": name for ext, name in FigureCanvasBase.get_supported_filetypes().items()}
+    return _with_suffix(text, formats, "a figure is written in the format its suffix names")
+
+
+def _with_suffix(text: str, formats: dict[str, str], what: str) -> str:
+    if Path(text).suffix.lower() not in formats:
+        names = ", ".join(sorted(formats))
+        raise argparse.ArgumentTypeError(f"{text}: {what}: end the name in {names}")
+    return text
 
 
 def _curves(text: str) -> list[tuple[str, str, int | None]]:
@@ -95,7 +135,7 @@ def _no_clip_arg(p: argparse.ArgumentParser) -> None:
 
 
 def _seed_arg(p: argparse.ArgumentParser, help: str = "seed of the noise (batch k uses seed + k)") -> None:
-    p.add_argument("--seed", type=int, default=0, help=help)
+    p.add_argument("--seed", type=_seed, default=0, help=help)
 
 
 def _batch_size_arg(p: argparse.ArgumentParser) -> None:
@@ -137,7 +177,7 @@ def _sampler_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sampler", default="ddim", choices=list(SAMPLERS), help="how to step from noise to images")
     p.add_argument("--steps", type=_positive_int,
                    help="model evaluations (default: 50; ddpm: every one of the T steps, 1000 for the shipped model)")
-    p.add_argument("--eta", type=_non_negative_float, help="ddim's noise: 0 (its default) deterministic, 1 like DDPM")
+    p.add_argument("--eta", type=_eta, help="ddim's noise, from 0 to 1: 0 (its default) deterministic, 1 like DDPM")
     p.add_argument("--variance", choices=["posterior", "beta"], help="ddpm's noise (its default: posterior)")
     p.add_argument("--spacing", choices=SPACINGS, default="uniform",
                    help="where the levels lie: uniform in t as the DDIM code, quadratic (denser near clean "
@@ -156,8 +196,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     p = sub.add_parser("train", help="train a noise predictor")
-    p.add_argument("--preset", default="small", choices=list(PRESETS), help="model shape and its training defaults")
-    p.add_argument("--dataset", default="mnist", choices=DATASETS, help="what to train on")
+    p.add_argument("--preset", choices=list(PRESETS),
+                   help="model shape and its training defaults (default: small; on --resume the run's)")
+    p.add_argument("--dataset", choices=DATASETS, help="what to train on (default: mnist; on --resume the run's)")
     _data_dir_arg(p)
     p.add_argument("--minutes", type=float,
                    help="stop after this many minutes of wall time, FID checks not counted, --compile's "
@@ -187,7 +228,7 @@ def build_parser() -> argparse.ArgumentParser:
     _sampler_args(p)
     p.add_argument("--n", type=_positive_int, default=64, help="number of images")
     p.add_argument("--yes", action="store_true", help="allow --n above 100,000 images")
-    p.add_argument("--out", default="samples.png", help="grid PNG to write")
+    p.add_argument("--out", type=_png_file, default="samples.png", help="grid PNG to write")
     p.add_argument("--npz", help="also write the images (uint8, key 'images') to this .npz")
 
     p = sub.add_parser("fid", help="FID, precision/recall and class shares of generated images")
@@ -207,7 +248,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("eval-grid", help="FID over eta x steps and DDPM (Table 1 of the DDIM paper)")
     _checkpoint_arg(p)
     p.add_argument("--n", type=_positive_int, default=1000, help="images per cell: more is slower and more precise")
-    p.add_argument("--etas", type=lambda t: [_non_negative_float(v) for v in t.split(",")], default=[0.0, 0.5, 1.0],
+    p.add_argument("--etas", type=lambda t: [_eta(v) for v in t.split(",")], default=[0.0, 0.5, 1.0],
                    help="DDIM etas, comma-separated")
     p.add_argument("--steps", type=lambda t: [_positive_int(v) for v in t.split(",")], default=[10, 20, 50, 100, 1000],
                    help="DDIM steps, comma-separated")
@@ -241,7 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("plot-fid", help="PNG of FID against training time, from a run's fid.csv")
     p.add_argument("--run", help="run or exported folder holding fid.csv (default: the shipped model)")
-    p.add_argument("--out", default="fid-curve.png", help="PNG to write")
+    p.add_argument("--out", type=_figure_file, default="fid-curve.png", help="figure to write (.png, .pdf, .svg, ...)")
 
     p = sub.add_parser("train-classifier", help="train the feature classifier used by fid")
     p.add_argument("--dataset", default="mnist", choices=DATASETS, help="what to train on")
@@ -309,7 +350,7 @@ def _experiment_parsers(sub) -> None:
     p.add_argument("--weights", type=lambda t: [float(v) for v in t.split(",")],
                    default=[0.0, 0.2, 0.4, 0.5, 0.6, 0.8, 1.0], help="mixing weights of B, comma-separated")
     _experiment_args(p)
-    p.add_argument("--out", default="merge.png", help="figure to write")
+    p.add_argument("--out", type=_figure_file, default="merge.png", help="figure to write (.png, .pdf, .svg, ...)")
 
     p = sub.add_parser("reconstruction", help="DDIM invert-then-decode error of test images over S (DDIM Table 2)")
     p.add_argument("--n", type=_positive_int, default=200, help="test images")
@@ -350,7 +391,7 @@ def _explore_parser(sub) -> None:
                                        "(needs pip install 'mnistdiff[explore]')")
     p.add_argument("--checkpoint", help="default: the shipped model")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
-    p.add_argument("--port", type=int, default=8000, help="port to listen on")
+    p.add_argument("--port", type=_port, default=8000, help="port to listen on")
     p.add_argument("--open", action="store_true", help="open the page in the default browser")
     p.add_argument("--data-dir", help="folder with the test-set IDX files for the digit picker "
                                       "(else $MNISTDIFF_DATA or the cache; never downloaded)")

@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 from pathlib import Path
 
+from mnistdiff.images import save_figure
+
 
 def plot_fid_curve(fid_csv: str | Path, out: str | Path) -> None:
     """FID of the periodic checks against minutes of training, from a run's fid.csv."""
@@ -33,7 +35,7 @@ def plot_fid_curve(fid_csv: str | Path, out: str | Path) -> None:
     ax.set_ylim(bottom=0)
     ax.grid(alpha=0.3)
     fig.tight_layout()
-    fig.savefig(out)
+    save_figure(fig, out)
     plt.close(fig)
 
 
@@ -59,5 +61,5 @@ def plot_nfe_curve(rows: list[dict], out: str | Path, floor: float | None = None
     ax.legend()
     ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
-    fig.savefig(out)
+    save_figure(fig, out)
     plt.close(fig)

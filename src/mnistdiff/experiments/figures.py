@@ -10,7 +10,8 @@ from PIL import Image
 from mnistdiff.data import to_uint8
 from mnistdiff.diffusion import Schedule, q_sample
 from mnistdiff.experiments.mixing import slerp
-from mnistdiff.images import grid
+from mnistdiff.files import atomic_file
+from mnistdiff.images import grid, save_figure
 from mnistdiff.samplers import ddim_invert, sample_ddim
 
 
@@ -43,7 +44,7 @@ def panel_figure(rows: list[tuple[str, list[tuple[str, torch.Tensor]]]], out: st
     if title:
         fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    fig.savefig(out, dpi=120)
+    save_figure(fig, out, dpi=120)
     plt.close(fig)
 
 
@@ -66,7 +67,8 @@ def save_gif(frames: list[torch.Tensor], out: str | Path, ms: int = 120, scale: 
     """frames: uint8 pictures (H, W) as from images.grid; the last frame holds twice as long."""
     pics = [Image.fromarray(f).resize((f.shape[1] * scale, f.shape[0] * scale), Image.NEAREST) for f in frames]
     durations = [ms] * (len(pics) - 1) + [ms * 10]
-    pics[0].save(out, save_all=True, append_images=pics[1:], duration=durations, loop=0)
+    with atomic_file(out) as f:
+        pics[0].save(f, format="GIF", save_all=True, append_images=pics[1:], duration=durations, loop=0)
 
 
 def interpolation(model, schedule: Schedule, a: torch.Tensor, b: torch.Tensor, levels: list[int],
@@ -131,5 +133,5 @@ def merge_heatmaps(study: dict, out: str | Path) -> None:
             ax.set_ylabel("class A")
         ax.set_title(f"{name}: most common result", fontsize=9)
     fig.colorbar(image, ax=axes[0].tolist(), shrink=0.8, label="share of merges (red: a third digit)")
-    fig.savefig(out, dpi=120)
+    save_figure(fig, out, dpi=120)
     plt.close(fig)

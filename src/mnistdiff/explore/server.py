@@ -10,12 +10,15 @@ from typing import Annotated, Literal
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
+from mnistdiff.explore.limits import BODY_TIMEOUT, IDLE_TIMEOUT, MAX_BODY, BodyLimit, DropsIdleClients
 from mnistdiff.explore.service import MAX_IMAGES, MAX_STEPS, RULES, SAMPLERS, SIDE, WEIGHTS, Explorer
+from mnistdiff.samplers.ddim import check_eta
 
-MAX_BODY = 64 * 1024  # two 28x28 images as JSON are about 8 KB
+__all__ = ["MAX_BODY", "create_app", "listen", "make_server", "serve"]
+
 STATIC = {"index.html": "text/html", "app.js": "text/javascript", "style.css": "text/css"}
 
 Image = Annotated[list[Annotated[int, Field(ge=0, le=255)]], Field(min_length=SIDE * SIDE, max_length=SIDE * SIDE)]
@@ -45,30 +48,9 @@ class SampleBody(_Body):
     seed: Annotated[int, Field(ge=0, le=2**31 - 1)] = 0
     sampler: Literal[SAMPLERS] = "ddim"  # type: ignore[valid-type]
     steps: Steps = 10
-    eta: Annotated[float, Field(ge=0.0, le=1.0, strict=False)] = 0.0
+    eta: Annotated[float, Field(strict=False), AfterValidator(check_eta)] = 0.0  # the CLI's check
     n: Annotated[int, Field(ge=1, le=MAX_IMAGES)] = 16
     trajectory: bool = False
-
-
-class BodyLimit:
-    """ASGI middleware: a POST must say its length (411 otherwise) and stay under `limit` bytes (413),
-    so that no request body is read without bound."""
-
-    def __init__(self, app, limit: int = MAX_BODY):
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] == "http" and scope["method"] not in ("GET", "HEAD", "OPTIONS"):
-            length = dict(scope["headers"]).get(b"content-length", b"")
-            if not length.isdigit():
-                return await _reject(scope, receive, send, 411, "say the body's Content-Length")
-            if int(length) > self.limit:
-                return await _reject(scope, receive, send, 413, f"request body over {self.limit} bytes")
-        return await self.app(scope, receive, send)
-
-
-async def _reject(scope, receive, send, status: int, message: str) -> None:
-    await JSONResponse({"error": message}, status_code=status)(scope, receive, send)
 
 
 def _message(err: RequestValidationError) -> str:
@@ -79,11 +61,12 @@ def _message(err: RequestValidationError) -> str:
     return f"{where}: {first.get('msg', 'invalid')}"
 
 
-def create_app(explorer: Explorer) -> FastAPI:
+def create_app(explorer: Explorer, body_timeout: float = BODY_TIMEOUT) -> FastAPI:
     """The app: GET / (the page), /app.js, /style.css, /api/info, /api/digits; POST /api/invert, /api/mix,
-    /api/sample. Errors come back as JSON {"error": message}, never as a traceback."""
+    /api/sample. Errors come back as JSON {"error": message}, never as a traceback. Bodies are
+    bounded in size and in time (limits.py)."""
     app = FastAPI(title="mnistdiff explore", docs_url=None, redoc_url=None, openapi_url=None)
-    app.add_middleware(BodyLimit)
+    app.add_middleware(BodyLimit, timeout=body_timeout)
 
     @app.exception_handler(RequestValidationError)
     async def invalid(request: Request, err: RequestValidationError):
@@ -153,17 +136,25 @@ def listen(host: str = "127.0.0.1", port: int = 8000) -> socket.socket:
     return listener
 
 
+def make_server(explorer: Explorer, host: str = "127.0.0.1", port: int = 8000, idle_timeout: float = IDLE_TIMEOUT,
+                body_timeout: float = BODY_TIMEOUT):
+    """A uvicorn server of the app that drops a client sending nothing for `idle_timeout` seconds and
+    a body that takes over `body_timeout` seconds (limits.py)."""
+    import uvicorn
+
+    config = uvicorn.Config(create_app(explorer, body_timeout), host=host, port=port, log_level="warning",
+                            access_log=False, http=DropsIdleClients, timeout_keep_alive=idle_timeout)
+    return uvicorn.Server(config)
+
+
 def serve(explorer: Explorer, host: str = "127.0.0.1", port: int = 8000, open_browser: bool = False,
           listener: socket.socket | None = None) -> None:
     """Run the app with uvicorn until interrupted, printing its address; `listener` from `listen`,
     else bound here."""
     import webbrowser
 
-    import uvicorn
-
     listener = listener or listen(host, port)
-    config = uvicorn.Config(create_app(explorer), host=host, port=port, log_level="warning", access_log=False)
-    server = uvicorn.Server(config)
+    server = make_server(explorer, host, port)
     url = f"http://{'[' + host + ']' if ':' in host else host}:{port}/"
 
     def announce():

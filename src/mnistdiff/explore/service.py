@@ -24,6 +24,7 @@ from mnistdiff.diffusion import Schedule
 from mnistdiff.experiments import mixing
 from mnistdiff import samplers
 from mnistdiff.samplers import ddim_invert, levels, sample_ddim
+from mnistdiff.samplers.ddim import check_eta
 
 SIDE = 28
 RULES = (*mixing.RULES, "pixel")  # "pixel" mixes the images themselves, as the merge study's baseline
@@ -212,8 +213,7 @@ class Explorer:
             raise ValueError(f"unknown sampler {sampler!r}: choose one of {', '.join(SAMPLERS)}")
         if not 1 <= n <= MAX_IMAGES:
             raise ValueError(f"n must be in 1..{MAX_IMAGES}, got {n}")
-        if not 0 <= eta <= 1:
-            raise ValueError(f"eta must be in 0..1, got {eta}")
+        check_eta(eta)
         evaluations = samplers.steps_taken(sampler, steps, self.schedule.T)
         if evaluations * n > MAX_WORK:
             raise ValueError(f"{sampler} with {evaluations} model evaluations for {n} images is more than "

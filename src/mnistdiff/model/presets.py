@@ -45,7 +45,7 @@ class TrainConfig:
                               below=1)
     precision: str = option("auto", "bf16 autocast, fp32, or auto: bf16 where the device has bf16 units "
                                     "(AVX512-BF16 or AMX on a CPU), else fp32", choices=PRECISIONS)
-    seed: int = option(0, "seed of the weights, the data order, t and the noise")
+    seed: int = option(0, "seed of the weights, the data order, t and the noise", minimum=0, below=2**63)
     log_every: int = option(50, "write a row of log.csv every N steps", minimum=1)
     sample_every: int = option(1000, "write a sample grid every N steps", minimum=1)
     checkpoint_every: int = option(500, "save a checkpoint every N steps", minimum=1)

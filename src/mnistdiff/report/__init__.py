@@ -7,6 +7,7 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
+from mnistdiff.files import NoSpace
 from mnistdiff.report.settings import FID_ROWS, FULL, PRESETS, QUICK, Settings, model_evaluations
 
 __all__ = ["FULL", "PRESETS", "QUICK", "Settings", "build_report"]
@@ -93,8 +94,12 @@ def build_report(out: str | Path = "report", checkpoint: str | Path | None = Non
         key = {"device": target.type} if name.startswith("fid ") or name == "timing" else {}
         if name == "fid curve":
             key["fid_csv"] = fid_csv.read_text() if fid_csv else None
-        results[name], cached = cache.run(name, key, compute)
+        try:
+            results[name], cached = cache.run(name, key, compute)
+        except NoSpace as err:
+            raise NoSpace(err.errno, f"{err.strerror}; the parts finished before it stay in {cache.folder}: "
+                                     "free some space and run the report again") from err
         job.end(name, cached)
     provenance = page.provenance(settings, checkpoint, folder, checksum, target, command, ctx.data_dir,
                                  results["forward"]["test_index"], results["merges"]) | {"commit": commit}
-    return page.write(out, results, settings, provenance, seconds=time.perf_counter() - started)
+    return page.write(out, results, settings, provenance, seconds=time.perf_counter() - started, parts=cache.times)

@@ -16,6 +16,7 @@ from pathlib import Path
 import torch
 
 from mnistdiff.experiments.merge_study import third_digits
+from mnistdiff.files import atomic_write
 from mnistdiff.report import tables
 from mnistdiff.report.parts import device_name
 from mnistdiff.report.settings import FID_ROWS, HEADLINE, Settings
@@ -174,9 +175,11 @@ def summary_of(results: dict, settings: Settings, prov: dict) -> dict:
             "provenance": prov}
 
 
-def write(out: Path, results: dict, settings: Settings, prov: dict, seconds: float = 0.0) -> dict:
-    """index.html, summary.json and report.md; returns the summary. `seconds`: the run's wall time."""
-    summary = summary_of(results, settings, prov) | {"seconds": seconds}
+def write(out: Path, results: dict, settings: Settings, prov: dict, seconds: float = 0.0,
+          parts: dict | None = None) -> dict:
+    """index.html, summary.json and report.md, each whole or not at all; returns the summary.
+    `seconds`: the run's wall time; `parts`: each part's seconds and whether it was reused (Cache.times)."""
+    summary = summary_of(results, settings, prov) | {"seconds": seconds, "parts": parts or {}}
     body = "\n".join(_figures(results, settings) + _fid_and_timing(results, settings) + _inversion(results)
                      + _curve_and_provenance(results, prov))
     page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>mnistdiff report</title>'
@@ -184,15 +187,18 @@ def write(out: Path, results: dict, settings: Settings, prov: dict, seconds: flo
             f"<h1>mnistdiff report</h1><p>{escape(prov['model'])}, --{escape(settings.name)} counts, written "
             f"{escape(prov['written'])}. The numbers are also in <a href=\"summary.json\">summary.json</a> and "
             f'<a href="report.md">report.md</a>.</p>\n{body}\n</body></html>\n')
-    (out / "index.html").write_text(page)
-    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
-    (out / "report.md").write_text(tables.markdown(results))
+    atomic_write(out / "summary.json", (json.dumps(summary, indent=2) + "\n").encode())
+    atomic_write(out / "report.md", tables.markdown(results).encode())
+    atomic_write(out / "index.html", page.encode())
     return summary
 
 
 def print_summary(summary: dict, out: Path, file=sys.stdout) -> None:
     """One screen: the headline numbers and the page to open."""
     lines = [f"mnistdiff report (--{summary['settings']}) in {summary.get('seconds', 0) / 60:.1f} min", ""]
+    reused = [p["seconds"] for p in summary.get("parts", {}).values() if p["reused"]]
+    if reused:
+        lines[0] += f" ({len(reused)} parts reused from the cache, {sum(reused) / 60:.1f} min when computed)"
     for r in summary["fid"]:
         lines.append(f"  {r['label']:<16} {r['n']:>6} images  FID {r['fid_test']:7.3f}  floor {r['floor_fid_test']:6.3f}"
                      f"  precision {r['precision']:.3f}  recall {r['recall']:.3f}")

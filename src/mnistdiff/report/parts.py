@@ -14,6 +14,7 @@ import torch
 from mnistdiff import data
 from mnistdiff.data import to_model_range
 from mnistdiff.diffusion import Schedule
+from mnistdiff.files import atomic_write
 from mnistdiff.images import grid, save_png
 from mnistdiff.report.settings import FidRow, Settings
 
@@ -150,7 +151,7 @@ def reconstruction(ctx: Context) -> dict:
     s = ctx.settings
     x0 = to_model_range(ctx.test_set()[0][: s.reconstruction_images])
     rows = reconstruction_errors(ctx.cpu_model, ctx.schedule, x0, s.reconstruction_steps)
-    (ctx.out / "reconstruction.md").write_text(to_markdown(rows))
+    atomic_write(ctx.out / "reconstruction.md", to_markdown(rows).encode())
     return {"rows": rows, "files": ["reconstruction.md"]}
 
 
@@ -183,7 +184,7 @@ def merge_study(ctx: Context) -> dict:
     study = study_of(ctx.cpu_model, ctx.schedule, images, labels, classifier, load_reference(ctx.dataset)["test"],
                      ctx.ddim_levels(), per_class=ctx.settings.merge_per_class, seed=ctx.settings.seed)
     figures.merge_heatmaps(study, ctx.out / "merge-study.png")
-    (ctx.out / "merge-study.md").write_text(to_markdown(study))
+    atomic_write(ctx.out / "merge-study.md", to_markdown(study).encode())
     return {"study": study, "files": ["merge-study.png", "merge-study.md"]}
 
 
@@ -206,5 +207,5 @@ def fid_curve(ctx: Context, fid_csv: Path | None) -> dict:
     if not rows:
         return {"available": False, "files": []}
     plot_fid_curve(fid_csv, ctx.out / "fid-curve.png")
-    (ctx.out / "fid.csv").write_text(Path(fid_csv).read_text())
+    atomic_write(ctx.out / "fid.csv", Path(fid_csv).read_bytes())
     return {"available": True, "rows": rows, "files": ["fid-curve.png", "fid.csv"]}

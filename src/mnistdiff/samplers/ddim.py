@@ -36,13 +36,20 @@ def _to_level(x0: torch.Tensor, eps: torch.Tensor, ab_from: float, ab_to: float,
 
 
 @torch.no_grad()
+def check_eta(eta: float) -> float:
+    """eta as DDIM takes it, from every way it comes in (CLI, explorer, Python): a finite number in
+    [0, 1], 0 deterministic and 1 the DDPM posterior's noise (above 1 the update has no real solution)."""
+    if isinstance(eta, bool) or not isinstance(eta, (int, float)) or not (math.isfinite(eta) and 0 <= eta <= 1):
+        raise ValueError(f"eta must be a number in [0, 1] (0: deterministic, 1: DDPM's noise), got {eta!r}")
+    return float(eta)
+
+
 def sample_ddim(
     model, x: torch.Tensor, schedule: Schedule, levels: list[int], *, generator: torch.Generator | None = None,
     clip_x0: bool = False, callback: Callback | None = None, progress: bool = False, eta: float = 0.0,
 ) -> torch.Tensor:
     """Denoise x from levels[0] down to levels[-1], Eq. 12 of Song et al. 2021; eta = 0 is deterministic."""
-    if eta < 0:
-        raise ValueError(f"eta must be >= 0, got {eta}")
+    check_eta(eta)
     return _walk(model, x, schedule, check_levels(levels, schedule.T), "DDIM", eta=eta, generator=generator,
                  clip_x0=clip_x0, callback=callback, progress=progress)
 

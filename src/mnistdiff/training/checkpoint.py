@@ -24,7 +24,7 @@ import torch
 from safetensors.torch import load as load_tensors
 from safetensors.torch import save as tensor_bytes
 
-from mnistdiff import files
+from mnistdiff import files, lock
 from mnistdiff.diffusion import ScheduleConfig
 from mnistdiff.files import sha256  # noqa: F401  (callers use checkpoint.sha256)
 from mnistdiff.model import TrainConfig, UNet, UNetConfig
@@ -127,8 +127,31 @@ def export(run: str | Path, out: str | Path, record: dict, base: str | Path | No
         logs = lineage.joined_logs(Path(base), run, base_record)
     else:
         logs = {n: (run / n).read_text() for n in lineage.LOGS if (run / n).is_file()}
-    return write_model(out, weights["ema"], folder / "config.json", {"step": step, "source": folder.name} | record,
-                       logs)
+    of_run = folder.parent.parent if folder.parent.name == "checkpoints" else folder
+    record = {"step": step, "source": folder.name, "run": str(of_run.resolve())} | record
+    files.check_output_folder(out)
+    with lock.hold(out):  # from the check to the last file written
+        check_export_target(out, record["run"])
+        return write_model(out, weights["ema"], folder / "config.json", record, logs)
+
+
+EXPORTED = ("weights.safetensors", "config.json", "record.json", files.CHECKSUMS, "log.csv", "fid.csv")
+
+
+def check_export_target(out: Path, run: str) -> None:
+    """Refuse to export into a run folder, or over files that are not an earlier export of `run`."""
+    if (out / "checkpoints").exists() or (out / "sittings.jsonl").exists():
+        raise FileExistsError(f"--out {out} holds a training run: export into another folder")
+    there = [name for name in EXPORTED if (out / name).exists()]
+    if not there:
+        return
+    try:
+        earlier = json.loads((out / "record.json").read_text()).get("run")
+    except (OSError, ValueError, AttributeError):
+        earlier = None
+    if earlier != run:
+        raise FileExistsError(f"--out {out} holds {', '.join(there)}, not an earlier export of {run}: "
+                              "export into another folder, or remove them")
 
 
 def write_model(out: Path, ema: dict[str, torch.Tensor], config: Path, record: dict,
@@ -136,13 +159,19 @@ def write_model(out: Path, ema: dict[str, torch.Tensor], config: Path, record: d
     """An exported model's folder: `ema` weights alone, a copy of the `config` file, the logs
     (name: text), record.json, and the checksums load_checkpoint verifies."""
     files.check_output_folder(out)
+    with lock.hold(out):
+        _write_model(out, ema, config, record, logs)
+    return out
+
+
+def _write_model(out: Path, ema: dict[str, torch.Tensor], config: Path, record: dict,
+                 logs: dict[str, str] | None) -> None:
     files.atomic_write(out / "weights.safetensors", tensor_bytes({f"ema.{k}": v for k, v in ema.items()}))
     shutil.copy(config, out / "config.json")
     for name, text in (logs or {}).items():
         (out / name).write_text(text)
     (out / "record.json").write_text(json.dumps(record, indent=2) + "\n")
     files.record_checksums(out, ["weights.safetensors", "config.json"])
-    return out
 
 
 def find(path: str | Path | None) -> Path:

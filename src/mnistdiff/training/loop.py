@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from mnistdiff import data, files
+from mnistdiff import data, files, lock
 from mnistdiff.diffusion import eps_loss, level_density, level_weights, make_schedule
 from mnistdiff.evaluation.report import fid_test
 from mnistdiff.generation import generate
@@ -195,8 +195,8 @@ class Run:
 def train(
     out: str | Path,
     *,
-    preset: str = "small",
-    dataset: str = "mnist",
+    preset: str | None = None,
+    dataset: str | None = None,
     data_dir: str | Path | None = None,
     resume: bool = False,
     init_from: str | Path | None = None,
@@ -209,7 +209,8 @@ def train(
 ) -> Path:
     """Train (or, with resume, continue) a run in folder `out`; returns the last checkpoint folder.
 
-    `overrides` replace fields of the preset's TrainConfig (steps, batch_size, lr, precision, ...).
+    `preset` and `dataset` (default small, mnist) are a resumed run's own. `overrides` replace
+    fields of the preset's TrainConfig (steps, batch_size, lr, precision, ...).
     Training stops after `steps` or `minutes` (wall time less the FID checks'), whichever comes
     first; SIGINT or SIGTERM saves a checkpoint before stopping. `device` "auto" takes a CUDA GPU
     when there is one. `compile` runs the training forward and backward through torch.compile if a
@@ -220,6 +221,7 @@ def train(
     With `minutes` and a cosine decay, the learning rate reaches 0 when the time runs out.
     `command`: what started this sitting, noted with the commit and machine in the run's
     sittings.jsonl (train/sittings.py), which `export` puts in the model's record.
+    While it runs, the process holds the folder's lock (lock.py): a second train or export on it is refused.
     """
     out = Path(out)
     if init_from is not None and resume:
@@ -231,17 +233,21 @@ def train(
         return _train(out, group, preset, dataset, data_dir, resume, init_from, minutes, compile, progress,
                       command, overrides)
     finally:
+        lock.release(out)
         distributed.leave(group)
 
 
 def _train(out: Path, group: distributed.Group, preset, dataset, data_dir, resume, init_from, minutes,
            compile, progress, command, overrides) -> Path:
+    if group.main and out.is_dir():
+        lock.take(out)  # before reading the run: a second writer changes nothing (lock.py)
     folder = resume_from(out, resume, group.main)
     source = checkpoint.find(init_from) if init_from is not None else None
     config = resolve(preset, dataset, folder, overrides, source)
     config["train"]["precision"] = pick_precision(config["train"]["precision"], group.device.type)
     if group.main:
         files.check_output_folder(out, "--out")
+        lock.take(out)
     images, _ = data.load(config["dataset"], "train", data_dir)  # held once, as uint8
     if len(images) == 0:
         raise ValueError(f"the {config['dataset']} training set holds no images: nothing to train on")

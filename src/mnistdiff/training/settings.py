@@ -12,8 +12,12 @@ from mnistdiff.precision import autocast
 from mnistdiff.training import checkpoint
 
 
-def resolve(preset: str, dataset: str, resume: Path | None, overrides: dict, init_from: Path | None = None) -> dict:
+def resolve(preset: str | None, dataset: str | None, resume: Path | None, overrides: dict,
+            init_from: Path | None = None) -> dict:
     """The run's full config: the preset's, or on resume the checkpoint's, with `overrides` applied.
+
+    `preset` and `dataset` None: small and mnist for a new run, the run's own on resume (where a
+    given one must be the run's).
 
     `resume`: the checkpoint folder to continue from. With `init_from` (a checkpoint folder) the
     model's shape and schedule are that checkpoint's, except that `blocks` may grow: the run then
@@ -23,9 +27,13 @@ def resolve(preset: str, dataset: str, resume: Path | None, overrides: dict, ini
     if resume is not None:
         config, _ = checkpoint.read(resume)
         unet_cfg, train_cfg, sched_cfg = checkpoint.parse_config(config)
+        for flag, given, have in (("preset", preset, config["preset"]), ("dataset", dataset, config["dataset"])):
+            if given is not None and given != have:
+                raise ValueError(f"--{flag} {given}: the run's is {have}; a resumed run keeps it")
         preset, dataset = config["preset"], config["dataset"]
         extra = {k: config[k] for k in ("init_from",) if k in config}
     else:
+        preset, dataset = preset or "small", dataset or "mnist"
         p = get_preset(preset)
         unet_cfg, train_cfg, sched_cfg = p.unet, p.train, ScheduleConfig()
     if init_from is not None:
@@ -49,6 +57,10 @@ def resolve(preset: str, dataset: str, resume: Path | None, overrides: dict, ini
         given["min_snr_gamma"] = 0.0  # EDM brings its own weights; a preset's Min-SNR is for eps models
     train_cfg = replace(train_cfg, **given)
     check_settings(train_cfg)
+    step = checkpoint.step_of(resume) if resume is not None else None
+    if step is not None and train_cfg.steps < step:
+        raise ValueError(f"--steps {train_cfg.steps} is below the run's step {step}: nothing to train "
+                         f"(pass a larger --steps to continue it)")
     return checkpoint.config_dict(preset, dataset, unet_cfg, train_cfg, sched_cfg) | extra
 
 
