@@ -11,10 +11,16 @@ from typing import Callable
 
 
 def model_checksum(checkpoint_folder: Path) -> str:
-    """The SHA-256 of the checkpoint's weights.safetensors: the same weights give the same numbers."""
+    """The SHA-256 of the checkpoint's weights.safetensors (a diffusers folder's UNet weights): the same
+    weights give the same numbers."""
     from mnistdiff.training.checkpoint import sha256
 
-    return sha256(checkpoint_folder / "weights.safetensors")
+    weights = checkpoint_folder / "weights.safetensors"
+    if not weights.is_file():
+        from mnistdiff.external.diffusers import weights_file
+
+        weights = weights_file(checkpoint_folder)
+    return sha256(weights)
 
 
 class Cache:
