@@ -238,15 +238,22 @@ def test_what_needs_the_classifier_says_in_one_line_what_it_skipped(folders, tmp
                  "--data-dir", str(folders["data"])]) == 0
 
 
-def test_the_report_runs_on_a_diffusers_mnist_model(folders, tmp_path):
+@pytest.mark.parametrize("name", ["ddpm28", "rgb32"])
+def test_the_report_runs_on_a_diffusers_model(folders, tmp_path, name):
     from mnistdiff.report import QUICK, build_report
 
     tiny = replace(QUICK, name="tiny", fid_images=10, headline_images=10, ddpm_images=10, timing_batch=2,
                    timing_repeats=2, reconstruction_images=2, reconstruction_steps=(2,), merge_per_class=1,
                    trajectory_images=2, ddim_steps=3, precision="fp32")
-    summary = build_report(tmp_path, folders["ddpm28"], tiny, device="cpu", data_dir=folders["data"], progress=False)
-    assert (tmp_path / "index.html").is_file() and summary["fid"][0]["label"] == f"DDPM-{T}"
-    assert summary["provenance"]["model"] == str(folders["ddpm28"])
+    summary = build_report(tmp_path, folders[name], tiny, device="cpu", data_dir=folders["data"], progress=False)
+    page = (tmp_path / "index.html").read_text()
+    assert summary["provenance"]["model"] == str(folders[name])
+    for figure in ("forward.png", "samples-ddpm.png", "denoising.gif", "merge-2-5-slerp.png"):
+        assert (tmp_path / figure).is_file()
+    if name == "ddpm28":
+        assert summary["fid"][0]["label"] == f"DDPM-{T}" and "left out" not in page
+    else:  # the classifier reads 1x28x28 digits: FID and the merge study say why they are not there
+        assert summary["fid"] == [] and page.count("this model makes 3x32x32 images") == 2
 
 
 def test_the_explorer_serves_a_diffusers_mnist_model_and_refuses_other_shapes(folders):
