@@ -238,22 +238,44 @@ def test_what_needs_the_classifier_says_in_one_line_what_it_skipped(folders, tmp
                  "--data-dir", str(folders["data"])]) == 0
 
 
-@pytest.mark.parametrize("name", ["ddpm28", "rgb32"])
-def test_the_report_runs_on_a_diffusers_model(folders, tmp_path, name):
+@pytest.fixture(scope="session")
+def reports(folders, tmp_path_factory) -> dict[str, tuple[Path, dict]]:
+    """The report, with tiny counts, on the 1x28x28 and the 3x32x32 model: (folder, summary) each."""
     from mnistdiff.report import QUICK, build_report
 
     tiny = replace(QUICK, name="tiny", fid_images=10, headline_images=10, ddpm_images=10, timing_batch=2,
                    timing_repeats=2, reconstruction_images=2, reconstruction_steps=(2,), merge_per_class=1,
                    trajectory_images=2, ddim_steps=3, precision="fp32")
-    summary = build_report(tmp_path, folders[name], tiny, device="cpu", data_dir=folders["data"], progress=False)
-    page = (tmp_path / "index.html").read_text()
+    out = {}
+    for name in ("ddpm28", "rgb32"):
+        folder = tmp_path_factory.mktemp(f"report-{name}")
+        out[name] = folder, build_report(folder, folders[name], tiny, device="cpu", data_dir=folders["data"],
+                                         progress=False)
+    return out
+
+
+@pytest.mark.parametrize("name", ["ddpm28", "rgb32"])
+def test_the_report_runs_on_a_diffusers_model(folders, reports, name):
+    folder, summary = reports[name]
+    page = (folder / "index.html").read_text()
     assert summary["provenance"]["model"] == str(folders[name])
     for figure in ("forward.png", "samples-ddpm.png", "denoising.gif", "merge-2-5-slerp.png"):
-        assert (tmp_path / figure).is_file()
+        assert (folder / figure).is_file()
     if name == "ddpm28":
         assert summary["fid"][0]["label"] == f"DDPM-{T}" and "left out" not in page
     else:  # the classifier reads 1x28x28 digits: FID and the merge study say why they are not there
         assert summary["fid"] == [] and page.count("this model makes 3x32x32 images") == 2
+
+
+def test_two_reports_side_by_side_on_one_page(reports):
+    import runpy
+
+    compare = runpy.run_path(str(Path(__file__).parents[1] / "scripts" / "compare_reports.py"))["compare"]
+    page = compare([reports["ddpm28"][0], reports["rgb32"][0]])
+    fid = reports["ddpm28"][1]["fid"][1]
+    assert f"| {fid['label']} | {fid['fid_test']:.3f} (floor {fid['floor_fid_test']:.3f}) | left out |" in page
+    two_five = reports["ddpm28"][1]["two_plus_five_to_eight"]["slerp"]
+    assert f"| slerp | {two_five[0]}/{two_five[1]} | left out |" in page
 
 
 def test_the_explorer_serves_a_diffusers_mnist_model_and_refuses_other_shapes(folders):
