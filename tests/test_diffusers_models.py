@@ -308,6 +308,16 @@ def _wrong_shapes(folder: Path) -> Path:
     return folder / "unet" / "diffusion_pytorch_model.safetensors"
 
 
+def _missing_weights(folder: Path) -> Path:
+    from safetensors.torch import load_file, save_file
+
+    path = folder / "unet" / "diffusion_pytorch_model.safetensors"
+    weights = load_file(path)
+    weights.pop(sorted(weights)[0])
+    save_file(weights, path)
+    return path
+
+
 def _pickled(folder: Path) -> Path:
     shutil.rmtree(folder / "unet")
     _unet(1, 28).save_pretrained(folder / "unet", safe_serialization=False)
@@ -321,6 +331,7 @@ def _unknown_prediction(folder: Path) -> Path:
 
 
 @pytest.mark.parametrize("damage, says", [(_no_config, "missing"), (_wrong_shapes, "cannot be loaded"),
+                                          (_missing_weights, "1 missing keys"),
                                           (_pickled, "safe_serialization=True"), (_unknown_prediction, "'flow'")])
 def test_bad_folders_give_one_line_errors_naming_the_file(folders, tmp_path, capsys, damage, says):
     folder = _broken(folders, tmp_path, damage.__name__)

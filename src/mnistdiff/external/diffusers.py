@@ -117,11 +117,17 @@ def load_part(diffusers, folder: Path, cls: str, weights: str = WEIGHTS):
     check_weights(folder, cls, weights)
     try:
         with quiet():
-            model = getattr(diffusers, cls).from_pretrained(folder, use_safetensors=True)
+            model, info = getattr(diffusers, cls).from_pretrained(folder, use_safetensors=True,
+                                                                  output_loading_info=True)
     except Exception as err:  # diffusers reports bad shapes and damaged files with many error types
         lines = [line.strip() for line in str(err).splitlines() if line.strip()] or [type(err).__name__]
         raise ValueError(f"{folder / weights}: cannot be loaded into the {cls} its config.json describes "
                          f"({lines[0][:300]})") from None
+    # diffusers only warns of these, and would leave missing layers at their random start.
+    for kind in ("missing_keys", "unexpected_keys", "mismatched_keys"):
+        if info.get(kind):
+            raise ValueError(f"{folder / weights}: does not fit the {cls} its config.json describes "
+                             f"({len(info[kind])} {kind.replace('_', ' ')}, e.g. {info[kind][0]})")
     return model.eval().requires_grad_(False)
 
 
