@@ -50,11 +50,16 @@ def __dir__() -> list[str]:
 
 def load_checkpoint(path: str | Path | None = None, *, ema: bool = True) -> tuple[nn.Module, Schedule, dict]:
     """(model, schedule, config) from a run folder or checkpoint, or without a path the model shipped
-    with the package; the EMA weights unless ema=False.
+    with the package; the EMA weights unless ema=False. A folder diffusers saved (a pipeline or a
+    UNet2DModel with its scheduler config) loads too, behind the same interface.
 
     The model is in eval mode; model(xt, t) takes xt (B, C, H, W) in [-1, 1] and t (B,) int64
     in 0..T-1 and returns the predicted eps.
     """
+    from mnistdiff.external.diffusers import is_diffusers_folder, load_diffusers
+
+    if is_diffusers_folder(path):  # a folder diffusers saved: its UNet2DModel and scheduler (docs/diffusers.md)
+        return load_diffusers(path)
     from mnistdiff.diffusion import make_schedule
     from mnistdiff.model import UNet
     from mnistdiff.training import checkpoint

@@ -46,3 +46,21 @@ def _atomic(path: Path, write) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_file(path) as f:
         write(f)
+
+
+DIGITS = (1, 28, 28)  # what the shipped classifier reads: FID, class shares, the merge study
+
+
+def image_shape(config: dict) -> tuple[int, int, int]:
+    """(C, H, W) of the images a loaded model makes, from its config (ours or a diffusers model's)."""
+    unet = config.get("unet", {})
+    side = unet.get("image_size", DIGITS[1])
+    return unet.get("in_channels", DIGITS[0]), side, side
+
+
+def require_digits(config: dict, what: str) -> None:
+    """ValueError unless the model makes 1x28x28 images, which the shipped MNIST classifier reads."""
+    shape = image_shape(config)
+    if shape != DIGITS:
+        raise ValueError(f"{what} reads 1x28x28 digits with the shipped MNIST classifier; this model makes "
+                         f"{'x'.join(map(str, shape))} images")

@@ -46,16 +46,21 @@ def sampler_options(args) -> dict:
 MAX_IMAGES = 100_000  # more only with --yes: hours of sampling, and all of it held in memory
 
 
-def generate_images(args) -> tuple:
-    """Images from the checkpoint with the sampler arguments, and the checkpoint's config."""
+def generate_images(args, classified_by: str | None = None) -> tuple:
+    """Images from the checkpoint with the sampler arguments, and the checkpoint's config; with
+    `classified_by` (what reads them), only from a model that makes 1x28x28 digits."""
     from mnistdiff.generation import generate
+    from mnistdiff.images import image_shape, require_digits
 
     if args.n > MAX_IMAGES and not args.yes:
         raise ValueError(f"--n {args.n:,} is more than {MAX_IMAGES:,} images: pass --yes if you mean it")
     model, schedule, config = load_model(args, ema=not args.raw_weights)
+    if classified_by:
+        require_digits(config, classified_by)
     images = generate(model, schedule, args.n, sampler=args.sampler, steps=args.steps, spacing=args.spacing,
                       t_end=args.t_end, clip_x0=not args.no_clip, seed=args.seed, batch_size=args.batch_size,
-                      precision=args.precision, compile=args.compile, progress=True, **sampler_options(args))
+                      image_shape=image_shape(config), precision=args.precision, compile=args.compile, progress=True,
+                      **sampler_options(args))
     return images, config
 
 
@@ -93,7 +98,7 @@ def cmd_fid(args) -> None:
         images = torch.from_numpy(load_array(args.npz, "images", (None, 1, 28, 28), np.uint8))
     else:
         check_count(args.n)  # before minutes of sampling
-        images, config = generate_images(args)
+        images, config = generate_images(args, classified_by="fid")
         dataset = args.dataset or config["dataset"]
     result = evaluate(images, dataset, args.data_dir, seed=args.seed)
     print(f"images: {result['n']}")
@@ -115,9 +120,11 @@ def cmd_fid(args) -> None:
 
 def cmd_eval_grid(args) -> None:
     from mnistdiff.evaluation.grid import eval_grid, to_markdown
+    from mnistdiff.images import require_digits
 
     check_outputs(args.out, ".md", ".json")
     model, schedule, config = load_model(args)
+    require_digits(config, "eval-grid")
     if max(args.steps) > schedule.T:
         raise ValueError(f"--steps must be at most T={schedule.T}")
     rows = eval_grid(model, schedule, n=args.n, dataset=config["dataset"], etas=args.etas, steps=args.steps,
@@ -130,9 +137,11 @@ def cmd_nfe_curve(args) -> None:
     from mnistdiff.evaluation.grid import CURVES, nfe_curve, nfe_markdown
     from mnistdiff.evaluation.plots import plot_nfe_curve
     from mnistdiff.evaluation.report import real_floor
+    from mnistdiff.images import require_digits
 
     check_outputs(args.out, ".md", ".json", ".png")
     model, schedule, config = load_model(args)
+    require_digits(config, "nfe-curve")
     floor = real_floor(args.n, config["dataset"], args.data_dir)
     rows = nfe_curve(model, schedule, n=args.n, dataset=config["dataset"], nfes=args.nfes,
                      curves=args.curves or CURVES, seed=args.seed, batch_size=args.batch_size,

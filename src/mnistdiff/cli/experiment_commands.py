@@ -12,9 +12,9 @@ from mnistdiff.cli.commands import check_output, check_outputs, load_model, writ
 from mnistdiff.data import to_model_range, to_uint8
 from mnistdiff.evaluation import load_classifier, load_reference
 from mnistdiff.experiments import figures
-from mnistdiff.experiments.inputs import load_array, load_inputs
+from mnistdiff.experiments.inputs import fit, load_array, load_inputs
 from mnistdiff.experiments.merge import merge
-from mnistdiff.images import grid, save_png
+from mnistdiff.images import grid, image_shape, require_digits, save_png
 from mnistdiff.samplers import ddim_invert, levels, sample_ddim
 
 
@@ -25,11 +25,23 @@ def _model_and_levels(args):
     return model, schedule, config, levels(args.steps, schedule), next(model.parameters()).device
 
 
-def _inputs(args, device, count: int | None = None) -> tuple[torch.Tensor, list[str]]:
+def _inputs(args, device, config: dict, count: int | None = None) -> tuple[torch.Tensor, list[str]]:
+    """The images named on the command line, in the model's range and shape."""
     if count is not None and len(args.images) != count:
         raise ValueError(f"{args.command} {getattr(args, 'kind', '')} needs {count} image(s), got {len(args.images)}")
     images, labels = load_inputs(args.images, data_dir=args.data_dir)
-    return to_model_range(images).to(device), labels
+    return to_model_range(fit(images, image_shape(config))).to(device), labels
+
+
+def _stable_diffusion(args) -> bool:
+    """Whether --checkpoint is a Stable Diffusion pipeline, which invert and merge run in its latent space."""
+    from mnistdiff.external.diffusers import is_stable_diffusion_folder
+
+    if is_stable_diffusion_folder(args.checkpoint):
+        return True
+    if args.prompt is not None:
+        raise ValueError("--prompt is the text condition of a Stable Diffusion pipeline; this --checkpoint has none")
+    return False
 
 
 def cmd_invert(args) -> None:
@@ -37,6 +49,10 @@ def cmd_invert(args) -> None:
     suffix, what = (".png", "a PNG grid") if args.decode else (".npz", "an .npz of latents")
     if Path(args.out).suffix.lower() != suffix:
         raise ValueError(f"--out {args.out}: {what} is written: give a name ending in {suffix}")
+    if _stable_diffusion(args):
+        from mnistdiff.cli.diffusers_commands import cmd_invert_latent
+
+        return cmd_invert_latent(args)
     model, schedule, config, grid_levels, device = _model_and_levels(args)
     if args.decode:
         side = config["unet"]["image_size"]
@@ -46,7 +62,7 @@ def cmd_invert(args) -> None:
     else:
         if not args.images:
             raise ValueError("invert needs images (test-set indices or PNG files), or --decode LATENTS.npz")
-        x0, labels = _inputs(args, device)
+        x0, labels = _inputs(args, device, config)
         latents = ddim_invert(model, x0, schedule, grid_levels, progress=True)
         np.savez(args.out, latents=latents.cpu().numpy(), labels=np.array(labels), levels=np.array(grid_levels))
     print(f"wrote {args.out}")
@@ -54,9 +70,13 @@ def cmd_invert(args) -> None:
 
 def cmd_merge(args) -> None:
     check_output(args.out, "--out")
-    model, schedule, _, grid_levels, device = _model_and_levels(args)
+    if _stable_diffusion(args):
+        from mnistdiff.cli.diffusers_commands import cmd_merge_latent
+
+        return cmd_merge_latent(args)
+    model, schedule, config, grid_levels, device = _model_and_levels(args)
     args.images = [args.a, args.b]
-    x, labels = _inputs(args, device, 2)
+    x, labels = _inputs(args, device, config, 2)
     result = merge(model, schedule, x[:1], x[1:], args.weights, rule=args.rule, levels=grid_levels)
     rows = figures.merge_rows(labels, x[:1], x[1:], result, args.weights, args.rule)
     figures.panel_figure(rows, args.out, title=f"{labels[0]} + {labels[1]}, DDIM-{args.steps} inversion")
@@ -65,22 +85,22 @@ def cmd_merge(args) -> None:
 
 def cmd_figure(args) -> None:
     check_outputs(args.out, ".png", ".gif")
-    model, schedule, _, grid_levels, device = _model_and_levels(args)
+    model, schedule, config, grid_levels, device = _model_and_levels(args)
     if args.kind == "forward":
-        x, labels = _inputs(args, device, 1)
-        show = [0, 50, 100, 200, 400, 600, 800, schedule.T - 1]
+        x, labels = _inputs(args, device, config, 1)
+        show = [t for t in (0, 50, 100, 200, 400, 600, 800) if t < schedule.T - 1] + [schedule.T - 1]
         figures.panel_figure(figures.forward_and_back(model, schedule, x, show, grid_levels), args.out + ".png",
                              title=f"{labels[0]}: forward process and DDIM-{args.steps} path back")
         print(f"wrote {args.out}.png")
         return
     if args.kind == "interpolate":
-        x, _ = _inputs(args, device, 2)
+        x, _ = _inputs(args, device, config, 2)
         frames = figures.interpolation(model, schedule, x[:1], x[1:], grid_levels, args.frames)
         save_png(args.out + ".png", grid(frames, nrow=len(frames)), scale=3)
         pictures = [grid(f[None], pad=0) for f in frames]
         figures.save_gif(pictures + pictures[-2:0:-1], args.out + ".gif", ms=150, scale=6)  # there and back
     else:
-        x_T = torch.randn((args.n, 1, 28, 28), generator=torch.Generator().manual_seed(args.seed)).to(device)
+        x_T = torch.randn((args.n, *image_shape(config)), generator=torch.Generator().manual_seed(args.seed)).to(device)
         frames, panel = figures.trajectory(model, schedule, x_T, grid_levels)
         figures.panel_figure(panel, args.out + ".png", title=f"DDIM-{args.steps}: x_t and the predicted x0")
         figures.save_gif(frames, args.out + ".gif", ms=80)
@@ -93,7 +113,7 @@ def cmd_reconstruction(args) -> None:
     check_outputs(args.out, ".md", ".json")
     model, schedule, config = load_model(args)
     images, _ = data.load(config["dataset"], "test", args.data_dir)
-    x0 = to_model_range(images[: args.n]).to(next(model.parameters()).device)
+    x0 = to_model_range(fit(images[: args.n], image_shape(config))).to(next(model.parameters()).device)
     rows = reconstruction_errors(model, schedule, x0, args.steps)
     write_results(args.out, to_markdown(rows), {"rows": rows})
 
@@ -103,6 +123,7 @@ def cmd_merge_study(args) -> None:
 
     check_outputs(args.out, ".md", ".json", ".png")
     model, schedule, config, grid_levels, device = _model_and_levels(args)
+    require_digits(config, "merge-study")
     images, labels = data.load(config["dataset"], "test", args.data_dir)
     classifier, _ = load_classifier(config["dataset"])
     study = merge_study(model, schedule, images.to(device), labels, classifier,

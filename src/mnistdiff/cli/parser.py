@@ -148,7 +148,8 @@ def _data_dir_arg(p: argparse.ArgumentParser, what: str = "") -> None:
 
 
 def _checkpoint_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", help="run folder or checkpoint folder (default: the shipped model)")
+    p.add_argument("--checkpoint", help="run folder, checkpoint folder or diffusers model folder (default: the "
+                                        "shipped model)")
 
 
 def _steps_arg(p: argparse.ArgumentParser) -> None:
@@ -335,12 +336,18 @@ def _report_parser(sub) -> None:
     p.add_argument("--force", action="store_true", help="recompute every part instead of reusing finished ones")
 
 
+def _prompt_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--prompt", help="with a Stable Diffusion pipeline as --checkpoint: the text condition of "
+                                    "inversion and decoding (default: empty)")
+
+
 def _experiment_parsers(sub) -> None:
     images_help = "test-set indices or PNG files"
     p = sub.add_parser("invert", help="images -> DDIM latents x_T (.npz), or latents -> images with --decode")
     p.add_argument("images", nargs="*", help=images_help)
     p.add_argument("--decode", help="a latents .npz (key 'latents') to decode instead")
     _experiment_args(p)
+    _prompt_arg(p)
     p.add_argument("--out", default="latents.npz", help="latents .npz, or with --decode a grid PNG")
 
     p = sub.add_parser("merge", help="invert two digits, mix their latents, decode; compare with mixing pixels")
@@ -350,6 +357,7 @@ def _experiment_parsers(sub) -> None:
     p.add_argument("--weights", type=lambda t: [float(v) for v in t.split(",")],
                    default=[0.0, 0.2, 0.4, 0.5, 0.6, 0.8, 1.0], help="mixing weights of B, comma-separated")
     _experiment_args(p)
+    _prompt_arg(p)
     p.add_argument("--out", type=_figure_file, default="merge.png", help="figure to write (.png, .pdf, .svg, ...)")
 
     p = sub.add_parser("reconstruction", help="DDIM invert-then-decode error of test images over S (DDIM Table 2)")

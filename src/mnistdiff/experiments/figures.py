@@ -25,7 +25,8 @@ def _pyplot():
 
 
 def panel_figure(rows: list[tuple[str, list[tuple[str, torch.Tensor]]]], out: str | Path, title: str = "") -> None:
-    """A labelled table of images: each row is (row label, [(caption, image in [-1, 1] (1, H, W)), ...])."""
+    """A labelled table of images: each row is (row label, [(caption, image in [-1, 1] (C, H, W)), ...]),
+    C = 1 (grey) or 3 (colour)."""
     plt = _pyplot()
     cols = max(len(cells) for _, cells in rows)
     fig, axes = plt.subplots(len(rows), cols, figsize=(1.3 * cols + 1.2, 1.45 * len(rows)), squeeze=False)
@@ -38,7 +39,8 @@ def panel_figure(rows: list[tuple[str, list[tuple[str, torch.Tensor]]]], out: st
                 ax.axis("off")
                 continue
             caption, image = cells[c]
-            ax.imshow(to_uint8(image)[0].cpu().numpy(), cmap="gray", vmin=0, vmax=255)
+            picture = to_uint8(image).permute(1, 2, 0).cpu().numpy()  # (H, W, C)
+            ax.imshow(picture[..., 0] if picture.shape[2] == 1 else picture, cmap="gray", vmin=0, vmax=255)
             ax.set_title(caption, fontsize=7)
         axes[r][0].set_ylabel(label, fontsize=8)
     if title:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 
 from mnistdiff import data
@@ -88,3 +89,19 @@ def load_inputs(specs: list[str], dataset: str = "mnist", data_dir=None) -> tupl
             images.append(load_png(spec))
             labels.append(Path(spec).name)
     return torch.stack(images), labels
+
+
+def fit(images: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
+    """uint8 (N, C, H, W) digits made into uint8 (N, *shape) for a model of another shape: resized
+    (antialiased), grey repeated over colour channels or colours averaged to grey."""
+    channels, height, width = shape
+    if tuple(images.shape[1:]) == tuple(shape):
+        return images
+    x = images.float()
+    if x.shape[2:] != (height, width):
+        x = F.interpolate(x, size=(height, width), mode="bilinear", antialias=True, align_corners=False)
+    if x.shape[1] != channels:
+        if x.shape[1] != 1 and channels != 1:
+            raise ValueError(f"cannot make {x.shape[1]}-channel images into {channels}-channel ones")
+        x = x.mean(1, keepdim=True).expand(-1, channels, -1, -1)
+    return x.round().clamp(0, 255).to(torch.uint8)

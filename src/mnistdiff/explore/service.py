@@ -118,10 +118,12 @@ class Explorer:
         from mnistdiff.data.idx import DataFileError, read_split
         from mnistdiff.data.locate import find_split
         from mnistdiff.evaluation import load_classifier
+        from mnistdiff.images import require_digits
         from mnistdiff.precision import pick_device
 
         target = pick_device(device)
         model, schedule, config = load_checkpoint(checkpoint)
+        require_digits(config, "explore")  # the page draws and reads 28x28 grey digits
         classifier, _ = load_classifier(config["dataset"])
         digits, note = None, ""
         try:

@@ -14,8 +14,14 @@ from mnistdiff import files
 
 
 def model_checksum(checkpoint_folder: Path) -> str:
-    """The SHA-256 of the checkpoint's weights.safetensors: the same weights give the same numbers."""
-    return files.sha256(checkpoint_folder / "weights.safetensors")
+    """The SHA-256 of the checkpoint's weights.safetensors (a diffusers folder's UNet weights): the same
+    weights give the same numbers."""
+    weights = checkpoint_folder / "weights.safetensors"
+    if not weights.is_file():
+        from mnistdiff.external.diffusers import weights_file
+
+        weights = weights_file(checkpoint_folder)
+    return files.sha256(weights)
 
 
 def _digest(entry: dict) -> str:

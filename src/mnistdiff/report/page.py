@@ -105,6 +105,10 @@ def _figures(results: dict, s: Settings) -> list[str]:
 
 
 def _fid_and_timing(results: dict, s: Settings) -> list[str]:
+    skipped = results["fid DDPM-1000"].get("skipped")
+    if skipped:
+        return ["<h2>FID</h2>", f'<p class="note">{escape(skipped)}.</p>', "<h2>Timing</h2>",
+                tables.html_table(*tables.timing_table(results["timing"]), theirs_last=True)]
     return [
         "<h2>FID</h2>",
         '<p class="note">FID here is computed on the features of an MNIST digit classifier shipped with the '
@@ -123,7 +127,7 @@ def _fid_and_timing(results: dict, s: Settings) -> list[str]:
 
 
 def _inversion(results: dict) -> list[str]:
-    study = results["merge study"]["study"]
+    study = results["merge study"].get("study")
     return [
         "<h2>Inversion</h2>",
         f"<p>Reconstruction error of DDIM inversion: {results['reconstruction']['rows'][0]['images']} test images "
@@ -135,13 +139,14 @@ def _inversion(results: dict) -> list[str]:
         *[_figure(f, f"2 + 5, {rule} latent mix against the pixel mix.", f"merge {rule}")
           for f, rule in zip(results["merges"]["files"], results["merges"]["rules"])],
         "<h2>Does 2 + 5 make an 8?</h2>",
+    ] + ([f'<p class="note">{escape(results["merge study"]["skipped"])}.</p>'] if study is None else [
         f"<p>{escape(tables.merge_answer(study))}</p>",
         tables.html_table(*tables.merge_table(study)),
         "<p>Class pairs whose most common merge is a third digit:</p><ul>",
         *[f"<li>{escape(line)}</li>" for line in third_digits(study)],
         "</ul>",
         _figure("merge-study.png", "Most common result of each class pair's merges; colour: its share.", "merge heat map"),
-    ]
+    ])
 
 
 def _curve_and_provenance(results: dict, prov: dict) -> list[str]:
@@ -163,10 +168,11 @@ def summary_of(results: dict, settings: Settings, prov: dict) -> dict:
     """The key numbers (what the README's table and the closing summary show) and the provenance."""
     labels = [row.label for row in FID_ROWS]
     rows = [{k: results[f"fid {label}"][k] for k in ("label", "n", "fid_test", "floor_fid_test", "precision",
-                                                      "recall", "seconds")} for label in labels]
+                                                      "recall", "seconds")} for label in labels
+            if "skipped" not in results[f"fid {label}"]]
     t = results["timing"]
     recon = {r["steps"]: r["mse"] for r in results["reconstruction"]["rows"]}
-    methods = results["merge study"]["study"]["methods"]
+    methods = results["merge study"].get("study", {"methods": {}})["methods"]
     return {"settings": settings.name, "fid": rows,
             "timing": {k: t.get(k) for k in ("device_name", "batch_size", "precision", "compile", "ddpm_s", "ddim_s",
                                               "ratio")},

@@ -14,8 +14,9 @@ import torch
 from mnistdiff import data
 from mnistdiff.data import to_model_range
 from mnistdiff.diffusion import Schedule
+from mnistdiff.experiments.inputs import fit
 from mnistdiff.files import atomic_write
-from mnistdiff.images import grid, save_png
+from mnistdiff.images import DIGITS, grid, image_shape, save_png
 from mnistdiff.report.settings import FidRow, Settings
 
 MERGE_WEIGHTS = (0.0, 0.2, 0.4, 0.5, 0.6, 0.8, 1.0)
@@ -42,6 +43,22 @@ class Context:
     def dataset(self) -> str:
         return self.config["dataset"]
 
+    @property
+    def shape(self) -> tuple[int, int, int]:
+        """(C, H, W) of the model's images; test digits are fitted to it (a diffusers model's may differ)."""
+        return image_shape(self.config)
+
+    def skipped(self, what: str) -> str | None:
+        """Why `what` is left out (the classifier reads 1x28x28 digits only), or None when it runs."""
+        if self.shape == DIGITS:
+            return None
+        return f"{what} left out: the shipped MNIST classifier reads 1x28x28 digits, this model makes " \
+               f"{'x'.join(map(str, self.shape))} images"
+
+    def test_images(self, start: int, stop: int) -> torch.Tensor:
+        """Test images start..stop in [-1, 1], in the model's shape."""
+        return to_model_range(fit(self.test_set()[0][start:stop], self.shape))
+
     def test_set(self) -> tuple[torch.Tensor, torch.Tensor]:
         if self._test is None:
             self._test = data.load(self.dataset, "test", self.data_dir)
@@ -67,7 +84,7 @@ def forward(ctx: Context) -> dict:
     from mnistdiff.experiments import figures
 
     index = ctx.first_of_class(2)
-    x0 = to_model_range(ctx.test_set()[0][index : index + 1])
+    x0 = ctx.test_images(index, index + 1)
     T = ctx.schedule.T
     show = [t for t in (0, 50, 100, 200, 400, 600, 800) if t < T - 1] + [T - 1]
     rows = figures.forward_and_back(ctx.cpu_model, ctx.schedule, x0, show, ctx.ddim_levels())
@@ -81,7 +98,7 @@ def trajectory(ctx: Context) -> dict:
     from mnistdiff.experiments import figures
 
     s = ctx.settings
-    x_T = torch.randn((s.trajectory_images, 1, 28, 28), generator=torch.Generator().manual_seed(s.seed))
+    x_T = torch.randn((s.trajectory_images, *ctx.shape), generator=torch.Generator().manual_seed(s.seed))
     frames, _ = figures.trajectory(ctx.cpu_model, ctx.schedule, x_T, ctx.ddim_levels())
     figures.save_gif(frames, ctx.out / "denoising.gif", ms=80)
     save_png(ctx.out / "denoising-last.png", frames[-1], scale=3)
@@ -97,9 +114,12 @@ def fid_row(ctx: Context, spec: FidRow) -> dict:
 
     label, sampler, steps, eta = spec
     s = ctx.settings
-    n = s.images_of(label)
+    skipped = ctx.skipped("FID, precision, recall and class shares")
+    if skipped and sampler != "ddpm":  # the DDPM row still draws Fig. 2
+        return {"label": label, "skipped": skipped, "files": []}
+    n = min(s.images_of(label), 64) if skipped else s.images_of(label)
     common = {"seed": s.seed, "batch_size": s.batch_size, "precision": s.precision, "compile": s.compile,
-              "progress": True}
+              "image_shape": ctx.shape, "progress": True}
     t0 = time.perf_counter()
     steps = default_steps(sampler, ctx.schedule.T) if steps is None else steps
     options = {} if eta is None else {"eta": eta}
@@ -107,7 +127,8 @@ def fid_row(ctx: Context, spec: FidRow) -> dict:
     seconds = time.perf_counter() - t0
     shown_label = f"DDPM-{steps}" if sampler == "ddpm" else label  # the test model's T is not 1000
     row = {"label": shown_label, "sampler": sampler, "steps": steps, "seconds": seconds, "precision": s.precision,
-           **evaluate(images, ctx.dataset, ctx.data_dir, seed=s.seed), "files": []}
+           **({"skipped": skipped} if skipped else evaluate(images, ctx.dataset, ctx.data_dir, seed=s.seed)),
+           "files": []}
     if sampler == "ddpm":
         shown = min(n, 64)
         ddim = generate(ctx.model, ctx.schedule, shown, sampler="ddim", steps=50, **common)
@@ -149,7 +170,7 @@ def reconstruction(ctx: Context) -> dict:
     from mnistdiff.experiments.reconstruction import reconstruction_errors, to_markdown
 
     s = ctx.settings
-    x0 = to_model_range(ctx.test_set()[0][: s.reconstruction_images])
+    x0 = ctx.test_images(0, s.reconstruction_images)
     rows = reconstruction_errors(ctx.cpu_model, ctx.schedule, x0, s.reconstruction_steps)
     atomic_write(ctx.out / "reconstruction.md", to_markdown(rows).encode())
     return {"rows": rows, "files": ["reconstruction.md"]}
@@ -159,9 +180,8 @@ def merges(ctx: Context) -> dict:
     """Figs. 3 and 4: the first test 2 and 5 inverted, mixed by each rule, decoded; beside the pixel mix."""
     from mnistdiff.experiments import RULES, figures, merge
 
-    test_images, _ = ctx.test_set()
     a_index, b_index = ctx.first_of_class(2), ctx.first_of_class(5)
-    a, b = (to_model_range(test_images[i : i + 1]) for i in (a_index, b_index))
+    a, b = (ctx.test_images(i, i + 1) for i in (a_index, b_index))
     labels = [f"test #{a_index} (2)", f"test #{b_index} (5)"]
     files = []
     for rule in RULES:
@@ -179,6 +199,8 @@ def merge_study(ctx: Context) -> dict:
     from mnistdiff.experiments import figures
     from mnistdiff.experiments.merge_study import merge_study as study_of, to_markdown
 
+    if ctx.skipped("the merge study"):
+        return {"skipped": ctx.skipped("the merge study"), "files": []}
     images, labels = ctx.test_set()
     classifier, _ = load_classifier(ctx.dataset)
     study = study_of(ctx.cpu_model, ctx.schedule, images, labels, classifier, load_reference(ctx.dataset)["test"],
