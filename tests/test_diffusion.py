@@ -1,5 +1,6 @@
 import math
 
+import pytest
 import torch
 
 from mnistdiff.diffusion import cosine_schedule, eps_loss, linear_schedule, q_sample
@@ -61,3 +62,15 @@ def test_min_snr_weighting():
     got = eps_loss(zero, s, x0, generator=torch.Generator().manual_seed(0), min_snr_gamma=5.0)
     torch.testing.assert_close(got, expected)
     assert got < plain  # high-SNR steps (small t) count less
+
+
+def test_append_dims_shapes_per_sample_values_to_broadcast():
+    from mnistdiff.tensors import append_dims
+
+    values = torch.tensor([1.0, 2.0, 3.0])
+    out = append_dims(values, 4)
+    assert out.shape == (3, 1, 1, 1)
+    torch.testing.assert_close(out * torch.ones(3, 1, 2, 2), values.view(3, 1, 1, 1).expand(3, 1, 2, 2))
+    assert append_dims(values, 1).shape == (3,)
+    with pytest.raises(ValueError):
+        append_dims(torch.ones(2, 2), 1)

@@ -14,6 +14,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from mnistdiff.tensors import append_dims
+
 
 @dataclass(frozen=True)
 class Schedule:
@@ -61,8 +63,7 @@ def make_schedule(config: ScheduleConfig) -> Schedule:
 
 def _per_sample(values: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """Gather values[t] and shape them (B, 1, 1, 1) in the dtype of `like`."""
-    out = values.to(like.device)[t].to(like.dtype)
-    return out.view(-1, *([1] * (like.dim() - 1)))
+    return append_dims(values.to(like.device)[t].to(like.dtype), like.dim())
 
 
 def q_sample(schedule: Schedule, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:

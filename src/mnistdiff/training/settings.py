@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from mnistdiff import files
 from mnistdiff.diffusion import ScheduleConfig
 from mnistdiff.model import get_preset
 from mnistdiff.model.presets import MODEL_SETTINGS
@@ -33,7 +34,7 @@ def resolve(preset: str, dataset: str, resume: Path | None, overrides: dict, ini
         unet_cfg, _, sched_cfg = checkpoint.parse_config(source)
         dataset = source["dataset"]
         extra["init_from"] = {"path": str(init_from), "step": checkpoint.step_of(init_from),
-                              "weights_sha256": checkpoint.sha256(init_from / "weights.safetensors")}
+                              "weights_sha256": files.sha256(init_from / "weights.safetensors")}
     given = {k: v for k, v in overrides.items() if v is not None}
     model = {k: given.pop(k) for k in MODEL_SETTINGS if k in given}
     changed = {k: v for k, v in model.items() if getattr(unet_cfg, k) != v}
