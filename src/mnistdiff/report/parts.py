@@ -3,7 +3,6 @@ folder and returns its numbers (JSON-ready, with "files": what it wrote, relativ
 
 from __future__ import annotations
 
-import csv
 import platform
 import time
 from dataclasses import dataclass, field
@@ -14,6 +13,7 @@ import torch
 from mnistdiff import data
 from mnistdiff.data import to_model_range
 from mnistdiff.diffusion import Schedule
+from mnistdiff.files import read_csv
 from mnistdiff.images import grid, save_png
 from mnistdiff.report.settings import FidRow, Settings
 
@@ -201,8 +201,7 @@ def fid_curve(ctx: Context, fid_csv: Path | None) -> dict:
 
     if fid_csv is None:
         return {"available": False, "files": []}
-    with open(fid_csv) as f:
-        rows = list(csv.DictReader(f))
+    _, rows = read_csv(fid_csv)
     if not rows:
         return {"available": False, "files": []}
     plot_fid_curve(fid_csv, ctx.out / "fid-curve.png")
