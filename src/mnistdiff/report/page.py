@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import platform
 import shlex
 import sys
@@ -17,7 +16,6 @@ import torch
 
 from mnistdiff.experiments.merge_study import third_digits
 from mnistdiff.report import tables
-from mnistdiff.report.parts import device_name
 from mnistdiff.report.settings import FID_ROWS, HEADLINE, Settings
 
 PACKAGES = ("mnistdiff", "torch", "numpy", "torchmetrics", "safetensors", "pillow", "matplotlib")
@@ -39,7 +37,7 @@ pre { background: #f4f4f4; padding: 0.5rem; overflow-x: auto; font-size: 0.8rem;
 def provenance(settings: Settings, checkpoint, folder: Path, checksum: str, device: torch.device,
                command: str | None, data_dir: str | None, forward_index: int, merges: dict) -> dict:
     """What reruns every number: commands, versions, commit, machine, seeds and counts."""
-    from mnistdiff.provenance import git_commit
+    from mnistdiff.provenance import git_commit, machine_details
 
     versions = {}
     for name in PACKAGES:
@@ -76,9 +74,7 @@ def provenance(settings: Settings, checkpoint, folder: Path, checksum: str, devi
         "weights_sha256": checksum,
         "commit": git_commit(),
         "versions": versions | {"python": platform.python_version()},
-        "machine": {"platform": platform.platform(), "processor": device_name(torch.device("cpu")),
-                    "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": device.type,
-                    "device_name": device_name(device)},
+        "machine": machine_details(device),
         "written": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
     }
 

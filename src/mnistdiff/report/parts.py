@@ -3,7 +3,6 @@ folder and returns its numbers (JSON-ready, with "files": what it wrote, relativ
 
 from __future__ import annotations
 
-import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +14,7 @@ from mnistdiff.data import to_model_range
 from mnistdiff.diffusion import Schedule
 from mnistdiff.files import read_csv
 from mnistdiff.images import grid, save_png
+from mnistdiff.provenance import device_name
 from mnistdiff.report.settings import FidRow, Settings
 
 MERGE_WEIGHTS = (0.0, 0.2, 0.4, 0.5, 0.6, 0.8, 1.0)
@@ -115,18 +115,6 @@ def fid_row(ctx: Context, spec: FidRow) -> dict:
         row["grid_images"] = shown
         row["files"] = ["samples-ddpm.png", "samples-ddim.png"]
     return row
-
-
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
 
 
 def timing(ctx: Context) -> dict:
