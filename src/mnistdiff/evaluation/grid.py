@@ -42,7 +42,8 @@ def to_markdown(rows: list[dict]) -> str:
     """Rows of eta (and DDPM) against columns of steps, as in Table 1 of Song et al. 2021."""
     steps = sorted({r["steps"] for r in rows if r["sampler"] == "ddim"})
     n, dataset = rows[0]["n"], rows[0]["dataset"]
-    title = f"FID against the {dataset} test statistics (classifier features), {n} images per cell, x0 {_clipping(rows)}"
+    title = (f"FID against the {dataset} test statistics (classifier features), {n} images per cell, "
+             f"x0 {_clipping(rows)}")
     cells = []
     for eta in sorted({r["eta"] for r in rows if r["sampler"] == "ddim"}):
         fids = {r["steps"]: r["fid_test"] for r in rows if r["sampler"] == "ddim" and r["eta"] == eta}

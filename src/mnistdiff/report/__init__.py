@@ -7,9 +7,9 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
-from mnistdiff.report.settings import FID_ROWS, FULL, PRESETS, QUICK, Settings, model_evaluations
+from mnistdiff.report.settings import FID_ROWS, FULL, QUICK, SIZES, Settings, model_evaluations
 
-__all__ = ["FULL", "PRESETS", "QUICK", "Settings", "build_report"]
+__all__ = ["FULL", "QUICK", "SIZES", "Settings", "build_report"]
 
 
 def _minutes(seconds: float) -> str:

@@ -16,7 +16,7 @@ import torch
 
 from mnistdiff.experiments.merge_study import third_digits
 from mnistdiff.report import tables
-from mnistdiff.report.settings import FID_ROWS, HEADLINE, Settings
+from mnistdiff.report.settings import FID_ROWS, HEADLINE, REPORT_FID, REPORT_TIMING, Settings
 
 PACKAGES = ("mnistdiff", "torch", "numpy", "torchmetrics", "safetensors", "pillow", "matplotlib")
 CSS = """
@@ -103,7 +103,8 @@ def _fid_and_timing(results: dict, s: Settings) -> list[str]:
     return [
         "<h2>FID</h2>",
         '<p class="note">FID here is computed on the features of an MNIST digit classifier shipped with the '
-        "project, against the test set's statistics; the student report's 9.32 and 11.61 used Inception "
+        f"project, against the test set's statistics; the student report's {REPORT_FID['DDPM-1000']:.2f} and "
+        f"{REPORT_FID['DDIM-50']:.2f} used Inception "
         "features, another scale, so compare each row with its <b>floor</b>: real training images scored the "
         f"same way at the same count. This is a <b>--{escape(s.name)}</b> run: {s.images_of(HEADLINE)} images "
         f"for DDIM-50, {s.fid_images} for the other DDIM and DPM-Solver++ rows, {s.ddpm_images} for DDPM, "
@@ -186,6 +187,11 @@ def write(out: Path, results: dict, settings: Settings, prov: dict, seconds: flo
     return summary
 
 
+def _report_timing() -> str:
+    r = REPORT_TIMING
+    return f"{r['ddpm_s']:.0f} s / {r['ddim_s']:.1f} s on a {r['short_device']}"
+
+
 def print_summary(summary: dict, out: Path, file=sys.stdout) -> None:
     """One screen: the headline numbers and the page to open."""
     lines = [f"mnistdiff report (--{summary['settings']}) in {summary.get('seconds', 0) / 60:.1f} min", ""]
@@ -194,7 +200,7 @@ def print_summary(summary: dict, out: Path, file=sys.stdout) -> None:
                      f"  precision {r['precision']:.3f}  recall {r['recall']:.3f}")
     t = summary["timing"]
     lines += ["", f"  batch of {t['batch_size']} on {t['device_name']}: DDPM-1000 {t['ddpm_s']:.1f} s, "
-              f"DDIM-50 {t['ddim_s']:.2f} s, ratio {t['ratio']:.1f} (report: 43 s / 1.5 s on a 2080 Ti)"]
+              f"DDIM-50 {t['ddim_s']:.2f} s, ratio {t['ratio']:.1f} (report: {_report_timing()})"]
     lines.append("  reconstruction MSE: " + ", ".join(f"S={k}: {v:.2g}" for k, v in summary["reconstruction_mse"].items()))
     lines.append("  2 + 5 -> 8: " + ", ".join(f"{m} {k}/{n}" for m, (k, n) in summary["two_plus_five_to_eight"].items()))
     lines += ["", f"open {(out / 'index.html').resolve().as_uri()}"]

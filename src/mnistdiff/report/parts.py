@@ -17,11 +17,6 @@ from mnistdiff.images import grid, save_png
 from mnistdiff.provenance import device_name
 from mnistdiff.report.settings import FidRow, Settings
 
-MERGE_WEIGHTS = (0.0, 0.2, 0.4, 0.5, 0.6, 0.8, 1.0)
-# The student report's figures, shown beside ours.
-REPORT_FID = {"DDPM-1000": 9.32, "DDIM-50": 11.61}
-REPORT_TIMING = {"device": "NVIDIA GeForce RTX 2080 Ti", "batch": 64, "ddpm_s": 43.0, "ddim_s": 1.5}
-
 
 @dataclass
 class Context:
@@ -67,8 +62,7 @@ def forward(ctx: Context) -> dict:
 
     index = ctx.first_of_class(2)
     x0 = to_model_range(ctx.test_set()[0][index : index + 1])
-    T = ctx.schedule.T
-    show = [t for t in (0, 50, 100, 200, 400, 600, 800) if t < T - 1] + [T - 1]
+    show = figures.forward_timesteps(ctx.schedule.T)
     rows = figures.forward_and_back(ctx.cpu_model, ctx.schedule, x0, show, ctx.ddim_levels())
     figures.panel_figure(rows, ctx.out / "forward.png",
                          title=f"test #{index}: forward process and DDIM-{ctx.settings.ddim_steps} path back")
@@ -145,6 +139,7 @@ def reconstruction(ctx: Context) -> dict:
 def merges(ctx: Context) -> dict:
     """Figs. 3 and 4: the first test 2 and 5 inverted, mixed by each rule, decoded; beside the pixel mix."""
     from mnistdiff.experiments import RULES, figures, merge
+    from mnistdiff.experiments.merge import WEIGHTS
 
     test_images, _ = ctx.test_set()
     a_index, b_index = ctx.first_of_class(2), ctx.first_of_class(5)
@@ -152,12 +147,12 @@ def merges(ctx: Context) -> dict:
     labels = [f"test #{a_index} (2)", f"test #{b_index} (5)"]
     files = []
     for rule in RULES:
-        result = merge(ctx.cpu_model, ctx.schedule, a, b, list(MERGE_WEIGHTS), rule=rule, levels=ctx.ddim_levels())
-        rows = figures.merge_rows(labels, a, b, result, list(MERGE_WEIGHTS), rule)
+        result = merge(ctx.cpu_model, ctx.schedule, a, b, list(WEIGHTS), rule=rule, levels=ctx.ddim_levels())
+        rows = figures.merge_rows(labels, a, b, result, list(WEIGHTS), rule)
         name = f"merge-2-5-{rule}.png"
         figures.panel_figure(rows, ctx.out / name, title=f"2 + 5, {rule} mix, DDIM-{ctx.settings.ddim_steps} inversion")
         files.append(name)
-    return {"a": a_index, "b": b_index, "weights": list(MERGE_WEIGHTS), "rules": list(RULES), "files": files}
+    return {"a": a_index, "b": b_index, "weights": list(WEIGHTS), "rules": list(RULES), "files": files}
 
 
 def merge_study(ctx: Context) -> dict:

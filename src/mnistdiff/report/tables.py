@@ -7,8 +7,7 @@ from html import escape
 from mnistdiff.experiments.merge_study import table as merge_table, third_digits
 from mnistdiff.experiments.reconstruction import table as reconstruction_table
 from mnistdiff.markdown import table as md_table
-from mnistdiff.report.parts import REPORT_FID, REPORT_TIMING
-from mnistdiff.report.settings import FID_ROWS
+from mnistdiff.report.settings import FID_ROWS, REPORT_FID, REPORT_TIMING
 
 
 def html_table(headers: list[str], rows: list[list[str]], theirs_last: bool = False) -> str:
