@@ -2,7 +2,7 @@ import pytest
 import torch
 
 from exact import GaussianData
-from mnistdiff.diffusion import linear_schedule, cosine_schedule
+from mnistdiff.diffusion import cosine_schedule, linear_schedule
 from mnistdiff.samplers import SAMPLERS, ddim_invert, ddim_update, ddpm_step, levels, sample_ddim, sample_ddpm
 
 SCHEDULE = linear_schedule()
@@ -181,3 +181,60 @@ def test_callback_sees_every_step_down_to_clean_and_up_to_the_last_level():
     seen.clear()
     ddim_invert(model, out, SCHEDULE, grid, callback=lambda t, xt, x0: seen.append(t))
     assert seen == grid[-2::-1]
+
+
+# The levels function before it was split into one function per spacing, to compare against.
+def _old_levels(n: int, schedule, spacing: str = "uniform", t_end: int | None = None) -> list[int]:
+    """The n levels where a sampler evaluates the model, descending, then -1 (clean data): n + 1 in all.
+
+    "uniform" is the official DDIM code's grid 0, T/n, 2T/n, ... (floored); "quadratic" runs from
+    T - 1 down to 0 evenly in sqrt(t), denser near clean data, and "logsnr" evenly in
+    lambda = log(alpha / sigma), as Lu et al. 2022 space DPM-Solver's steps. Each is rounded to
+    whole timesteps. With t_end the same spacing covers t_end..T - 1 instead, so the last model
+    evaluation is at t_end and sampling returns the x0 predicted there. levels(T, schedule) is
+    every step, T - 1 down to 0.
+    """
+    T, low = schedule.T, t_end or 0
+    if not 1 <= n <= T:
+        raise ValueError(f"steps must be at least 1 and at most T={T}, got {n}")
+    if not 0 <= low <= T - n:
+        raise ValueError(f"t_end must be between 0 and T - steps = {T - n}, got {t_end}")
+    if spacing == "uniform":
+        grid = [low + i * (T - low) // n for i in range(n)]
+    elif spacing in ("quadratic", "logsnr") and n == 1:
+        grid = [T - 1]
+    elif spacing == "quadratic":
+        grid = _old_distinct([low + round((i / (n - 1)) ** 2 * (T - 1 - low)) for i in range(n)], low, T)
+    elif spacing == "logsnr":
+        lam = _old_lambdas(schedule)  # decreasing in t
+        targets = torch.linspace(float(lam[low]), float(lam[-1]), n, dtype=torch.float64)
+        grid = _old_distinct([int((lam - v).abs().argmin()) for v in targets], low, T)
+    else:
+        raise ValueError(f"unknown spacing {spacing!r}: use one of {', '.join(SPACINGS)}")
+    return grid[::-1] + [-1]
+
+
+def _old_distinct(grid: list[int], low: int, T: int) -> list[int]:
+    """Near the ends a grid can move slower than one level per step: push levels apart, keeping low and T - 1."""
+    grid[0] = low
+    for i in range(1, len(grid)):
+        grid[i] = max(grid[i], grid[i - 1] + 1)
+    grid[-1] = T - 1
+    for i in range(len(grid) - 2, -1, -1):
+        grid[i] = min(grid[i], grid[i + 1] - 1)
+    return grid
+
+
+def _old_lambdas(schedule) -> torch.Tensor:
+    """lambda_t = log(alpha_t / sigma_t), the half log signal-to-noise ratio, for every t."""
+    ab = schedule.alpha_bar.double()
+    return 0.5 * (ab.log() - (1 - ab).log())
+
+
+@pytest.mark.parametrize("schedule", [linear_schedule(), cosine_schedule(), linear_schedule(50), linear_schedule(7)])
+def test_levels_by_spacing_function_match_the_single_function(schedule):
+    T = schedule.T
+    for n in sorted({*range(1, min(T, 40) + 1), T // 2 or 1, T}):
+        for spacing in ("uniform", "quadratic", "logsnr"):
+            for t_end in sorted({0, (T - n) // 3, (T - n) // 2, T - n}):
+                assert levels(n, schedule, spacing, t_end) == _old_levels(n, schedule, spacing, t_end)
