@@ -3,7 +3,7 @@ import torch
 
 from exact import GaussianData
 from mnistdiff.diffusion import cosine_schedule, linear_schedule
-from mnistdiff.samplers import SAMPLERS, ddim_invert, ddim_update, ddpm_step, levels, sample_ddim, sample_ddpm
+from mnistdiff.samplers import SAMPLERS, SPACINGS, ddim_invert, ddim_update, ddpm_step, levels, sample_ddim, sample_ddpm
 
 SCHEDULE = linear_schedule()
 
@@ -183,58 +183,40 @@ def test_callback_sees_every_step_down_to_clean_and_up_to_the_last_level():
     assert seen == grid[-2::-1]
 
 
-# The levels function before it was split into one function per spacing, to compare against.
-def _old_levels(n: int, schedule, spacing: str = "uniform", t_end: int | None = None) -> list[int]:
-    """The n levels where a sampler evaluates the model, descending, then -1 (clean data): n + 1 in all.
 
-    "uniform" is the official DDIM code's grid 0, T/n, 2T/n, ... (floored); "quadratic" runs from
-    T - 1 down to 0 evenly in sqrt(t), denser near clean data, and "logsnr" evenly in
-    lambda = log(alpha / sigma), as Lu et al. 2022 space DPM-Solver's steps. Each is rounded to
-    whole timesteps. With t_end the same spacing covers t_end..T - 1 instead, so the last model
-    evaluation is at t_end and sampling returns the x0 predicted there. levels(T, schedule) is
-    every step, T - 1 down to 0.
-    """
-    T, low = schedule.T, t_end or 0
-    if not 1 <= n <= T:
-        raise ValueError(f"steps must be at least 1 and at most T={T}, got {n}")
-    if not 0 <= low <= T - n:
-        raise ValueError(f"t_end must be between 0 and T - steps = {T - n}, got {t_end}")
-    if spacing == "uniform":
-        grid = [low + i * (T - low) // n for i in range(n)]
-    elif spacing in ("quadratic", "logsnr") and n == 1:
-        grid = [T - 1]
-    elif spacing == "quadratic":
-        grid = _old_distinct([low + round((i / (n - 1)) ** 2 * (T - 1 - low)) for i in range(n)], low, T)
-    elif spacing == "logsnr":
-        lam = _old_lambdas(schedule)  # decreasing in t
-        targets = torch.linspace(float(lam[low]), float(lam[-1]), n, dtype=torch.float64)
-        grid = _old_distinct([int((lam - v).abs().argmin()) for v in targets], low, T)
-    else:
-        raise ValueError(f"unknown spacing {spacing!r}: use one of {', '.join(SPACINGS)}")
-    return grid[::-1] + [-1]
+# Grids of the single levels function this file's spacing functions replaced, for each spacing, with and
+# without t_end, on both schedules and on a short one where the ends crowd the levels together.
+KNOWN_GRIDS = [
+    ("linear", 1000, "uniform", 7, 150, [878, 757, 635, 514, 392, 271, 150, -1]),
+    ("linear", 1000, "quadratic", 10, None, [999, 789, 604, 444, 308, 197, 111, 49, 12, 0, -1]),
+    ("linear", 1000, "quadratic", 7, 150, [999, 740, 527, 362, 244, 174, 150, -1]),
+    ("linear", 1000, "logsnr", 10, None, [999, 886, 757, 603, 410, 202, 73, 22, 5, 0, -1]),
+    ("linear", 1000, "logsnr", 7, 150, [999, 900, 789, 659, 503, 317, 150, -1]),
+    ("cosine", 1000, "logsnr", 10, None, [999, 998, 997, 994, 975, 872, 476, 105, 14, 0, -1]),
+    ("cosine", 1000, "logsnr", 7, 150, [999, 998, 997, 990, 940, 651, 150, -1]),
+    ("linear", 20, "uniform", 5, 3, [16, 13, 9, 6, 3, -1]),
+    ("linear", 20, "quadratic", 6, None, [19, 12, 7, 3, 1, 0, -1]),
+    ("linear", 20, "quadratic", 5, 3, [19, 12, 7, 4, 3, -1]),
+    ("linear", 20, "logsnr", 6, None, [19, 9, 4, 2, 1, 0, -1]),
+    ("linear", 20, "logsnr", 5, 3, [19, 12, 8, 5, 3, -1]),
+]
 
 
-def _old_distinct(grid: list[int], low: int, T: int) -> list[int]:
-    """Near the ends a grid can move slower than one level per step: push levels apart, keeping low and T - 1."""
-    grid[0] = low
-    for i in range(1, len(grid)):
-        grid[i] = max(grid[i], grid[i - 1] + 1)
-    grid[-1] = T - 1
-    for i in range(len(grid) - 2, -1, -1):
-        grid[i] = min(grid[i], grid[i + 1] - 1)
-    return grid
+@pytest.mark.parametrize("kind, T, spacing, n, t_end, expected", KNOWN_GRIDS)
+def test_levels_of_each_spacing_are_the_known_grids(kind, T, spacing, n, t_end, expected):
+    schedule = (linear_schedule if kind == "linear" else cosine_schedule)(T)
+    assert levels(n, schedule, spacing, t_end) == expected
 
 
-def _old_lambdas(schedule) -> torch.Tensor:
-    """lambda_t = log(alpha_t / sigma_t), the half log signal-to-noise ratio, for every t."""
-    ab = schedule.alpha_bar.double()
-    return 0.5 * (ab.log() - (1 - ab).log())
-
-
-@pytest.mark.parametrize("schedule", [linear_schedule(), cosine_schedule(), linear_schedule(50), linear_schedule(7)])
-def test_levels_by_spacing_function_match_the_single_function(schedule):
+@pytest.mark.parametrize("schedule", [linear_schedule(), cosine_schedule(), linear_schedule(7)])
+def test_every_grid_is_distinct_descending_and_spans_its_range(schedule):
     T = schedule.T
-    for n in sorted({*range(1, min(T, 40) + 1), T // 2 or 1, T}):
-        for spacing in ("uniform", "quadratic", "logsnr"):
-            for t_end in sorted({0, (T - n) // 3, (T - n) // 2, T - n}):
-                assert levels(n, schedule, spacing, t_end) == _old_levels(n, schedule, spacing, t_end)
+    for n in sorted({*range(1, min(T, 30) + 1), T}):
+        for spacing in SPACINGS:
+            for t_end in sorted({0, (T - n) // 2, T - n}):
+                grid = levels(n, schedule, spacing, t_end)
+                last = t_end if n > 1 or spacing == "uniform" else T - 1  # one step of a grid ending at T - 1
+                assert len(grid) == n + 1 and grid[-1] == -1 and grid[-2] == last
+                assert all(a > b for a, b in zip(grid, grid[1:])) and grid[0] <= T - 1
+                if spacing != "uniform":
+                    assert grid[0] == T - 1
