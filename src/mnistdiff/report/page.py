@@ -34,21 +34,41 @@ pre { background: #f4f4f4; padding: 0.5rem; overflow-x: auto; font-size: 0.8rem;
 """
 
 
-def provenance(settings: Settings, checkpoint, folder: Path, checksum: str, device: torch.device,
-               command: str | None, data_dir: str | None, forward_index: int, merges: dict) -> dict:
+def provenance(settings: Settings, *, checkpoint, folder: Path, checksum: str, device: torch.device,
+               command: str | None, data_dir: str | None, results: dict, commit: str | None) -> dict:
     """What reruns every number: commands, versions, commit, machine, seeds and counts."""
-    from mnistdiff.provenance import git_commit, machine_details
+    from mnistdiff.provenance import machine_details
 
+    return {
+        "command": command or "build_report(...) from Python",
+        "commands": _rerun_commands(settings, checkpoint, device, data_dir, results),
+        "settings": asdict(settings),
+        "model": str(folder) if checkpoint is not None else "the shipped model",
+        "weights_sha256": checksum,
+        "commit": commit,
+        "versions": _versions(),
+        "machine": machine_details(device),
+        "written": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def _versions() -> dict[str, str]:
+    """The version of each package the numbers depend on, and Python's."""
     versions = {}
     for name in PACKAGES:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = "not installed"
+    return versions | {"python": platform.python_version()}
+
+
+def _rerun_commands(s: Settings, checkpoint, device: torch.device, data_dir: str | None,
+                    results: dict) -> dict[str, str]:
+    """One `mnistdiff` command line per part of the page, with the report's counts and seeds."""
     model = [] if checkpoint is None else ["--checkpoint", str(checkpoint)]
     where = [] if data_dir is None else ["--data-dir", data_dir]
-    on = ["--device", device.type, *(["--compile"] if settings.compile else [])]
-    s = settings
+    on = ["--device", device.type, *(["--compile"] if s.compile else [])]
     commands = {f"FID {r.label}": ["fid", "--sampler", r.sampler,
                                    *([] if r.steps is None else ["--steps", str(r.steps)]),
                                    *([] if r.eta is None else ["--eta", f"{r.eta:g}"]),
@@ -56,9 +76,11 @@ def provenance(settings: Settings, checkpoint, folder: Path, checksum: str, devi
                                    "--seed", str(s.seed), "--batch-size", str(s.batch_size), "--precision",
                                    s.precision, *model, *on, *where]
                 for r in FID_ROWS}
+    merges = results["merges"]
     commands |= {
         "timing": ["bench", "sample", "--batch-size", str(s.timing_batch), "--precision", s.precision, *model, *on],
-        "Fig. 1": ["figure", "forward", str(forward_index), "--steps", str(s.ddim_steps), *model, *where],
+        "Fig. 1": ["figure", "forward", str(results["forward"]["test_index"]), "--steps", str(s.ddim_steps), *model,
+                   *where],
         "denoising GIF": ["figure", "trajectory", "--n", str(s.trajectory_images), "--seed", str(s.seed), *model],
         "reconstruction": ["reconstruction", "--n", str(s.reconstruction_images), "--steps",
                            ",".join(map(str, s.reconstruction_steps)), *model, *where],
@@ -66,17 +88,7 @@ def provenance(settings: Settings, checkpoint, folder: Path, checksum: str, devi
            for rule in merges["rules"]},
         "merge study": ["merge-study", "--per-class", str(s.merge_per_class), "--seed", str(s.seed), *model, *where],
     }
-    return {
-        "command": command or "build_report(...) from Python",
-        "commands": {k: shlex.join(["mnistdiff", *v]) for k, v in commands.items()},
-        "settings": asdict(settings),
-        "model": str(folder) if checkpoint is not None else "the shipped model",
-        "weights_sha256": checksum,
-        "commit": git_commit(),
-        "versions": versions | {"python": platform.python_version()},
-        "machine": machine_details(device),
-        "written": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-    }
+    return {k: shlex.join(["mnistdiff", *v]) for k, v in commands.items()}
 
 
 def _figure(src: str, caption: str, alt: str) -> str:
