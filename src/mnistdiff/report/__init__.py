@@ -71,8 +71,9 @@ def build_report(out: str | Path = "report", checkpoint: str | Path | None = Non
     checksum = model_checksum(folder)
     cache = Cache(out, {"model": checksum, "settings": asdict(settings), "data_dir": ctx.data_dir}, force=force)
     fid_csv = parts.find_fid_csv(checkpoint, folder)
-    results = _compute(_jobs(ctx, fid_csv), cache, model_evaluations(settings), progress,
-                       lambda name: _part_key(name, target.type, fid_csv))
+    jobs = _jobs(ctx, fid_csv)
+    keys = {name: _part_key(name, target.type, fid_csv) for name in jobs}
+    results = _compute(jobs, keys, cache, model_evaluations(settings), progress)
     provenance = page.provenance(settings, checkpoint=checkpoint, folder=folder, checksum=checksum, device=target,
                                  command=command, data_dir=ctx.data_dir, results=results, commit=commit)
     return page.write(out, results, settings, provenance, seconds=time.perf_counter() - started)
@@ -116,13 +117,13 @@ def _part_key(name: str, device: str, fid_csv: Path | None) -> dict:
     return key
 
 
-def _compute(jobs: dict[str, Callable[[], dict]], cache, costs: dict[str, float], progress: bool,
-             key_of: Callable[[str], dict]) -> dict:
-    """Each job's result, from the cache or computed, with a progress line per part."""
+def _compute(jobs: dict[str, Callable[[], dict]], keys: dict[str, dict], cache, costs: dict[str, float],
+             progress: bool) -> dict:
+    """Each job's result, from the cache under its key or computed, with a progress line per part."""
     job = JobProgress(costs, enabled=progress)
     results = {}
     for name, compute in jobs.items():
         job.begin(name)
-        results[name], cached = cache.run(name, key_of(name), compute)
+        results[name], cached = cache.run(name, keys[name], compute)
         job.end(name, cached)
     return results
