@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from mnistdiff.markdown import table
+
 THEIRS = "diffusers UNet2DModel"
 
 
@@ -18,17 +20,18 @@ def _peak(record: dict) -> dict:
 
 def _speed_table(record: dict) -> list[str]:
     peak = _peak(record)
-    lines = ["| model | params | GFLOP/img | precision | layout | train img/s | denoiser img/s "
-             "| denoiser GFLOP/s | share of matmul peak |", "|---|---|---|---|---|---|---|---|---|"]
+    headers = ["model", "params", "GFLOP/img", "precision", "layout", "train img/s", "denoiser img/s",
+               "denoiser GFLOP/s", "share of matmul peak"]
+    rows = []
     for r in record["speed"]:
         achieved = r["denoiser_images_per_s"] * r["gflop_per_image"]
         train = f"{r['train_images_per_s']:.0f}"
         if r.get("train_grads_match") is False:
             train = f"{train} (wrong gradients: {r['train_grad_error']:.0%} off)"
-        lines.append(f"| {r['model']} | {r['params'] / 1e6:.2f}M | {r['gflop_per_image']:.3f} | {r['precision']} "
-                     f"| {_layout(r)} | {train} | {r['denoiser_images_per_s']:.0f} "
-                     f"| {achieved:.0f} | {achieved / peak[r['precision']]:.0%} |")
-    return lines
+        rows.append([r["model"], f"{r['params'] / 1e6:.2f}M", f"{r['gflop_per_image']:.3f}", r["precision"],
+                     _layout(r), train, f"{r['denoiser_images_per_s']:.0f}", f"{achieved:.0f}",
+                     f"{achieved / peak[r['precision']]:.0%}"])
+    return table(headers, rows).splitlines()
 
 
 def _best(rows: list[dict], model: str, key: str) -> dict:
@@ -61,8 +64,8 @@ def _targets(record: dict) -> list[str]:
             limit = 2048 if r["job"] == "train" else 1024
             checks.append((f"small {r['job']} peak RSS < {limit} MiB", f"{r['peak_rss_mib']:.0f} MiB",
                            r["peak_rss_mib"] < limit))
-    lines = ["| target | measured | met |", "|---|---|---|"]
-    return lines + [f"| {what} | {value} | {'yes' if ok else 'NO'} |" for what, value, ok in checks]
+    return table(["target", "measured", "met"],
+                 [[what, value, "yes" if ok else "NO"] for what, value, ok in checks]).splitlines()
 
 
 def to_markdown(record: dict) -> str:
@@ -88,16 +91,16 @@ def to_markdown(record: dict) -> str:
     if "sampling" in record:
         s = record["sampling"]
         how = s["precision"] + (", compiled" if s.get("compile") else "")
+        times = [[f"DDPM, {s['ddpm_steps']} steps", f"{s['ddpm_s']:.1f}"],
+                 [f"DDIM, {s['ddim_steps']} steps", f"{s['ddim_s']:.2f}"], ["ratio", f"{s['ratio']:.1f}"]]
         lines += [f"## Sampling the shipped model, batch {s['batch_size']}, {how}", "",
-                  "| sampler | seconds |", "|---|---|", f"| DDPM, {s['ddpm_steps']} steps | {s['ddpm_s']:.1f} |",
-                  f"| DDIM, {s['ddim_steps']} steps | {s['ddim_s']:.2f} |", f"| ratio | {s['ratio']:.1f} |", ""]
+                  *table(["sampler", "seconds"], times).splitlines(), ""]
         if "ddim_runs_s" in s:
             lines += [f"DDIM's time is the median of {len(s['ddim_runs_s'])} runs, half before DDPM's run and half after.",
                       ""]
     if "memory" in record:
+        memory = [[r["preset"], r["job"], r["data"], f"{r['peak_rss_mib']:.0f}"] for r in record["memory"]]
         lines += ["## Peak resident memory (each job alone in a fresh process)", "",
-                  "| preset | job | data | peak RSS (MiB) |", "|---|---|---|---|"]
-        lines += [f"| {r['preset']} | {r['job']} | {r['data']} | {r['peak_rss_mib']:.0f} |" for r in record["memory"]]
-        lines.append("")
+                  *table(["preset", "job", "data", "peak RSS (MiB)"], memory).splitlines(), ""]
     where = " (set for the 2-core CPU; shown for reference)" if m.get("gpu") else ""
     return "\n".join(lines + [f"## Targets{where}", "", *_targets(record)]) + "\n"

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import subprocess
 import sys
 from pathlib import Path
@@ -23,7 +22,7 @@ from mnistdiff import bench, keep_freed_memory, load_checkpoint
 from mnistdiff.diffusion import linear_schedule
 from mnistdiff.model import UNet, get_preset
 from mnistdiff.precision import pick_device
-from mnistdiff.provenance import git_commit
+from mnistdiff.provenance import device_name, git_commit
 from mnistdiff.runtime import compile_model
 from mnistdiff.training.compiled import compiled_grads_match
 
@@ -35,10 +34,8 @@ HERE = Path(__file__).parent
 
 
 def machine(device: torch.device) -> dict:
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor())
-    return {"cpu": cpu, "threads": torch.get_num_threads(), "torch": torch.__version__, "device": str(device),
-            "gpu": torch.cuda.get_device_name(device) if device.type == "cuda" else None,
+    return {"cpu": device_name(torch.device("cpu")), "threads": torch.get_num_threads(), "torch": torch.__version__, "device": str(device),
+            "gpu": device_name(device) if device.type == "cuda" else None,
             "commit": git_commit()}
 
 

@@ -12,7 +12,7 @@ import argparse
 import json
 from pathlib import Path
 
-from mnistdiff.report.tables import md_table
+from mnistdiff.markdown import table as md_table
 
 
 def compare(folders: list[Path]) -> str:

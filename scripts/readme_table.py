@@ -12,8 +12,9 @@ import json
 import sys
 from pathlib import Path
 
+from mnistdiff.report.settings import REPORT_FID, REPORT_TIMING
+
 BEGIN, END = "<!-- results:begin -->", "<!-- results:end -->"
-REPORT_FID = {"DDPM-1000": "9.32", "DDIM-50": "11.61"}
 SHOWN = ("DDPM-1000", "DDIM-50", "DDIM-10", "DDIM-100, eta 1", "DPM-Solver++ 10")
 
 
@@ -29,13 +30,18 @@ def table(summary: dict) -> str:
     for row in summary["fid"]:
         if row["label"] in SHOWN:
             lines.append(f"| {row['label']} | {row['n']} | {row['fid_test']:.3f} | {row['floor_fid_test']:.3f} | "
-                         f"{row['precision']:.3f} | {row['recall']:.3f} | {REPORT_FID.get(row['label'], '-')} |")
-    t = summary["timing"]
+                         f"{row['precision']:.3f} | {row['recall']:.3f} | {_report_fid(row['label'])} |")
+    t, r = summary["timing"], REPORT_TIMING
     merges = ", ".join(f"{m} {k} of {n}" for m, (k, n) in summary["two_plus_five_to_eight"].items())
     lines += ["", f"A batch of {t['batch_size']}: DDPM-1000 {t['ddpm_s']:.1f} s, DDIM-50 {t['ddim_s']:.2f} s "
-              f"(ratio {t['ratio']:.1f}; the report: 43 s and 1.5 s on a 2080 Ti, ratio 28.7). "
+              f"(ratio {t['ratio']:.1f}; the report: {r['ddpm_s']:.0f} s and {r['ddim_s']:.1f} s on a "
+              f"{r['short_device']}, ratio {r['ddpm_s'] / r['ddim_s']:.1f}). "
               f"2 + 5 merges read as an 8: {merges}."]
     return "\n".join(lines)
+
+
+def _report_fid(label: str) -> str:
+    return f"{REPORT_FID[label]:.2f}" if label in REPORT_FID else "-"
 
 
 def main() -> None:

@@ -46,3 +46,23 @@ def test_ctrl_c_says_interrupted(monkeypatch, capsys):
     monkeypatch.setitem(cli.COMMANDS, "sample", interrupted)
     assert cli.main(["sample"]) == 130
     assert capsys.readouterr().err.strip() == "mnistdiff: interrupted"
+
+
+def test_report_size_comes_from_quick_or_full():
+    from mnistdiff.cli.parser import build_parser
+
+    parser = build_parser()
+    assert [parser.parse_args(["report", *flag]).size for flag in ([], ["--quick"], ["--full"])] == \
+        ["quick", "quick", "full"]
+
+
+def test_shared_options_read_alike_in_every_command():
+    from mnistdiff.cli.parser import build_parser
+
+    parser = build_parser()
+    for command in ("sample", "fid", "eval-grid", "nfe-curve", "bench", "report", "explore", "merge", "figure"):
+        args = parser.parse_args([command, *(["forward"] if command == "figure" else []),
+                                  *(["0", "1"] if command == "merge" else []), "--checkpoint", "somewhere"])
+        assert args.checkpoint == "somewhere"
+    assert parser.parse_args(["merge", "0", "1"]).weights == [0.0, 0.2, 0.4, 0.5, 0.6, 0.8, 1.0]
+    assert parser.parse_args(["reconstruction"]).steps == [10, 20, 50, 100, 200, 500, 1000]

@@ -34,16 +34,20 @@ def test_a_diverging_lr_stops_with_the_step_and_keeps_the_last_good_checkpoint(i
 
 @pytest.fixture
 def nan_at_call(monkeypatch):
-    """Makes the loss of the given calls of eps_loss NaN (counting from 1)."""
+    """Makes the loss of the given calls of the run's loss NaN (counting from 1)."""
     def install(*bad):
         calls = []
-        real = loop.eps_loss
+        real = loop.training_loss
 
-        def loss(*args, **kwargs):
-            calls.append(1)
-            value = real(*args, **kwargs)
-            return value * math.nan if len(calls) in bad else value
-        monkeypatch.setattr(loop, "eps_loss", loss)
+        def training_loss(*args, **kwargs):
+            loss_fn = real(*args, **kwargs)
+
+            def loss(*args, **kwargs):
+                calls.append(1)
+                value = loss_fn(*args, **kwargs)
+                return value * math.nan if len(calls) in bad else value
+            return loss
+        monkeypatch.setattr(loop, "training_loss", training_loss)
     return install
 
 

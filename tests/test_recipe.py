@@ -9,7 +9,7 @@ import torch
 
 from exact import GaussianData
 from mnistdiff import load_checkpoint
-from mnistdiff.diffusion import draw_levels, eps_loss, level_density, level_weights, linear_schedule
+from mnistdiff.diffusion import EdmLoss, EpsLoss, MinSnrLoss, draw_levels, level_density, linear_schedule, training_loss
 from mnistdiff.generation import generate
 from mnistdiff.model import UNet, get_preset
 from mnistdiff.samplers import SAMPLERS, default_steps
@@ -19,16 +19,15 @@ SCHEDULE = linear_schedule()
 OLD = Path(__file__).parent / "data" / "tiny-old-checkpoint"  # written by the code before preconditioning
 
 
-def best_scale(model, perturbation, weights, density, stratified=False, seed=0) -> float:
-    """The c minimising eps_loss(model + c * perturbation) on one draw of x0, t and eps (the loss is
+def best_scale(model, perturbation, loss_fn: EpsLoss, seed=0) -> float:
+    """The c minimising loss_fn(model + c * perturbation) on one draw of x0, t and eps (the loss is
     quadratic in c; three values fix it)."""
     std, mean = 0.5, 0.3
     x0 = mean + std * torch.randn((4096, 1, 2, 2), generator=torch.Generator().manual_seed(seed))
 
     def loss(c):
         shifted = lambda xt, t: model(xt, t) + c * perturbation(xt, t)  # noqa: E731
-        return eps_loss(shifted, SCHEDULE, x0, generator=torch.Generator().manual_seed(seed + 1), weights=weights,
-                        density=density, stratified=stratified).double()
+        return loss_fn(shifted, SCHEDULE, x0, generator=torch.Generator().manual_seed(seed + 1)).double()
 
     l0, l1, l2 = loss(0.0), loss(1.0), loss(2.0)
     a = (l2 - 2 * l1 + l0) / 2
@@ -39,13 +38,14 @@ def best_scale(model, perturbation, weights, density, stratified=False, seed=0) 
                                     "lognormal+stratified"])
 def test_every_recipe_has_its_minimum_at_the_true_eps(recipe):
     exact = GaussianData(SCHEDULE, 0.3, 0.5)  # E[eps | x_t] of this data, in closed form
-    weights = {"min-snr-5": level_weights(SCHEDULE, min_snr_gamma=5),
-               "edm+lognormal": level_weights(SCHEDULE, "edm")}.get(recipe.split("+")[0])
-    density = level_density(SCHEDULE, "lognormal") if "lognormal" in recipe else None
+    draws = {"density": level_density(SCHEDULE, "lognormal") if "lognormal" in recipe else None,
+             "stratified": "stratified" in recipe}
+    loss_fn = {"min-snr-5": MinSnrLoss(gamma=5, **draws), "edm": EdmLoss(**draws)}.get(recipe.split("+")[0],
+                                                                                       EpsLoss(**draws))
     exact32 = lambda xt, t: exact(xt, t).float()  # noqa: E731
     # Moving the prediction along eps itself, or along x_t, only raises the loss: its minimum is c = 0.
     for direction in (exact32, lambda xt, t: xt):
-        assert abs(best_scale(exact32, direction, weights, density, "stratified" in recipe)) < 0.03
+        assert abs(best_scale(exact32, direction, loss_fn)) < 0.03
 
 
 @pytest.mark.parametrize("density", [None, level_density(SCHEDULE, "lognormal")], ids=["uniform", "lognormal"])
@@ -123,8 +123,8 @@ def test_edm_preconditioning_is_edms_formula_and_its_loss_is_the_plain_mse_of_f(
     # EDM's weighted |D - x0|^2 is the plain MSE of F against its target, and our eps weights say the same.
     target = (x0 - c_skip * x) / c_out
     f_mse = (seen["f"] - target).pow(2).flatten(1).mean(1)
-    weight = ((sigma**2 + sd**2) / sd**2).flatten()  # level_weights', for the model's fp32 alpha_bar
-    torch.testing.assert_close(level_weights(SCHEDULE, "edm", sd)[t], weight, rtol=1e-3, atol=0)
+    weight = ((sigma**2 + sd**2) / sd**2).flatten()  # EdmLoss's weights, for the model's fp32 alpha_bar
+    torch.testing.assert_close(EdmLoss(sigma_data=sd).weights(SCHEDULE)[t], weight, rtol=1e-3, atol=0)
     eps_weighted = weight * (out - eps).pow(2).flatten(1).mean(1)
     torch.testing.assert_close(eps_weighted, f_mse, rtol=1e-5, atol=1e-9)
 
@@ -134,7 +134,7 @@ def test_edm_needs_its_schedule_and_refuses_min_snr():
     with pytest.raises(ValueError, match="needs its schedule"):
         model(torch.zeros(1, 1, 28, 28), torch.zeros(1, dtype=torch.long))
     with pytest.raises(ValueError, match="min-snr"):
-        level_weights(SCHEDULE, "edm", min_snr_gamma=5)
+        training_loss("edm", min_snr_gamma=5)
 
 
 def test_a_new_recipe_checkpoint_samples_through_every_sampler(idx_folder, tmp_path):

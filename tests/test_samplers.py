@@ -2,8 +2,8 @@ import pytest
 import torch
 
 from exact import GaussianData
-from mnistdiff.diffusion import linear_schedule, cosine_schedule
-from mnistdiff.samplers import SAMPLERS, ddim_invert, ddim_update, ddpm_step, levels, sample_ddim, sample_ddpm
+from mnistdiff.diffusion import cosine_schedule, linear_schedule
+from mnistdiff.samplers import SAMPLERS, SPACINGS, ddim_invert, ddim_update, ddpm_step, levels, sample_ddim, sample_ddpm
 
 SCHEDULE = linear_schedule()
 
@@ -181,3 +181,42 @@ def test_callback_sees_every_step_down_to_clean_and_up_to_the_last_level():
     seen.clear()
     ddim_invert(model, out, SCHEDULE, grid, callback=lambda t, xt, x0: seen.append(t))
     assert seen == grid[-2::-1]
+
+
+
+# Grids of the single levels function this file's spacing functions replaced, for each spacing, with and
+# without t_end, on both schedules and on a short one where the ends crowd the levels together.
+KNOWN_GRIDS = [
+    ("linear", 1000, "uniform", 7, 150, [878, 757, 635, 514, 392, 271, 150, -1]),
+    ("linear", 1000, "quadratic", 10, None, [999, 789, 604, 444, 308, 197, 111, 49, 12, 0, -1]),
+    ("linear", 1000, "quadratic", 7, 150, [999, 740, 527, 362, 244, 174, 150, -1]),
+    ("linear", 1000, "logsnr", 10, None, [999, 886, 757, 603, 410, 202, 73, 22, 5, 0, -1]),
+    ("linear", 1000, "logsnr", 7, 150, [999, 900, 789, 659, 503, 317, 150, -1]),
+    ("cosine", 1000, "logsnr", 10, None, [999, 998, 997, 994, 975, 872, 476, 105, 14, 0, -1]),
+    ("cosine", 1000, "logsnr", 7, 150, [999, 998, 997, 990, 940, 651, 150, -1]),
+    ("linear", 20, "uniform", 5, 3, [16, 13, 9, 6, 3, -1]),
+    ("linear", 20, "quadratic", 6, None, [19, 12, 7, 3, 1, 0, -1]),
+    ("linear", 20, "quadratic", 5, 3, [19, 12, 7, 4, 3, -1]),
+    ("linear", 20, "logsnr", 6, None, [19, 9, 4, 2, 1, 0, -1]),
+    ("linear", 20, "logsnr", 5, 3, [19, 12, 8, 5, 3, -1]),
+]
+
+
+@pytest.mark.parametrize("kind, T, spacing, n, t_end, expected", KNOWN_GRIDS)
+def test_levels_of_each_spacing_are_the_known_grids(kind, T, spacing, n, t_end, expected):
+    schedule = (linear_schedule if kind == "linear" else cosine_schedule)(T)
+    assert levels(n, schedule, spacing, t_end) == expected
+
+
+@pytest.mark.parametrize("schedule", [linear_schedule(), cosine_schedule(), linear_schedule(7)])
+def test_every_grid_is_distinct_descending_and_spans_its_range(schedule):
+    T = schedule.T
+    for n in sorted({*range(1, min(T, 30) + 1), T}):
+        for spacing in SPACINGS:
+            for t_end in sorted({0, (T - n) // 2, T - n}):
+                grid = levels(n, schedule, spacing, t_end)
+                last = t_end if n > 1 or spacing == "uniform" else T - 1  # one step of a grid ending at T - 1
+                assert len(grid) == n + 1 and grid[-1] == -1 and grid[-2] == last
+                assert all(a > b for a, b in zip(grid, grid[1:])) and grid[0] <= T - 1
+                if spacing != "uniform":
+                    assert grid[0] == T - 1

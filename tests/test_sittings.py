@@ -3,6 +3,8 @@
 import csv
 import json
 
+import pytest
+
 from mnistdiff.cli import main
 from mnistdiff.training import checkpoint, sittings
 
@@ -56,3 +58,14 @@ def test_a_run_without_notes_or_a_given_training_record_is_exported_as_given(idx
     (run / sittings.FILE).unlink()  # a run trained before sittings were noted
     checkpoint.export(run, tmp_path / "old", {})
     assert "training" not in json.loads((tmp_path / "old" / "record.json").read_text())
+
+
+def test_read_csv_gives_the_header_and_rows_as_strings(tmp_path):
+    from mnistdiff.files import read_csv
+
+    path = tmp_path / "log.csv"
+    path.write_text("step,loss\n1,0.5\n2,0.25\n")
+    assert read_csv(path) == (["step", "loss"], [{"step": "1", "loss": "0.5"}, {"step": "2", "loss": "0.25"}])
+    assert read_csv(tmp_path / "none.csv", missing_ok=True) == ([], [])
+    with pytest.raises(FileNotFoundError):
+        read_csv(tmp_path / "none.csv")

@@ -6,6 +6,7 @@ import time
 import pytest
 import torch
 
+from mnistdiff import files
 from mnistdiff.cli import main
 from mnistdiff.model.presets import TrainConfig
 from mnistdiff.training import checkpoint, loop
@@ -66,7 +67,7 @@ def test_init_from_starts_from_the_ema_weights_with_a_fresh_optimizer(idx_folder
     for name, value in before["ema"].items():
         torch.testing.assert_close(after["model"][name], value)
     assert config["init_from"]["step"] == 20
-    assert config["init_from"]["weights_sha256"] == checkpoint.sha256(source / "weights.safetensors")
+    assert config["init_from"]["weights_sha256"] == files.sha256(source / "weights.safetensors")
     # Resuming the new run keeps the record of where it started.
     assert train_cli(second, idx_folder, "--steps", "20", "--resume") == 0
     resumed = json.loads((checkpoint.find(second) / "config.json").read_text())

@@ -3,7 +3,7 @@ from dataclasses import replace
 import pytest
 import torch
 
-from mnistdiff.diffusion import eps_loss, linear_schedule
+from mnistdiff.diffusion import EpsLoss, linear_schedule
 from mnistdiff.model import PRESETS, UNet, get_preset
 
 
@@ -96,7 +96,7 @@ def test_tiny_preset_overfits_a_small_batch():
     gen = torch.Generator().manual_seed(0)
     losses = []
     for _ in range(300):
-        loss = eps_loss(model, schedule, x0, generator=gen)
+        loss = EpsLoss()(model, schedule, x0, generator=gen)
         opt.zero_grad()
         loss.backward()
         opt.step()

@@ -10,7 +10,7 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from mnistdiff.diffusion import Schedule, eps_loss, linear_schedule
+from mnistdiff.diffusion import EpsLoss, Schedule, linear_schedule
 from mnistdiff.model import UNet, get_preset
 from mnistdiff.precision import autocast, pick_precision
 from mnistdiff.runtime import adamw, compile_model, prepare
@@ -84,7 +84,7 @@ def model_speed(model, *, batch_size: int = 64, precision: str = "bf16", channel
 
     def train_step():
         with autocast(precision, device.type):
-            loss = eps_loss(model, schedule, x0)
+            loss = EpsLoss()(model, schedule, x0)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()

@@ -1,4 +1,4 @@
-"""The DDPM forward process: noise schedules, q_sample and the training loss.
+"""The DDPM forward process: noise schedules, q_sample and the training losses.
 
 Conventions used across the package: t runs over 0..T-1 and t = 0 means one
 step of noise, so alpha_bar[0] = 1 - betas[0]. Samplers treat the level
@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+
+from mnistdiff.tensors import append_dims
 
 
 @dataclass(frozen=True)
@@ -61,8 +63,7 @@ def make_schedule(config: ScheduleConfig) -> Schedule:
 
 def _per_sample(values: torch.Tensor, t: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     """Gather values[t] and shape them (B, 1, 1, 1) in the dtype of `like`."""
-    out = values.to(like.device)[t].to(like.dtype)
-    return out.view(-1, *([1] * (like.dim() - 1)))
+    return append_dims(values.to(like.device)[t].to(like.dtype), like.dim())
 
 
 def q_sample(schedule: Schedule, x0: torch.Tensor, t: torch.Tensor, eps: torch.Tensor) -> torch.Tensor:
@@ -90,28 +91,6 @@ def level_density(schedule: Schedule, kind: str = "uniform", mean: float = -1.2,
     return (1 - uniform_share) * mass / mass.sum() + uniform_share / schedule.T
 
 
-def level_weights(schedule: Schedule, preconditioning: str = "none", sigma_data: float = 0.5,
-                  min_snr_gamma: float = 0.0) -> torch.Tensor | None:
-    """Each level's weight on the eps-prediction error: None for the plain MSE, else (T,) float64.
-
-    Min-SNR-gamma (Hang et al. 2023, eps form): min(SNR_t, gamma) / SNR_t. EDM preconditioning
-    (Karras et al. 2022): lambda(sigma) sigma^2 = (sigma^2 + sigma_data^2) / sigma_data^2, EDM's
-    weight on |D - x0|^2 written for eps; it makes the loss the plain MSE of the network's own output.
-    """
-    ab = schedule.alpha_bar
-    if preconditioning == "edm":
-        if min_snr_gamma > 0:
-            raise ValueError("--min-snr-gamma weights the plain eps loss; EDM preconditioning brings its own weights")
-        sigma2 = (1 - ab) / ab
-        return (sigma2 + sigma_data**2) / sigma_data**2
-    if preconditioning != "none":
-        raise ValueError(f"unknown preconditioning {preconditioning!r}: use 'none' or 'edm'")
-    if min_snr_gamma <= 0:
-        return None
-    snr = ab / (1 - ab)
-    return snr.clamp(max=min_snr_gamma) / snr
-
-
 def draw_levels(schedule: Schedule, n: int, density: torch.Tensor | None = None, stratified: bool = False,
                 generator: torch.Generator | None = None, device=None) -> torch.Tensor:
     """n levels t from `density` (None: uniform over 0..T-1), each drawn alone or, `stratified`, one from
@@ -134,33 +113,85 @@ def draw_levels(schedule: Schedule, n: int, density: torch.Tensor | None = None,
     return torch.searchsorted(cdf, u * cdf[-1], right=True).clamp(max=schedule.T - 1)
 
 
-def eps_loss(model, schedule: Schedule, x0: torch.Tensor, generator: torch.Generator | None = None,
-             min_snr_gamma: float = 0.0, shard: tuple[int, int] = (0, 1), weights: torch.Tensor | None = None,
-             density: torch.Tensor | None = None, stratified: bool = False) -> torch.Tensor:
-    """The simple eps-prediction MSE, Eq. 14 of Ho et al. 2020, with t uniform over 0..T-1.
-
-    `weights` (T,) weights each image's error by its level (level_weights); `min_snr_gamma` > 0
-    is a shorthand for Min-SNR-gamma weights (Hang et al. 2023, eps form): the low-noise steps,
-    whose error is easy to lower and says little about shapes, count less. `density` (T,) draws
-    the levels from those probabilities instead of uniformly (level_density); `stratified` spreads
-    each batch's levels evenly over that distribution (draw_levels). None of these changes the
-    loss's minimiser at any level: E[eps | x_t].
-
-    `shard` (rank, world_size): x0 is slice `rank` of a global batch `world_size` times larger;
-    t and eps are drawn for the whole global batch and sliced alike, so the processes of a
-    data-parallel run together see the noise one process would.
-    """
+def _draw_noise(schedule: Schedule, x0: torch.Tensor, density: torch.Tensor | None, stratified: bool,
+                generator: torch.Generator | None, shard: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """t (B,) and eps like x0 for this process's slice of the global batch (see EpsLoss)."""
     rank, world_size = shard
     b = x0.shape[0]
     # Drawn where the generator lives, so a CPU generator gives the same noise for any model device.
     where = generator.device if generator is not None else x0.device
     t = draw_levels(schedule, b * world_size, density, stratified, generator, where)
     eps = torch.randn((b * world_size, *x0.shape[1:]), device=where, dtype=x0.dtype, generator=generator)
-    t, eps = t[rank * b : (rank + 1) * b].to(x0.device), eps[rank * b : (rank + 1) * b].to(x0.device)
-    pred = model(q_sample(schedule, x0, t, eps), t)
-    if weights is None and min_snr_gamma > 0:
-        weights = level_weights(schedule, min_snr_gamma=min_snr_gamma)
-    if weights is None:
-        return F.mse_loss(pred.float(), eps)
-    per_image = (pred.float() - eps).pow(2).flatten(1).mean(1)
-    return (weights.to(x0.device)[t].float() * per_image).mean()
+    return t[rank * b : (rank + 1) * b].to(x0.device), eps[rank * b : (rank + 1) * b].to(x0.device)
+
+
+@dataclass(frozen=True, eq=False)
+class EpsLoss:
+    """The simple eps-prediction MSE, Eq. 14 of Ho et al. 2020: every level weighs alike.
+
+    `density` (T,) draws the levels from those probabilities instead of uniformly over 0..T-1
+    (level_density); `stratified` spreads each batch's levels evenly over that distribution
+    (draw_levels). The subclasses weight each image's error by its level (`weights`). None of
+    these changes the loss's minimiser at any level: E[eps | x_t].
+
+    Called as loss(model, schedule, x0, generator, shard). `shard` (rank, world_size): x0 is slice
+    `rank` of a global batch `world_size` times larger; t and eps are drawn for the whole global
+    batch and sliced alike, so the processes of a data-parallel run together see the noise one
+    process would.
+    """
+
+    density: torch.Tensor | None = None
+    stratified: bool = False
+
+    def weights(self, schedule: Schedule) -> torch.Tensor | None:
+        """Each level's weight on the error, (T,) float64; None: the plain mean."""
+        return None
+
+    def __call__(self, model, schedule: Schedule, x0: torch.Tensor, generator: torch.Generator | None = None,
+                 shard: tuple[int, int] = (0, 1)) -> torch.Tensor:
+        t, eps = _draw_noise(schedule, x0, self.density, self.stratified, generator, shard)
+        pred = model(q_sample(schedule, x0, t, eps), t)
+        weights = self.weights(schedule)
+        if weights is None:
+            return F.mse_loss(pred.float(), eps)
+        per_image = (pred.float() - eps).pow(2).flatten(1).mean(1)
+        return (weights.to(x0.device)[t].float() * per_image).mean()
+
+
+@dataclass(frozen=True, eq=False)
+class MinSnrLoss(EpsLoss):
+    """Min-SNR-gamma weights (Hang et al. 2023, eps form): min(SNR_t, gamma) / SNR_t. The low-noise
+    steps, whose error is easy to lower and says little about shapes, count less."""
+
+    gamma: float = 5.0
+
+    def weights(self, schedule: Schedule) -> torch.Tensor:
+        snr = schedule.alpha_bar / (1 - schedule.alpha_bar)
+        return snr.clamp(max=self.gamma) / snr
+
+
+@dataclass(frozen=True, eq=False)
+class EdmLoss(EpsLoss):
+    """The loss of an EDM-preconditioned network (Karras et al. 2022): lambda(sigma) sigma^2 =
+    (sigma^2 + sigma_data^2) / sigma_data^2, EDM's weight on |D - x0|^2 written for eps; it makes
+    the loss the plain MSE of the network's own output."""
+
+    sigma_data: float = 0.5
+
+    def weights(self, schedule: Schedule) -> torch.Tensor:
+        sigma2 = (1 - schedule.alpha_bar) / schedule.alpha_bar
+        return (sigma2 + self.sigma_data**2) / self.sigma_data**2
+
+
+def training_loss(preconditioning: str = "none", sigma_data: float = 0.5, min_snr_gamma: float = 0.0,
+                  density: torch.Tensor | None = None, stratified: bool = False) -> EpsLoss:
+    """The loss a run's settings name: EdmLoss for an EDM-preconditioned model, else MinSnrLoss
+    where min_snr_gamma > 0, else the plain EpsLoss; each with the run's level draws."""
+    draws = {"density": density, "stratified": stratified}
+    if preconditioning == "edm":
+        if min_snr_gamma > 0:
+            raise ValueError("--min-snr-gamma weights the plain eps loss; EDM preconditioning brings its own weights")
+        return EdmLoss(sigma_data=sigma_data, **draws)
+    if preconditioning != "none":
+        raise ValueError(f"unknown preconditioning {preconditioning!r}: use 'none' or 'edm'")
+    return MinSnrLoss(gamma=min_snr_gamma, **draws) if min_snr_gamma > 0 else EpsLoss(**draws)

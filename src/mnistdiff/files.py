@@ -1,7 +1,8 @@
-"""Files on disk: atomic writes that follow the umask and reach the disk, checksums, output checks."""
+"""Files on disk: atomic writes that follow the umask and reach the disk, checksums, CSV, output checks."""
 
 from __future__ import annotations
 
+import csv
 import errno
 import hashlib
 import json
@@ -117,6 +118,17 @@ def sha256(path: Path) -> str:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
     return digest.hexdigest()
+
+
+def read_csv(path: str | Path, missing_ok: bool = False) -> tuple[list[str], list[dict[str, str]]]:
+    """(field names, rows as dicts of strings) of a CSV file with a header row; with `missing_ok`,
+    empty for a file that is not there."""
+    path = Path(path)
+    if missing_ok and not path.is_file():
+        return [], []
+    with open(path, newline="") as f:
+        reader = csv.DictReader(f)
+        return list(reader.fieldnames or []), list(reader)
 
 
 def record_checksums(folder: Path, names: list[str]) -> None:

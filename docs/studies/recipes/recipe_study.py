@@ -19,13 +19,14 @@ PREFIX-table.md, the curves in PREFIX-curves.png and the numbers in PREFIX-study
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import os
 import shlex
 import subprocess
 import sys
 from pathlib import Path
+
+from mnistdiff.files import read_csv
 
 # Every arm names each lever, so that a change of the preset's defaults leaves the arms as they were.
 PLAIN = ["--lr", "1e-3", "--lr-decay", "constant", "--min-snr-gamma", "0", "--level-density", "uniform",
@@ -83,11 +84,9 @@ def mnistdiff(args: list[str]) -> str:
 
 def curve(run: Path) -> list[tuple[float, int, float]]:
     """(CPU minutes, step, FID) of each check of a run, the last one after its budget ran out."""
-    with open(run / "fid.csv") as f:
-        points = [(float(r["elapsed_s"]) / 60, int(r["step"]), float(r["fid_test"])) for r in csv.DictReader(f)]
+    points = [(float(r["elapsed_s"]) / 60, int(r["step"]), float(r["fid_test"])) for r in read_csv(run / "fid.csv")[1]]
     final = json.loads((run / "final-fid.json").read_text())
-    with open(run / "log.csv") as f:
-        last = list(csv.DictReader(f))[-1]
+    last = read_csv(run / "log.csv")[1][-1]
     return points + [(float(last["elapsed_s"]) / 60, int(last["step"]), final["fid_test"])]
 
 

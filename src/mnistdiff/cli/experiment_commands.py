@@ -88,7 +88,7 @@ def cmd_figure(args) -> None:
     model, schedule, config, grid_levels, device = _model_and_levels(args)
     if args.kind == "forward":
         x, labels = _inputs(args, device, config, 1)
-        show = [t for t in (0, 50, 100, 200, 400, 600, 800) if t < schedule.T - 1] + [schedule.T - 1]
+        show = figures.forward_timesteps(schedule.T)
         figures.panel_figure(figures.forward_and_back(model, schedule, x, show, grid_levels), args.out + ".png",
                              title=f"{labels[0]}: forward process and DDIM-{args.steps} path back")
         print(f"wrote {args.out}.png")

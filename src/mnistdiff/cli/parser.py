@@ -8,6 +8,10 @@ import typing
 from pathlib import Path
 
 from mnistdiff.data import DATASETS
+from mnistdiff.evaluation.grid import ETAS, NFES, STEPS as GRID_STEPS
+from mnistdiff.experiments import RULES
+from mnistdiff.experiments.merge import WEIGHTS
+from mnistdiff.experiments.reconstruction import STEPS as RECONSTRUCTION_STEPS
 from mnistdiff.model import PRESETS, TrainConfig
 from mnistdiff.model.presets import MODEL_SETTINGS
 from mnistdiff.precision import PRECISIONS
@@ -16,10 +20,10 @@ from mnistdiff.samplers.ddim import check_eta
 
 
 class HelpFormatter(argparse.HelpFormatter):
-    """Each option's help ends with its default, where it has one."""
+    """Each option's help ends with its default, where it has one (flags, which take no value, say theirs in words)."""
 
     def _get_help_string(self, action):
-        unset = action.default is None or action.default is False or action.default == argparse.SUPPRESS
+        unset = action.default is None or action.nargs == 0 or action.default == argparse.SUPPRESS
         shown = not unset and "%(default)" not in (action.help or "")
         return (action.help or "") + (" (default: %(default)s)" if shown else "")
 
@@ -142,14 +146,31 @@ def _batch_size_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--batch-size", type=_positive_int, default=64, help="images per model call")
 
 
-def _data_dir_arg(p: argparse.ArgumentParser, what: str = "") -> None:
-    p.add_argument("--data-dir", help="folder with the IDX files (else $MNISTDIFF_DATA, else download to the cache)"
-                   + what)
+def _data_dir_arg(p: argparse.ArgumentParser, what: str = "",
+                  help: str = "folder with the IDX files (else $MNISTDIFF_DATA, else download to the cache)") -> None:
+    p.add_argument("--data-dir", help=help + what)
 
 
-def _checkpoint_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--checkpoint", help="run folder, checkpoint folder or diffusers model folder (default: the "
-                                        "shipped model)")
+def _checkpoint_arg(p, help: str = "run folder, checkpoint folder or diffusers model folder (default: the shipped model)",
+                    required: bool = False) -> None:
+    """--checkpoint on a parser or an argument group."""
+    p.add_argument("--checkpoint", required=required, help=help)
+
+
+def _preset_arg(p: argparse.ArgumentParser, help: str, default: str | None = "small") -> None:
+    p.add_argument("--preset", default=default, choices=list(PRESETS), help=help)
+
+
+def _dataset_arg(p: argparse.ArgumentParser, help: str, default: str | None = "mnist") -> None:
+    p.add_argument("--dataset", default=default, choices=DATASETS, help=help)
+
+
+def _n_arg(p: argparse.ArgumentParser, default: int, help: str) -> None:
+    p.add_argument("--n", type=_positive_int, default=default, help=help)
+
+
+def _yes_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--yes", action="store_true", help="allow --n above 100,000 images")
 
 
 def _steps_arg(p: argparse.ArgumentParser) -> None:
@@ -197,9 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, parser_class=Parser)
 
     p = sub.add_parser("train", help="train a noise predictor")
-    p.add_argument("--preset", choices=list(PRESETS),
-                   help="model shape and its training defaults (default: small; on --resume the run's)")
-    p.add_argument("--dataset", choices=DATASETS, help="what to train on (default: mnist; on --resume the run's)")
+    _preset_arg(p, "model shape and its training defaults (default: small; on --resume the run's)", default=None)
+    _dataset_arg(p, "what to train on (default: mnist; on --resume the run's)", default=None)
     _data_dir_arg(p)
     p.add_argument("--minutes", type=float,
                    help="stop after this many minutes of wall time, FID checks not counted, --compile's "
@@ -227,19 +247,19 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("sample", help="draw images from a checkpoint")
     _checkpoint_arg(p)
     _sampler_args(p)
-    p.add_argument("--n", type=_positive_int, default=64, help="number of images")
-    p.add_argument("--yes", action="store_true", help="allow --n above 100,000 images")
+    _n_arg(p, 64, "number of images")
+    _yes_arg(p)
     p.add_argument("--out", type=_png_file, default="samples.png", help="grid PNG to write")
     p.add_argument("--npz", help="also write the images (uint8, key 'images') to this .npz")
 
     p = sub.add_parser("fid", help="FID, precision/recall and class shares of generated images")
     source = p.add_mutually_exclusive_group()
-    source.add_argument("--checkpoint", help="run folder or checkpoint folder to sample from (default: the shipped model)")
+    _checkpoint_arg(source, "run folder or checkpoint folder to sample from (default: the shipped model)")
     source.add_argument("--npz", help="uint8 images under the key 'images' instead of sampling")
     _sampler_args(p)
-    p.add_argument("--n", type=_positive_int, default=2048, help="number of images (the report used 2048)")
-    p.add_argument("--yes", action="store_true", help="allow --n above 100,000 images")
-    p.add_argument("--dataset", choices=DATASETS, help="default: the checkpoint's, or mnist")
+    _n_arg(p, 2048, "number of images (the report used 2048)")
+    _yes_arg(p)
+    _dataset_arg(p, "default: the checkpoint's, or mnist", default=None)
     _data_dir_arg(p, "; for the real-data floor and recall")
     p.add_argument("--json", help="also write the results to this JSON file")
     p.add_argument("--inception", action="store_true",
@@ -248,10 +268,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("eval-grid", help="FID over eta x steps and DDPM (Table 1 of the DDIM paper)")
     _checkpoint_arg(p)
-    p.add_argument("--n", type=_positive_int, default=1000, help="images per cell: more is slower and more precise")
-    p.add_argument("--etas", type=lambda t: [_eta(v) for v in t.split(",")], default=[0.0, 0.5, 1.0],
+    _n_arg(p, 1000, "images per cell: more is slower and more precise")
+    p.add_argument("--etas", type=lambda t: [_eta(v) for v in t.split(",")], default=list(ETAS),
                    help="DDIM etas, comma-separated")
-    p.add_argument("--steps", type=lambda t: [_positive_int(v) for v in t.split(",")], default=[10, 20, 50, 100, 1000],
+    p.add_argument("--steps", type=lambda t: [_positive_int(v) for v in t.split(",")], default=list(GRID_STEPS),
                    help="DDIM steps, comma-separated")
     p.add_argument("--no-ddpm", action="store_true", help="leave out the DDPM row")
     _no_clip_arg(p)
@@ -262,8 +282,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("nfe-curve", help="FID against model evaluations for DDIM and DPM-Solver++ (table + PNG)")
     _checkpoint_arg(p)
-    p.add_argument("--n", type=_positive_int, default=1000, help="images per point: more is slower and more precise")
-    p.add_argument("--nfes", type=lambda t: [_positive_int(v) for v in t.split(",")], default=[5, 10, 20, 50, 100],
+    _n_arg(p, 1000, "images per point: more is slower and more precise")
+    p.add_argument("--nfes", type=lambda t: [_positive_int(v) for v in t.split(",")], default=list(NFES),
                    help="model evaluations, comma-separated")
     p.add_argument("--curves", type=_curves, help="comma list of sampler:spacing[:t_end] "
                    "(default: ddim:uniform,dpm-solver:logsnr,dpm-solver:uniform)")
@@ -275,7 +295,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", default="nfe-curve", help="writes OUT.md, OUT.json and OUT.png")
 
     p = sub.add_parser("export", help="copy a run's EMA weights, config and logs into a folder to ship")
-    p.add_argument("--checkpoint", required=True, help="run folder or checkpoint folder")
+    _checkpoint_arg(p, "run folder or checkpoint folder", required=True)
     p.add_argument("--out", required=True, help="folder to write")
     p.add_argument("--base", help="the exported model the run started from with --init-from: its logs "
                                   "come first and its record is kept")
@@ -286,22 +306,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=_figure_file, default="fid-curve.png", help="figure to write (.png, .pdf, .svg, ...)")
 
     p = sub.add_parser("train-classifier", help="train the feature classifier used by fid")
-    p.add_argument("--dataset", default="mnist", choices=DATASETS, help="what to train on")
+    _dataset_arg(p, "what to train on")
     _data_dir_arg(p)
     p.add_argument("--epochs", type=_positive_int, default=4, help="passes over the training set")
     _seed_arg(p, "seed of the weights and the data order")
     p.add_argument("--out", required=True, help="folder for classifier-<dataset>.safetensors and .json")
 
     p = sub.add_parser("reference-stats", help="feature statistics of the real train and test sets")
-    p.add_argument("--dataset", default="mnist", choices=DATASETS, help="whose statistics")
+    _dataset_arg(p, "whose statistics")
     _data_dir_arg(p)
     p.add_argument("--out", required=True, help="folder for stats-<dataset>.safetensors and .json")
 
     p = sub.add_parser("bench", help="speed on this machine: 'model' (training and denoiser images/s) "
                                      "or 'sample' (DDPM against DDIM time for one batch)")
     p.add_argument("what", nargs="?", default="model", choices=["model", "sample"], help="what to time")
-    p.add_argument("--preset", default="small", choices=list(PRESETS), help="model shape to time")
-    p.add_argument("--checkpoint", help="with 'sample': time this checkpoint's model instead of the preset's")
+    _preset_arg(p, "model shape to time")
+    _checkpoint_arg(p, "with 'sample': time this checkpoint's model instead of the preset's")
     p.add_argument("--ddim-steps", type=_positive_int, default=50, help="with 'sample': DDIM's steps")
     _batch_size_arg(p)
     _precision_arg(p, "auto", "bf16 autocast, fp32, or auto: bf16 where the device has bf16 units "
@@ -321,14 +341,15 @@ def _report_parser(sub) -> None:
                                       "merges (index.html in --out)")
     p.add_argument("--out", default="report", help="folder for index.html and its files (default: %(default)s)")
     size = p.add_mutually_exclusive_group()
-    size.add_argument("--quick", action="store_true",
+    size.add_argument("--quick", dest="size", action="store_const", const="quick",
                       help="fewer images, about 10 minutes on 2 CPU cores (the default)")
-    size.add_argument("--full", action="store_true",
+    size.add_argument("--full", dest="size", action="store_const", const="full",
                       help="the report's counts: 2048 images per FID row, 10,000 for DDIM-50 (hours on a CPU)")
-    p.add_argument("--checkpoint", help="run folder or checkpoint folder (default: the shipped model)")
+    p.set_defaults(size="quick")
+    _checkpoint_arg(p)
     _device_arg(p, "where to sample and time (auto: a CUDA GPU when there is one); the inversion "
                    "experiments run on the CPU")
-    p.add_argument("--data-dir", help="folder with the IDX files (else $MNISTDIFF_DATA, else download to the cache)")
+    _data_dir_arg(p)
     _precision_arg(p, "auto", "autocast of the FID rows' sampling and the timing: bf16, fp32, or auto (bf16 where "
                               "the device has bf16 units, else fp32); the inversion experiments run in fp32")
     _compile_arg(p, "sample the FID rows and time through torch.compile (about a minute to build, faster after: "
@@ -353,18 +374,18 @@ def _experiment_parsers(sub) -> None:
     p = sub.add_parser("merge", help="invert two digits, mix their latents, decode; compare with mixing pixels")
     p.add_argument("a", help="test-set index or PNG file")
     p.add_argument("b", help="test-set index or PNG file")
-    p.add_argument("--rule", default="linear", choices=["linear", "slerp", "linear-norm"], help="how to mix latents")
+    p.add_argument("--rule", default="linear", choices=list(RULES), help="how to mix latents")
     p.add_argument("--weights", type=lambda t: [float(v) for v in t.split(",")],
-                   default=[0.0, 0.2, 0.4, 0.5, 0.6, 0.8, 1.0], help="mixing weights of B, comma-separated")
+                   default=list(WEIGHTS), help="mixing weights of B, comma-separated")
     _experiment_args(p)
     _prompt_arg(p)
     p.add_argument("--out", type=_figure_file, default="merge.png", help="figure to write (.png, .pdf, .svg, ...)")
 
     p = sub.add_parser("reconstruction", help="DDIM invert-then-decode error of test images over S (DDIM Table 2)")
-    p.add_argument("--n", type=_positive_int, default=200, help="test images")
+    _n_arg(p, 200, "test images")
     _experiment_args(p, steps=False)
     p.add_argument("--steps", type=lambda t: [_positive_int(v) for v in t.split(",")],
-                   default=[10, 20, 50, 100, 200, 500, 1000], help="DDIM steps S, comma-separated")
+                   default=list(RECONSTRUCTION_STEPS), help="DDIM steps S, comma-separated")
     p.add_argument("--out", default="reconstruction", help="writes OUT.md and OUT.json")
 
     p = sub.add_parser("merge-study", help="what merges of each pair of digit classes give, by mixing rule")
@@ -380,7 +401,7 @@ def _experiment_parsers(sub) -> None:
     p.add_argument("images", nargs="*", help="forward: one image; interpolate: two (" + images_help + ")")
     _experiment_args(p)
     p.add_argument("--frames", type=_positive_int, default=10, help="interpolate: frames of the path")
-    p.add_argument("--n", type=_positive_int, default=16, help="trajectory: images in the batch")
+    _n_arg(p, 16, "trajectory: images in the batch")
     _seed_arg(p, "trajectory: seed of the noise")
     p.add_argument("--out", default="figure", help="writes OUT.png (and OUT.gif for interpolate and trajectory)")
 
@@ -397,10 +418,10 @@ def _experiment_args(p: argparse.ArgumentParser, steps: bool = True) -> None:
 def _explore_parser(sub) -> None:
     p = sub.add_parser("explore", help="a local web page: draw digits, invert, mix latents, watch them denoise "
                                        "(needs pip install 'mnistdiff[explore]')")
-    p.add_argument("--checkpoint", help="default: the shipped model")
+    _checkpoint_arg(p, "default: the shipped model")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
     p.add_argument("--port", type=_port, default=8000, help="port to listen on")
     p.add_argument("--open", action="store_true", help="open the page in the default browser")
-    p.add_argument("--data-dir", help="folder with the test-set IDX files for the digit picker "
-                                      "(else $MNISTDIFF_DATA or the cache; never downloaded)")
+    _data_dir_arg(p, help="folder with the test-set IDX files for the digit picker "
+                          "(else $MNISTDIFF_DATA or the cache; never downloaded)")
     _device_arg(p, "where to run the model (auto: a CUDA GPU when there is one)")

@@ -8,10 +8,10 @@ from pathlib import Path
 def cmd_report(args) -> None:
     from dataclasses import replace
 
-    from mnistdiff.report import PRESETS, build_report
+    from mnistdiff.report import SIZES, build_report
     from mnistdiff.report.page import print_summary
 
-    settings = replace(PRESETS["full" if args.full else "quick"], precision=args.precision, compile=args.compile)
+    settings = replace(SIZES[args.size], precision=args.precision, compile=args.compile)
     summary = build_report(args.out, args.checkpoint, settings, device=args.device,
                            data_dir=args.data_dir, force=args.force, command=args.command_line)
     print_summary(summary, Path(args.out))

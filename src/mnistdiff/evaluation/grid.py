@@ -6,6 +6,7 @@ import time
 
 from tqdm.auto import tqdm
 
+from mnistdiff import markdown
 from mnistdiff.diffusion import Schedule
 from mnistdiff.evaluation.report import fid_test
 from mnistdiff.generation import generate
@@ -41,17 +42,15 @@ def to_markdown(rows: list[dict]) -> str:
     """Rows of eta (and DDPM) against columns of steps, as in Table 1 of Song et al. 2021."""
     steps = sorted({r["steps"] for r in rows if r["sampler"] == "ddim"})
     n, dataset = rows[0]["n"], rows[0]["dataset"]
-    lines = [f"FID against the {dataset} test statistics (classifier features), {n} images per cell, "
-             f"x0 {_clipping(rows)}", "",
-             "| sampler | " + " | ".join(f"S = {s}" for s in steps) + " |",
-             "|---|" + "---|" * len(steps)]
+    title = (f"FID against the {dataset} test statistics (classifier features), {n} images per cell, "
+             f"x0 {_clipping(rows)}")
+    cells = []
     for eta in sorted({r["eta"] for r in rows if r["sampler"] == "ddim"}):
-        cells = {r["steps"]: r["fid_test"] for r in rows if r["sampler"] == "ddim" and r["eta"] == eta}
-        lines.append(f"| DDIM, eta = {eta:g} | " + " | ".join(f"{cells[s]:.2f}" for s in steps) + " |")
-    for r in rows:
-        if r["sampler"] == "ddpm":
-            lines.append(f"| DDPM, {r['steps']} steps | {r['fid_test']:.2f} |" + " |" * (len(steps) - 1))
-    return "\n".join(lines) + "\n"
+        fids = {r["steps"]: r["fid_test"] for r in rows if r["sampler"] == "ddim" and r["eta"] == eta}
+        cells.append([f"DDIM, eta = {eta:g}"] + [f"{fids[s]:.2f}" for s in steps])
+    cells += [[f"DDPM, {r['steps']} steps", f"{r['fid_test']:.2f}"] + [""] * (len(steps) - 1)
+              for r in rows if r["sampler"] == "ddpm"]
+    return f"{title}\n\n" + markdown.table(["sampler"] + [f"S = {s}" for s in steps], cells)
 
 
 NFES = (5, 10, 20, 50, 100)
@@ -89,14 +88,13 @@ def nfe_markdown(rows: list[dict]) -> str:
     """Rows of samplers against columns of model evaluations."""
     nfes = sorted({r["nfe"] for r in rows})
     curves = list(dict.fromkeys(curve_key(r) for r in rows))
-    lines = [f"FID against the {rows[0]['dataset']} test statistics (classifier features), {rows[0]['n']} images "
-             f"per cell, x0 {_clipping(rows)}, model in {rows[0]['precision']}", "",
-             "| sampler, spacing, end | " + " | ".join(f"NFE = {k}" for k in nfes) + " |", "|---|" + "---|" * len(nfes)]
+    title = (f"FID against the {rows[0]['dataset']} test statistics (classifier features), {rows[0]['n']} images "
+             f"per cell, x0 {_clipping(rows)}, model in {rows[0]['precision']}")
+    cells = []
     for curve in curves:
-        cells = {r["nfe"]: r["fid_test"] for r in rows if curve_key(r) == curve}
-        lines.append(f"| {curve_label(*curve)} | " + " | ".join(f"{cells[k]:.3f}" if k in cells else "" for k in nfes)
-                     + " |")
-    return "\n".join(lines) + "\n"
+        fids = {r["nfe"]: r["fid_test"] for r in rows if curve_key(r) == curve}
+        cells.append([curve_label(*curve)] + [f"{fids[k]:.3f}" if k in fids else "" for k in nfes])
+    return f"{title}\n\n" + markdown.table(["sampler, spacing, end"] + [f"NFE = {k}" for k in nfes], cells)
 
 
 def _clipping(rows: list[dict]) -> str:

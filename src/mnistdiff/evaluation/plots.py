@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import csv
 from pathlib import Path
 
+from mnistdiff.files import read_csv
 from mnistdiff.images import save_figure
 
 
@@ -15,8 +15,7 @@ def plot_fid_curve(fid_csv: str | Path, out: str | Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    with open(fid_csv) as f:
-        rows = list(csv.DictReader(f))
+    _, rows = read_csv(fid_csv)
     if not rows:
         raise ValueError(f"{fid_csv} holds no FID checks")
     fig, ax = plt.subplots(figsize=(6, 4), dpi=120)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -14,10 +13,6 @@ from mnistdiff.evaluation.classifier import asset, load_classifier
 from mnistdiff.evaluation.metrics import features_and_probs, gaussian_stats
 
 SPLITS = ("train", "test")
-
-
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def compute_reference(out_dir: str | Path, dataset: str = "mnist", data_dir=None, command: str | None = None) -> dict:
@@ -32,8 +27,8 @@ def compute_reference(out_dir: str | Path, dataset: str = "mnist", data_dir=None
     out_dir = Path(out_dir)
     path = out_dir / f"stats-{dataset}.safetensors"
     save_file(tensors, path)
-    record = {"dataset": dataset, "images": counts, "sha256": sha256(path), "command": command,
-              "classifier_sha256": sha256(asset(f"classifier-{dataset}.safetensors"))}
+    record = {"dataset": dataset, "images": counts, "sha256": files.sha256(path), "command": command,
+              "classifier_sha256": files.sha256(asset(f"classifier-{dataset}.safetensors"))}
     (out_dir / f"stats-{dataset}.json").write_text(json.dumps(record, indent=2) + "\n")
     files.record_checksums(out_dir, [path.name, f"stats-{dataset}.json"])
     return record
@@ -46,7 +41,7 @@ def load_reference(dataset: str = "mnist") -> dict[str, tuple[torch.Tensor, torc
         raise FileNotFoundError(f"no shipped reference statistics for {dataset!r}: run mnistdiff reference-stats")
     files.verify_checksums(path.parent, [path.name, f"stats-{dataset}.json"])
     record = json.loads(asset(f"stats-{dataset}.json").read_text())
-    if sha256(path) != record["sha256"]:
+    if files.sha256(path) != record["sha256"]:
         raise ValueError(f"{path} does not match its recorded sha256: reinstall or recompute it")
     tensors = load_file(path)
     return {split: (tensors[f"{split}.mu"], tensors[f"{split}.sigma"]) for split in SPLITS}

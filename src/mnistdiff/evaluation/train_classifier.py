@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 
@@ -40,7 +39,7 @@ def accuracy(model: Classifier, images: torch.Tensor, labels: torch.Tensor, batc
 def data_checksum(dataset: str, data_dir) -> dict[str, str]:
     """sha256 of the IDX files the classifier was trained and tested on."""
     paths = [p for split in ("train", "test") for p in find_split(dataset, split, data_dir)]
-    return {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in paths}
+    return {p.name: files.sha256(p) for p in paths}
 
 
 def train_classifier(out_dir: str | Path, dataset: str = "mnist", data_dir=None, epochs: int = 4,

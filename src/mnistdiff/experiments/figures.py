@@ -50,6 +50,15 @@ def panel_figure(rows: list[tuple[str, list[tuple[str, torch.Tensor]]]], out: st
     plt.close(fig)
 
 
+# Where Fig. 1 shows the forward process, with T - 1 added (forward_timesteps).
+FORWARD_TIMESTEPS = (0, 50, 100, 200, 400, 600, 800)
+
+
+def forward_timesteps(T: int) -> list[int]:
+    """FORWARD_TIMESTEPS below T - 1, then T - 1: pure noise."""
+    return [t for t in FORWARD_TIMESTEPS if t < T - 1] + [T - 1]
+
+
 def forward_and_back(model, schedule: Schedule, x0: torch.Tensor, show: list[int], levels: list[int]) -> list:
     """Rows for one image x0 (1, C, H, W): x_t from q_sample at each t in `show`, and the deterministic
     DDIM path back from the inverted latent, caught at the DDIM levels nearest to `show`."""

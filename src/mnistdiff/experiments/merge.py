@@ -8,6 +8,9 @@ from mnistdiff.diffusion import Schedule
 from mnistdiff.experiments.mixing import RULES, linear
 from mnistdiff.samplers import ddim_invert, sample_ddim
 
+# The weights of b in the report's merge figures, and the merge command's default.
+WEIGHTS = (0.0, 0.2, 0.4, 0.5, 0.6, 0.8, 1.0)
+
 
 def merge(model, schedule: Schedule, a: torch.Tensor, b: torch.Tensor, weights: list[float], *,
           rule: str = "linear", levels: list[int], clip_x0: bool = False) -> dict[str, torch.Tensor]:

@@ -7,6 +7,7 @@ import itertools
 import torch
 from tqdm.auto import tqdm
 
+from mnistdiff import markdown
 from mnistdiff.data import to_model_range, to_uint8
 from mnistdiff.diffusion import Schedule
 from mnistdiff.evaluation.metrics import features_and_probs, frechet_distance, gaussian_stats
@@ -76,20 +77,25 @@ def most_common(counts: list[int]) -> tuple[int, float]:
     return top, counts[top] / max(sum(counts), 1)
 
 
-def to_markdown(study: dict) -> str:
-    methods = study["methods"]
-    lines = [f"Merges at weight {study['weight']:g}: {study['per_class']} image pairs for each of the 45 class "
-             f"pairs, DDIM-{study['steps']} inversion, judged by the shipped classifier", "",
-             "| method | images | FID vs test | mean confidence | p >= 0.9 | class A | class B | third class | 2 + 5 -> 8 |",
-             "|---|---|---|---|---|---|---|---|---|"]
-    for name, m in methods.items():
+def table(study: dict) -> tuple[list[str], list[list[str]]]:
+    """(headers, rows) of the study's summary, one row per method."""
+    headers = ["method", "images", "FID vs test", "mean confidence", "p >= 0.9", "class A", "class B",
+               "third class", "2 + 5 -> 8"]
+    rows = []
+    for name, m in study["methods"].items():
         two_five = m["counts"]["2+5"]
-        lines.append(f"| {name} | {m['images']} | {m['fid_test']:.2f} | {m['mean_confidence']:.3f} | "
-                     f"{m['confident_share']:.3f} | {m['share_a']:.3f} | {m['share_b']:.3f} | "
-                     f"{m['share_third']:.3f} | {two_five[8]}/{sum(two_five)} |")
-    lines += ["", "Class pairs whose most common result is a third digit (method: pair -> digit, share):", ""]
-    lines += [f"- {line}" for line in third_digits(study)]
-    return "\n".join(lines) + "\n"
+        rows.append([name, str(m["images"]), f"{m['fid_test']:.2f}", f"{m['mean_confidence']:.3f}",
+                     f"{m['confident_share']:.3f}", f"{m['share_a']:.3f}", f"{m['share_b']:.3f}",
+                     f"{m['share_third']:.3f}", f"{two_five[8]}/{sum(two_five)}"])
+    return headers, rows
+
+
+def to_markdown(study: dict) -> str:
+    title = (f"Merges at weight {study['weight']:g}: {study['per_class']} image pairs for each of the 45 class "
+             f"pairs, DDIM-{study['steps']} inversion, judged by the shipped classifier")
+    third = "\n".join(f"- {line}" for line in third_digits(study))
+    return (f"{title}\n\n{markdown.table(*table(study))}\n"
+            f"Class pairs whose most common result is a third digit (method: pair -> digit, share):\n\n{third}\n")
 
 
 def third_digits(study: dict) -> list[str]:

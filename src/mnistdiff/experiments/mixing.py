@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import torch
 
+from mnistdiff.tensors import append_dims
+
 
 def _norm(x: torch.Tensor) -> torch.Tensor:
     """Per-sample Euclidean norm, shaped to broadcast: (B, 1, 1, 1)."""
-    return x.flatten(1).norm(dim=1).view(-1, *([1] * (x.dim() - 1)))
+    return append_dims(x.flatten(1).norm(dim=1), x.dim())
 
 
 def linear(a: torch.Tensor, b: torch.Tensor, w: float) -> torch.Tensor:
@@ -19,7 +21,7 @@ def linear(a: torch.Tensor, b: torch.Tensor, w: float) -> torch.Tensor:
 def slerp(a: torch.Tensor, b: torch.Tensor, w: float) -> torch.Tensor:
     """Spherical interpolation, as the DDIM paper interpolates latents (Sec. 5.4 of Song et al. 2021)."""
     cos = ((a.flatten(1) * b.flatten(1)).sum(1) / (a.flatten(1).norm(dim=1) * b.flatten(1).norm(dim=1))).clamp(-1, 1)
-    theta = torch.arccos(cos).view(-1, *([1] * (a.dim() - 1)))
+    theta = append_dims(torch.arccos(cos), a.dim())
     sin = torch.sin(theta)
     # Nearly parallel inputs: the spherical weights tend to the linear ones.
     safe = sin.abs() > 1e-6

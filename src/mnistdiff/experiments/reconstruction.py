@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 from tqdm.auto import tqdm
 
+from mnistdiff import markdown
 from mnistdiff.diffusion import Schedule
 from mnistdiff.samplers import ddim_invert, levels, sample_ddim
 
@@ -28,9 +29,13 @@ def reconstruction_errors(model, schedule: Schedule, x0: torch.Tensor, steps_lis
     return rows
 
 
+def table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
+    """(headers, rows): this model's error by steps S, beside the DDIM paper's CIFAR-10 figures."""
+    headers = ["S"] + [str(r["steps"]) for r in rows]
+    return headers, [["MNIST, this model"] + [f"{r['mse']:.2g}" for r in rows],
+                     ["CIFAR-10, DDIM paper"] + [str(r["cifar10_reference"] or "-") for r in rows]]
+
+
 def to_markdown(rows: list[dict]) -> str:
-    lines = [f"Reconstruction error of DDIM inversion, per-pixel MSE on [0, 1], {rows[0]['images']} test images", "",
-             "| S | " + " | ".join(str(r["steps"]) for r in rows) + " |", "|---|" + "---|" * len(rows),
-             "| MNIST, ours | " + " | ".join(f"{r['mse']:.2g}" for r in rows) + " |",
-             "| CIFAR-10, DDIM paper | " + " | ".join(str(r["cifar10_reference"] or "-") for r in rows) + " |"]
-    return "\n".join(lines) + "\n"
+    title = f"Reconstruction error of DDIM inversion, per-pixel MSE on [0, 1], {rows[0]['images']} test images"
+    return f"{title}\n\n{markdown.table(*table(rows))}"

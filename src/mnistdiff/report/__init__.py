@@ -6,11 +6,15 @@ import sys
 import time
 from dataclasses import asdict, replace
 from pathlib import Path
+from typing import TYPE_CHECKING, Callable
 
 from mnistdiff.files import NoSpace
-from mnistdiff.report.settings import FID_ROWS, FULL, PRESETS, QUICK, Settings, model_evaluations
+from mnistdiff.report.settings import FID_ROWS, FULL, QUICK, SIZES, Settings, model_evaluations
 
-__all__ = ["FULL", "PRESETS", "QUICK", "Settings", "build_report"]
+if TYPE_CHECKING:
+    from mnistdiff.report import parts
+
+__all__ = ["FULL", "QUICK", "SIZES", "Settings", "build_report"]
 
 
 def _minutes(seconds: float) -> str:
@@ -52,15 +56,12 @@ def build_report(out: str | Path = "report", checkpoint: str | Path | None = Non
                  progress: bool = True, command: str | None = None) -> dict:
     """Compute every part (or reuse it from OUT/cache), then write OUT/index.html, summary.json and
     report.md. Returns the summary: the page's key numbers and provenance."""
-    from mnistdiff import load_checkpoint
     from mnistdiff.external.diffusers import is_diffusers_folder
     from mnistdiff.precision import pick_device, pick_precision
+    from mnistdiff.provenance import git_commit
     from mnistdiff.report import page, parts
     from mnistdiff.report.cache import Cache, model_checksum
-    from mnistdiff.runtime import prepare
     from mnistdiff.training import checkpoint as ckpt
-
-    from mnistdiff.provenance import git_commit
 
     started, commit = time.perf_counter(), git_commit()  # the code that runs, not a later checkout
     out = Path(out)
@@ -68,15 +69,36 @@ def build_report(out: str | Path = "report", checkpoint: str | Path | None = Non
     folder = Path(checkpoint) if is_diffusers_folder(checkpoint) else ckpt.find(checkpoint)
     target = pick_device(device)
     settings = replace(settings, precision=pick_precision(settings.precision, target.type))  # the page names what ran
-    model, schedule, config = load_checkpoint(checkpoint)
-    # One compiled Runner serves every FID row (generate reuses a Runner of the same settings).
-    runner = prepare(model.to(target), precision=settings.precision, compile=settings.compile)
-    ctx = parts.Context(model=runner, cpu_model=load_checkpoint(checkpoint)[0], schedule=schedule,
-                        config=config, settings=settings, out=out, data_dir=None if data_dir is None else str(data_dir))
+    ctx = _context(out, checkpoint, settings, target, data_dir)
     checksum = model_checksum(folder)
     cache = Cache(out, {"model": checksum, "settings": asdict(settings), "data_dir": ctx.data_dir}, force=force)
     fid_csv = parts.find_fid_csv(checkpoint, folder)
-    jobs = {
+    jobs = _jobs(ctx, fid_csv)
+    keys = {name: _part_key(name, target.type, fid_csv) for name in jobs}
+    results = _compute(jobs, keys, cache, model_evaluations(settings), progress)
+    provenance = page.provenance(settings, checkpoint=checkpoint, folder=folder, checksum=checksum, device=target,
+                                 command=command, data_dir=ctx.data_dir, results=results, commit=commit)
+    return page.write(out, results, settings, provenance, seconds=time.perf_counter() - started, parts=cache.times)
+
+
+def _context(out: Path, checkpoint, settings: Settings, target, data_dir) -> parts.Context:
+    """The model on the report's device, behind one compiled Runner that serves every FID row (generate
+    reuses a Runner of the same settings), and a second copy on the CPU for the experiments."""
+    from mnistdiff import load_checkpoint
+    from mnistdiff.report import parts
+    from mnistdiff.runtime import prepare
+
+    model, schedule, config = load_checkpoint(checkpoint)
+    runner = prepare(model.to(target), precision=settings.precision, compile=settings.compile)
+    return parts.Context(model=runner, cpu_model=load_checkpoint(checkpoint)[0], schedule=schedule, config=config,
+                         settings=settings, out=out, data_dir=None if data_dir is None else str(data_dir))
+
+
+def _jobs(ctx, fid_csv: Path | None) -> dict[str, Callable[[], dict]]:
+    """Every part of the page, by name, in the order the page shows them."""
+    from mnistdiff.report import parts
+
+    return {
         "forward": lambda: parts.forward(ctx),
         "trajectory": lambda: parts.trajectory(ctx),
         **{f"fid {row.label}": (lambda r=row: parts.fid_row(ctx, r)) for row in FID_ROWS},
@@ -86,21 +108,28 @@ def build_report(out: str | Path = "report", checkpoint: str | Path | None = Non
         "merge study": lambda: parts.merge_study(ctx),
         "fid curve": lambda: parts.fid_curve(ctx, fid_csv),
     }
-    costs = model_evaluations(settings)
+
+
+def _part_key(name: str, device: str, fid_csv: Path | None) -> dict:
+    """What a cached part depends on beyond the model, the settings and the data."""
+    # Sampling and timing depend on the device (its noise differs from the CPU's); the rest runs on the CPU.
+    key = {"device": device} if name.startswith("fid ") or name == "timing" else {}
+    if name == "fid curve":
+        key["fid_csv"] = fid_csv.read_text() if fid_csv else None
+    return key
+
+
+def _compute(jobs: dict[str, Callable[[], dict]], keys: dict[str, dict], cache, costs: dict[str, float],
+             progress: bool) -> dict:
+    """Each job's result, from the cache under its key or computed, with a progress line per part."""
     job = JobProgress(costs, enabled=progress)
     results = {}
     for name, compute in jobs.items():
         job.begin(name)
-        # Sampling and timing depend on the device (its noise differs from the CPU's); the rest runs on the CPU.
-        key = {"device": target.type} if name.startswith("fid ") or name == "timing" else {}
-        if name == "fid curve":
-            key["fid_csv"] = fid_csv.read_text() if fid_csv else None
         try:
-            results[name], cached = cache.run(name, key, compute)
+            results[name], cached = cache.run(name, keys[name], compute)
         except NoSpace as err:
             raise NoSpace(err.errno, f"{err.strerror}; the parts finished before it stay in {cache.folder}: "
                                      "free some space and run the report again") from err
         job.end(name, cached)
-    provenance = page.provenance(settings, checkpoint, folder, checksum, target, command, ctx.data_dir,
-                                 results["forward"]["test_index"], results["merges"]) | {"commit": commit}
-    return page.write(out, results, settings, provenance, seconds=time.perf_counter() - started, parts=cache.times)
+    return results

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import platform
 import shlex
 import sys
@@ -18,8 +17,7 @@ import torch
 from mnistdiff.experiments.merge_study import third_digits
 from mnistdiff.files import atomic_write
 from mnistdiff.report import tables
-from mnistdiff.report.parts import device_name
-from mnistdiff.report.settings import FID_ROWS, HEADLINE, Settings
+from mnistdiff.report.settings import FID_ROWS, HEADLINE, REPORT_FID, REPORT_TIMING, Settings
 
 PACKAGES = ("mnistdiff", "torch", "numpy", "torchmetrics", "safetensors", "pillow", "matplotlib")
 CSS = """
@@ -37,21 +35,41 @@ pre { background: #f4f4f4; padding: 0.5rem; overflow-x: auto; font-size: 0.8rem;
 """
 
 
-def provenance(settings: Settings, checkpoint, folder: Path, checksum: str, device: torch.device,
-               command: str | None, data_dir: str | None, forward_index: int, merges: dict) -> dict:
+def provenance(settings: Settings, *, checkpoint, folder: Path, checksum: str, device: torch.device,
+               command: str | None, data_dir: str | None, results: dict, commit: str | None) -> dict:
     """What reruns every number: commands, versions, commit, machine, seeds and counts."""
-    from mnistdiff.provenance import git_commit
+    from mnistdiff.provenance import machine_details
 
+    return {
+        "command": command or "build_report(...) from Python",
+        "commands": _rerun_commands(settings, checkpoint, device, data_dir, results),
+        "settings": asdict(settings),
+        "model": str(folder) if checkpoint is not None else "the shipped model",
+        "weights_sha256": checksum,
+        "commit": commit,
+        "versions": _versions(),
+        "machine": machine_details(device),
+        "written": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
+    }
+
+
+def _versions() -> dict[str, str]:
+    """The version of each package the numbers depend on, and Python's."""
     versions = {}
     for name in PACKAGES:
         try:
             versions[name] = metadata.version(name)
         except metadata.PackageNotFoundError:
             versions[name] = "not installed"
+    return versions | {"python": platform.python_version()}
+
+
+def _rerun_commands(s: Settings, checkpoint, device: torch.device, data_dir: str | None,
+                    results: dict) -> dict[str, str]:
+    """One `mnistdiff` command line per part of the page, with the report's counts and seeds."""
     model = [] if checkpoint is None else ["--checkpoint", str(checkpoint)]
     where = [] if data_dir is None else ["--data-dir", data_dir]
-    on = ["--device", device.type, *(["--compile"] if settings.compile else [])]
-    s = settings
+    on = ["--device", device.type, *(["--compile"] if s.compile else [])]
     commands = {f"FID {r.label}": ["fid", "--sampler", r.sampler,
                                    *([] if r.steps is None else ["--steps", str(r.steps)]),
                                    *([] if r.eta is None else ["--eta", f"{r.eta:g}"]),
@@ -59,9 +77,11 @@ def provenance(settings: Settings, checkpoint, folder: Path, checksum: str, devi
                                    "--seed", str(s.seed), "--batch-size", str(s.batch_size), "--precision",
                                    s.precision, *model, *on, *where]
                 for r in FID_ROWS}
+    merges = results["merges"]
     commands |= {
         "timing": ["bench", "sample", "--batch-size", str(s.timing_batch), "--precision", s.precision, *model, *on],
-        "Fig. 1": ["figure", "forward", str(forward_index), "--steps", str(s.ddim_steps), *model, *where],
+        "Fig. 1": ["figure", "forward", str(results["forward"]["test_index"]), "--steps", str(s.ddim_steps), *model,
+                   *where],
         "denoising GIF": ["figure", "trajectory", "--n", str(s.trajectory_images), "--seed", str(s.seed), *model],
         "reconstruction": ["reconstruction", "--n", str(s.reconstruction_images), "--steps",
                            ",".join(map(str, s.reconstruction_steps)), *model, *where],
@@ -69,19 +89,7 @@ def provenance(settings: Settings, checkpoint, folder: Path, checksum: str, devi
            for rule in merges["rules"]},
         "merge study": ["merge-study", "--per-class", str(s.merge_per_class), "--seed", str(s.seed), *model, *where],
     }
-    return {
-        "command": command or "build_report(...) from Python",
-        "commands": {k: shlex.join(["mnistdiff", *v]) for k, v in commands.items()},
-        "settings": asdict(settings),
-        "model": str(folder) if checkpoint is not None else "the shipped model",
-        "weights_sha256": checksum,
-        "commit": git_commit(),
-        "versions": versions | {"python": platform.python_version()},
-        "machine": {"platform": platform.platform(), "processor": device_name(torch.device("cpu")),
-                    "cpus": os.cpu_count(), "torch_threads": torch.get_num_threads(), "device": device.type,
-                    "device_name": device_name(device)},
-        "written": datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-    }
+    return {k: shlex.join(["mnistdiff", *v]) for k, v in commands.items()}
 
 
 def _figure(src: str, caption: str, alt: str) -> str:
@@ -112,7 +120,8 @@ def _fid_and_timing(results: dict, s: Settings) -> list[str]:
     return [
         "<h2>FID</h2>",
         '<p class="note">FID here is computed on the features of an MNIST digit classifier shipped with the '
-        "project, against the test set's statistics; the student report's 9.32 and 11.61 used Inception "
+        f"project, against the test set's statistics; the student report's {REPORT_FID['DDPM-1000']:.2f} and "
+        f"{REPORT_FID['DDIM-50']:.2f} used Inception "
         "features, another scale, so compare each row with its <b>floor</b>: real training images scored the "
         f"same way at the same count. This is a <b>--{escape(s.name)}</b> run: {s.images_of(HEADLINE)} images "
         f"for DDIM-50, {s.fid_images} for the other DDIM and DPM-Solver++ rows, {s.ddpm_images} for DDPM, "
@@ -199,6 +208,11 @@ def write(out: Path, results: dict, settings: Settings, prov: dict, seconds: flo
     return summary
 
 
+def _report_timing() -> str:
+    r = REPORT_TIMING
+    return f"{r['ddpm_s']:.0f} s / {r['ddim_s']:.1f} s on a {r['short_device']}"
+
+
 def print_summary(summary: dict, out: Path, file=sys.stdout) -> None:
     """One screen: the headline numbers and the page to open."""
     lines = [f"mnistdiff report (--{summary['settings']}) in {summary.get('seconds', 0) / 60:.1f} min", ""]
@@ -210,7 +224,7 @@ def print_summary(summary: dict, out: Path, file=sys.stdout) -> None:
                      f"  precision {r['precision']:.3f}  recall {r['recall']:.3f}")
     t = summary["timing"]
     lines += ["", f"  batch of {t['batch_size']} on {t['device_name']}: DDPM-1000 {t['ddpm_s']:.1f} s, "
-              f"DDIM-50 {t['ddim_s']:.2f} s, ratio {t['ratio']:.1f} (report: 43 s / 1.5 s on a 2080 Ti)"]
+              f"DDIM-50 {t['ddim_s']:.2f} s, ratio {t['ratio']:.1f} (report: {_report_timing()})"]
     lines.append("  reconstruction MSE: " + ", ".join(f"S={k}: {v:.2g}" for k, v in summary["reconstruction_mse"].items()))
     lines.append("  2 + 5 -> 8: " + ", ".join(f"{m} {k}/{n}" for m, (k, n) in summary["two_plus_five_to_eight"].items()))
     lines += ["", f"open {(out / 'index.html').resolve().as_uri()}"]

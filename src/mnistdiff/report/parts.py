@@ -3,8 +3,6 @@ folder and returns its numbers (JSON-ready, with "files": what it wrote, relativ
 
 from __future__ import annotations
 
-import csv
-import platform
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,14 +13,10 @@ from mnistdiff import data
 from mnistdiff.data import to_model_range
 from mnistdiff.diffusion import Schedule
 from mnistdiff.experiments.inputs import fit
-from mnistdiff.files import atomic_write
+from mnistdiff.files import atomic_write, read_csv
 from mnistdiff.images import DIGITS, grid, image_shape, save_png
+from mnistdiff.provenance import device_name
 from mnistdiff.report.settings import FidRow, Settings
-
-MERGE_WEIGHTS = (0.0, 0.2, 0.4, 0.5, 0.6, 0.8, 1.0)
-# The student report's figures, shown beside ours.
-REPORT_FID = {"DDPM-1000": 9.32, "DDIM-50": 11.61}
-REPORT_TIMING = {"device": "NVIDIA GeForce RTX 2080 Ti", "batch": 64, "ddpm_s": 43.0, "ddim_s": 1.5}
 
 
 @dataclass
@@ -85,8 +79,7 @@ def forward(ctx: Context) -> dict:
 
     index = ctx.first_of_class(2)
     x0 = ctx.test_images(index, index + 1)
-    T = ctx.schedule.T
-    show = [t for t in (0, 50, 100, 200, 400, 600, 800) if t < T - 1] + [T - 1]
+    show = figures.forward_timesteps(ctx.schedule.T)
     rows = figures.forward_and_back(ctx.cpu_model, ctx.schedule, x0, show, ctx.ddim_levels())
     figures.panel_figure(rows, ctx.out / "forward.png",
                          title=f"test #{index}: forward process and DDIM-{ctx.settings.ddim_steps} path back")
@@ -139,18 +132,6 @@ def fid_row(ctx: Context, spec: FidRow) -> dict:
     return row
 
 
-def device_name(device: torch.device) -> str:
-    if device.type == "cuda":
-        return torch.cuda.get_device_name(device)
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
 def timing(ctx: Context) -> dict:
     """Seconds for one batch with DDPM over all T steps and with DDIM-50, on the report's device."""
     from mnistdiff.bench import bench_sampling
@@ -179,18 +160,19 @@ def reconstruction(ctx: Context) -> dict:
 def merges(ctx: Context) -> dict:
     """Figs. 3 and 4: the first test 2 and 5 inverted, mixed by each rule, decoded; beside the pixel mix."""
     from mnistdiff.experiments import RULES, figures, merge
+    from mnistdiff.experiments.merge import WEIGHTS
 
     a_index, b_index = ctx.first_of_class(2), ctx.first_of_class(5)
     a, b = (ctx.test_images(i, i + 1) for i in (a_index, b_index))
     labels = [f"test #{a_index} (2)", f"test #{b_index} (5)"]
     files = []
     for rule in RULES:
-        result = merge(ctx.cpu_model, ctx.schedule, a, b, list(MERGE_WEIGHTS), rule=rule, levels=ctx.ddim_levels())
-        rows = figures.merge_rows(labels, a, b, result, list(MERGE_WEIGHTS), rule)
+        result = merge(ctx.cpu_model, ctx.schedule, a, b, list(WEIGHTS), rule=rule, levels=ctx.ddim_levels())
+        rows = figures.merge_rows(labels, a, b, result, list(WEIGHTS), rule)
         name = f"merge-2-5-{rule}.png"
         figures.panel_figure(rows, ctx.out / name, title=f"2 + 5, {rule} mix, DDIM-{ctx.settings.ddim_steps} inversion")
         files.append(name)
-    return {"a": a_index, "b": b_index, "weights": list(MERGE_WEIGHTS), "rules": list(RULES), "files": files}
+    return {"a": a_index, "b": b_index, "weights": list(WEIGHTS), "rules": list(RULES), "files": files}
 
 
 def merge_study(ctx: Context) -> dict:
@@ -224,8 +206,7 @@ def fid_curve(ctx: Context, fid_csv: Path | None) -> dict:
 
     if fid_csv is None:
         return {"available": False, "files": []}
-    with open(fid_csv) as f:
-        rows = list(csv.DictReader(f))
+    _, rows = read_csv(fid_csv)
     if not rows:
         return {"available": False, "files": []}
     plot_fid_curve(fid_csv, ctx.out / "fid-curve.png")

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from html import escape
 
-from mnistdiff.experiments.merge_study import third_digits
-from mnistdiff.report.parts import REPORT_FID, REPORT_TIMING
-from mnistdiff.report.settings import FID_ROWS
+from mnistdiff.experiments.merge_study import table as merge_table, third_digits
+from mnistdiff.experiments.reconstruction import table as reconstruction_table
+from mnistdiff.markdown import table as md_table
+from mnistdiff.report.settings import FID_ROWS, REPORT_FID, REPORT_TIMING
 
 
 def html_table(headers: list[str], rows: list[list[str]], theirs_last: bool = False) -> str:
@@ -17,11 +18,6 @@ def html_table(headers: list[str], rows: list[list[str]], theirs_last: bool = Fa
         cls = ' class="theirs"' if theirs_last and i == len(rows) - 1 else ""
         body.append(f"<tr{cls}>" + "".join(f"<td>{escape(c)}</td>" for c in row) + "</tr>")
     return "<table>" + head + "".join(body) + "</table>"
-
-
-def md_table(headers: list[str], rows: list[list[str]]) -> str:
-    lines = ["| " + " | ".join(headers) + " |", "|" + "---|" * len(headers)]
-    return "\n".join(lines + ["| " + " | ".join(r) + " |" for r in rows]) + "\n"
 
 
 def fid_table(results: dict) -> tuple[list[str], list[list[str]]]:
@@ -51,24 +47,6 @@ def timing_table(t: dict) -> tuple[list[str], list[list[str]]]:
                       f"{t['ddpm_s']:.1f}", f"{t['ddim_s']:.2f}", f"{t['ratio']:.1f}"],
                      [f"the report: {r['device']}", str(r["batch"]), "not stated", f"{r['ddpm_s']:.0f}",
                       f"{r['ddim_s']:.1f}", f"{r['ddpm_s'] / r['ddim_s']:.1f}"]]
-
-
-def reconstruction_table(rows: list[dict]) -> tuple[list[str], list[list[str]]]:
-    headers = ["S"] + [str(r["steps"]) for r in rows]
-    return headers, [["MNIST, this model"] + [f"{r['mse']:.2g}" for r in rows],
-                     ["CIFAR-10, DDIM paper"] + [str(r["cifar10_reference"] or "-") for r in rows]]
-
-
-def merge_table(study: dict) -> tuple[list[str], list[list[str]]]:
-    headers = ["method", "images", "FID vs test", "mean confidence", "p >= 0.9", "class A", "class B",
-               "third class", "2 + 5 -> 8"]
-    rows = []
-    for name, m in study["methods"].items():
-        two_five = m["counts"]["2+5"]
-        rows.append([name, str(m["images"]), f"{m['fid_test']:.2f}", f"{m['mean_confidence']:.3f}",
-                     f"{m['confident_share']:.3f}", f"{m['share_a']:.3f}", f"{m['share_b']:.3f}",
-                     f"{m['share_third']:.3f}", f"{two_five[8]}/{sum(two_five)}"])
-    return headers, rows
 
 
 def merge_answer(study: dict) -> str:

@@ -1,42 +1,66 @@
-"""The levels a sampler visits: descending timesteps ending with -1, clean data."""
+"""The levels a sampler visits: descending timesteps ending with -1, clean data.
+
+One small function per spacing, as k-diffusion's get_sigmas_karras / get_sigmas_exponential: each
+gives the n timesteps of its grid in low..T - 1, ascending; `levels` checks the request, looks the
+spacing up in SPACINGS, and walks the grid down to -1.
+"""
 
 from __future__ import annotations
+
+from collections.abc import Callable
 
 import torch
 
 from mnistdiff.diffusion import Schedule
 
-SPACINGS = ("uniform", "quadratic", "logsnr")
+
+def uniform_grid(n: int, schedule: Schedule, low: int = 0) -> list[int]:
+    """The official DDIM code's grid: low + i (T - low) / n for i in 0..n-1, floored."""
+    T = schedule.T
+    return [low + i * (T - low) // n for i in range(n)]
+
+
+def quadratic_grid(n: int, schedule: Schedule, low: int = 0) -> list[int]:
+    """low to T - 1 evenly in sqrt(t), rounded: denser near clean data."""
+    T = schedule.T
+    if n == 1:
+        return [T - 1]
+    return _distinct([low + round((i / (n - 1)) ** 2 * (T - 1 - low)) for i in range(n)], low, T)
+
+
+def logsnr_grid(n: int, schedule: Schedule, low: int = 0) -> list[int]:
+    """low to T - 1 evenly in lambda = log(alpha / sigma), as Lu et al. 2022 space DPM-Solver's
+    steps: each target lambda goes to the nearest timestep."""
+    T = schedule.T
+    if n == 1:
+        return [T - 1]
+    lam = lambdas(schedule)  # (T,), decreasing in t
+    targets = torch.linspace(float(lam[low]), float(lam[-1]), n, dtype=torch.float64)
+    return _distinct([int((lam - v).abs().argmin()) for v in targets], low, T)
+
+
+SPACINGS: dict[str, Callable[[int, Schedule, int], list[int]]] = {
+    "uniform": uniform_grid,
+    "quadratic": quadratic_grid,
+    "logsnr": logsnr_grid,
+}
 
 
 def levels(n: int, schedule: Schedule, spacing: str = "uniform", t_end: int | None = None) -> list[int]:
     """The n levels where a sampler evaluates the model, descending, then -1 (clean data): n + 1 in all.
 
-    "uniform" is the official DDIM code's grid 0, T/n, 2T/n, ... (floored); "quadratic" runs from
-    T - 1 down to 0 evenly in sqrt(t), denser near clean data, and "logsnr" evenly in
-    lambda = log(alpha / sigma), as Lu et al. 2022 space DPM-Solver's steps. Each is rounded to
-    whole timesteps. With t_end the same spacing covers t_end..T - 1 instead, so the last model
-    evaluation is at t_end and sampling returns the x0 predicted there. levels(T, schedule) is
-    every step, T - 1 down to 0.
+    `spacing` names a grid of SPACINGS. With t_end the grid covers t_end..T - 1 instead of 0..T - 1,
+    so the last model evaluation is at t_end and sampling returns the x0 predicted there.
+    levels(T, schedule) is every step, T - 1 down to 0.
     """
     T, low = schedule.T, t_end or 0
     if not 1 <= n <= T:
         raise ValueError(f"steps must be at least 1 and at most T={T}, got {n}")
     if not 0 <= low <= T - n:
         raise ValueError(f"t_end must be between 0 and T - steps = {T - n}, got {t_end}")
-    if spacing == "uniform":
-        grid = [low + i * (T - low) // n for i in range(n)]
-    elif spacing in ("quadratic", "logsnr") and n == 1:
-        grid = [T - 1]
-    elif spacing == "quadratic":
-        grid = _distinct([low + round((i / (n - 1)) ** 2 * (T - 1 - low)) for i in range(n)], low, T)
-    elif spacing == "logsnr":
-        lam = lambdas(schedule)  # decreasing in t
-        targets = torch.linspace(float(lam[low]), float(lam[-1]), n, dtype=torch.float64)
-        grid = _distinct([int((lam - v).abs().argmin()) for v in targets], low, T)
-    else:
+    if spacing not in SPACINGS:
         raise ValueError(f"unknown spacing {spacing!r}: use one of {', '.join(SPACINGS)}")
-    return grid[::-1] + [-1]
+    return SPACINGS[spacing](n, schedule, low)[::-1] + [-1]
 
 
 def _distinct(grid: list[int], low: int, T: int) -> list[int]:

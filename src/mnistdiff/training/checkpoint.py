@@ -26,7 +26,6 @@ from safetensors.torch import save as tensor_bytes
 
 from mnistdiff import files, lock
 from mnistdiff.diffusion import ScheduleConfig
-from mnistdiff.files import sha256  # noqa: F401  (callers use checkpoint.sha256)
 from mnistdiff.model import TrainConfig, UNet, UNetConfig
 from mnistdiff.training import state as state_io
 

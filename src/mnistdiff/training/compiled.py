@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from mnistdiff.diffusion import Schedule, eps_loss
+from mnistdiff.diffusion import EpsLoss, Schedule
 from mnistdiff.precision import autocast
 from mnistdiff.runtime import compile_model
 
@@ -20,7 +20,7 @@ def gradients(model, params, schedule: Schedule, x0: torch.Tensor, precision: st
     for p in params:
         p.grad = None
     with autocast(precision, x0.device.type):
-        loss = eps_loss(model, schedule, x0, generator=torch.Generator().manual_seed(0))
+        loss = EpsLoss()(model, schedule, x0, generator=torch.Generator().manual_seed(0))
     loss.backward()
     grads = torch.cat([(p.grad if p.grad is not None else torch.zeros_like(p)).flatten() for p in params])
     for p in params:

@@ -29,19 +29,10 @@ def check_base(base: Path, run_config: dict) -> dict:
     return json.loads((base / "record.json").read_text())
 
 
-def csv_rows(path: Path) -> tuple[list[str], list[dict]]:
-    """(field names, rows as dicts) of a CSV file; empty for a file that is not there."""
-    if not path.is_file():
-        return [], []
-    with open(path, newline="") as f:
-        reader = csv.DictReader(f)
-        return list(reader.fieldnames or []), list(reader)
-
-
 def joined_log(base_csv: Path, run_csv: Path, base_step: int, base_seconds: float) -> str | None:
     """The base's rows, then the run's with `step` and `elapsed_s` shifted by the base's."""
-    base_fields, base_rows = csv_rows(base_csv)
-    run_fields, run_rows = csv_rows(run_csv)
+    base_fields, base_rows = files.read_csv(base_csv, missing_ok=True)
+    run_fields, run_rows = files.read_csv(run_csv, missing_ok=True)
     if not run_rows and not base_rows:
         return None
     fields = base_fields or run_fields
@@ -81,5 +72,5 @@ def base_seconds(base: Path, record: dict) -> float:
         record = record.get("base")
     if None not in stages:
         return float(sum(stages))
-    _, rows = csv_rows(base / "log.csv")
+    _, rows = files.read_csv(base / "log.csv", missing_ok=True)
     return float(rows[-1]["elapsed_s"]) if rows else 0.0

@@ -11,7 +11,7 @@ import torch
 from tqdm.auto import tqdm
 
 from mnistdiff import data, files, lock
-from mnistdiff.diffusion import eps_loss, level_density, level_weights, make_schedule
+from mnistdiff.diffusion import level_density, make_schedule, training_loss
 from mnistdiff.evaluation.report import fid_test
 from mnistdiff.generation import generate
 from mnistdiff.images import grid, save_png
@@ -45,38 +45,40 @@ class Run:
         self.out, self.config, self.images = out, config, images  # images: (N, C, H, W) uint8, on the CPU
         self.group, self.device = group, group.device
         device = group.device
-        unet_cfg, self.cfg, sched_cfg = checkpoint.parse_config(config)
-        torch.manual_seed(self.cfg.seed)  # the weights' initialisation, and dropout
-        self.schedule = make_schedule(sched_cfg)
-        self.model = UNet(unet_cfg, self.schedule).to(device)
-        self.ema = EMA(self.model, self.cfg.ema_decay)
+        # config: the whole dict, as config.json holds it; train_config: its TrainConfig.
+        unet_config, self.train_config, schedule_config = checkpoint.parse_config(config)
+        settings = self.train_config
+        torch.manual_seed(settings.seed)  # the weights' initialisation, and dropout
+        self.schedule = make_schedule(schedule_config)
+        self.model = UNet(unet_config, self.schedule).to(device)
+        self.ema = EMA(self.model, settings.ema_decay)
         # The fused kernel: the same update in one pass over the weights (about 2% of a CPU training step).
-        self.optimizer = adamw(self.model.parameters(), device, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
+        self.optimizer = adamw(self.model.parameters(), device, lr=settings.lr, weight_decay=settings.weight_decay)
         # How the loss weighs and draws the levels (diffusion.py): the plain MSE over uniform t by default.
-        self.weights = level_weights(self.schedule, unet_cfg.preconditioning, unet_cfg.sigma_data,
-                                     self.cfg.min_snr_gamma)
-        self.density = level_density(self.schedule, self.cfg.level_density, self.cfg.level_mean,
-                                     self.cfg.level_std, self.cfg.level_uniform)
+        density = level_density(self.schedule, settings.level_density, settings.level_mean, settings.level_std,
+                                settings.level_uniform)
+        self.loss = training_loss(unet_config.preconditioning, unet_config.sigma_data, settings.min_snr_gamma,
+                                  density, stratified=settings.level_draw == "stratified")
         # The training forward may run through torch.compile; weights and state_dict stay the model's.
         self.compiled = self.model
         self.paused_s = 0.0  # wall time of FID checks, which the time budget does not count
         self.setup_s = 0.0  # wall time of compiling, which the time budget counts
         if compile:
             begin = time.monotonic()
-            x0 = data.to_model_range(images[: self.cfg.batch_size]).to(device)
-            self.compiled, message = compile_for_training(self.model, self.schedule, x0, self.cfg.precision)
+            x0 = data.to_model_range(images[: settings.batch_size]).to(device)
+            self.compiled, message = compile_for_training(self.model, self.schedule, x0, settings.precision)
             self.setup_s = time.monotonic() - begin
             print(f"{message}; {self.setup_s:.0f} s, counted in --minutes", flush=True)
         self.compiled = distributed.wrap(self.compiled, group)
         self._seed_dropout(0)
-        self.gen = torch.Generator().manual_seed(self.cfg.seed)  # data order, t and eps, on the CPU
+        self.gen = torch.Generator().manual_seed(settings.seed)  # data order, t and eps, on the CPU
         self.state = {"step": 0, "elapsed_s": 0.0, "pos": 0, "skipped": 0,
                       "perm": torch.randperm(len(images), generator=self.gen)}
 
     def _seed_dropout(self, step: int) -> None:
         """Processes other than 0 draw their own dropout masks (a checkpoint keeps process 0's RNG)."""
         if self.group.rank > 0:
-            torch.manual_seed(hash((self.cfg.seed, self.group.rank, step)) & (2**63 - 1))
+            torch.manual_seed(hash((self.train_config.seed, self.group.rank, step)) & (2**63 - 1))
 
     def restore(self, folder: Path) -> None:
         """Continue from checkpoint `folder`: weights, optimizer, RNG and data order."""
@@ -107,26 +109,26 @@ class Run:
         return checkpoint.save(self.out, self.state["step"], self.model, self.ema, self.optimizer, rng, self.config)
 
     def sample_grid(self) -> None:
-        pics = generate(self.ema.shadow, self.schedule, self.cfg.grid_images, sampler="ddim",
-                        steps=self.cfg.grid_steps, clip_x0=True, seed=self.cfg.seed,
+        pics = generate(self.ema.shadow, self.schedule, self.train_config.grid_images, sampler="ddim",
+                        steps=self.train_config.grid_steps, clip_x0=True, seed=self.train_config.seed,
                         image_shape=tuple(self.images.shape[1:]))
         save_png(self.out / "samples" / f"step_{self.state['step']:07d}.png", grid(pics))
 
     def fid_check(self) -> dict:
         """FID of fresh DDIM samples of the EMA model against the test statistics, in the run's
         precision; its time is not the time budget's (`paused_s`)."""
-        t0 = time.monotonic()
-        pics = generate(self.ema.shadow, self.schedule, self.cfg.fid_images, sampler="ddim",
-                        steps=self.cfg.fid_steps, clip_x0=True, seed=self.cfg.seed + 1, precision=self.cfg.precision,
+        settings, t0 = self.train_config, time.monotonic()
+        pics = generate(self.ema.shadow, self.schedule, settings.fid_images, sampler="ddim", steps=settings.fid_steps,
+                        clip_x0=True, seed=settings.seed + 1, precision=settings.precision,
                         image_shape=tuple(self.images.shape[1:]))
         fid = fid_test(pics, self.config["dataset"])
         self.paused_s += time.monotonic() - t0
-        return {"step": self.state["step"], "elapsed_s": self.state["elapsed_s"], "images": self.cfg.fid_images,
-                "ddim_steps": self.cfg.fid_steps, "fid_test": fid}
+        return {"step": self.state["step"], "elapsed_s": self.state["elapsed_s"], "images": settings.fid_images,
+                "ddim_steps": settings.fid_steps, "fid_test": fid}
 
     def next_batch(self) -> torch.Tensor:
         """The next batch of a shuffled pass over the data, in [-1, 1]; a new permutation each epoch."""
-        b, s = self.cfg.batch_size, self.state
+        b, s = self.train_config.batch_size, self.state
         if s["pos"] + b > len(self.images):
             s["perm"], s["pos"] = torch.randperm(len(self.images), generator=self.gen), 0
         idx = s["perm"][s["pos"] : s["pos"] + b]
@@ -140,9 +142,9 @@ class Run:
         deepened first where this run has more blocks per level than the source."""
         config, weights = checkpoint.read(source)
         ema = weights["ema"]
-        unet_cfg, _, _ = checkpoint.parse_config(config)
-        if unet_cfg.blocks != self.model.config.blocks:
-            old = UNet(unet_cfg)
+        unet_config, _, _ = checkpoint.parse_config(config)
+        if unet_config.blocks != self.model.config.blocks:
+            old = UNet(unet_config)
             checkpoint.load_weights(old, ema, source / "weights.safetensors")
             ema = deepen(old, self.model.config.blocks).state_dict()
         checkpoint.load_weights(self.model, ema, source / "weights.safetensors")
@@ -155,20 +157,19 @@ class Run:
         A NaN or inf loss or gradient skips the batch (the step count stays) while the run's
         `skip_nonfinite` allows, and otherwise raises NonFiniteLoss before the weights change.
         """
-        lr = learning_rate(self.cfg, self.state["step"], time_done)
+        lr = learning_rate(self.train_config, self.state["step"], time_done)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
         x0 = self.next_batch()
-        with autocast(self.cfg.precision, self.device.type):
-            loss = eps_loss(self.compiled, self.schedule, x0, generator=self.gen, weights=self.weights,
-                            density=self.density, stratified=self.cfg.level_draw == "stratified",
-                            shard=(self.group.rank, self.group.world_size))
+        with autocast(self.train_config.precision, self.device.type):
+            loss = self.loss(self.compiled, self.schedule, x0, generator=self.gen,
+                             shard=(self.group.rank, self.group.world_size))
         value = distributed.mean(self.group, loss)  # the same on every process, so all decide alike
         self.optimizer.zero_grad(set_to_none=True)
         if not math.isfinite(value):
             return self._non_finite(f"loss is {value}"), lr
         loss.backward()
-        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.grad_clip)
+        norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.train_config.grad_clip)
         if not torch.isfinite(norm):
             self.optimizer.zero_grad(set_to_none=True)
             return self._non_finite(f"gradient norm is {norm.item()}"), lr
@@ -179,11 +180,11 @@ class Run:
 
     def _non_finite(self, what: str) -> None:
         step = self.state["step"] + 1
-        if self.state["skipped"] < self.cfg.skip_nonfinite:
+        if self.state["skipped"] < self.train_config.skip_nonfinite:
             self.state["skipped"] += 1
             if self.group.main:
                 print(f"warning: {what} at step {step}: batch skipped ({self.state['skipped']} of "
-                      f"{self.cfg.skip_nonfinite} allowed)", file=sys.stderr, flush=True)
+                      f"{self.train_config.skip_nonfinite} allowed)", file=sys.stderr, flush=True)
             return None
         root = self.out / "checkpoints"
         kept = f"the last good checkpoint, {checkpoint.find(self.out).name}, is kept" \
@@ -230,20 +231,26 @@ def train(
         raise ValueError(f"--minutes must be positive, got {minutes}")
     group = distributed.join(device)
     try:
-        return _train(out, group, preset, dataset, data_dir, resume, init_from, minutes, compile, progress,
-                      command, overrides)
+        if group.main and out.is_dir():
+            lock.take(out)  # before reading the run: a second writer changes nothing (lock.py)
+        folder = resume_from(out, resume, group.main)
+        source = checkpoint.find(init_from) if init_from is not None else None
+        config = resolve(preset, dataset, folder, overrides, source)
+        run = _new_run(out, config, data_dir, group, compile)
+        if folder is not None:
+            run.restore(folder)
+        elif source is not None:
+            run.init_from(source)
+        if group.main:
+            sittings.note(out, command, run.state["step"], minutes, resumed=folder is not None)
+        return _loop(run, minutes, progress, resumed=folder is not None)
     finally:
         lock.release(out)
         distributed.leave(group)
 
 
-def _train(out: Path, group: distributed.Group, preset, dataset, data_dir, resume, init_from, minutes,
-           compile, progress, command, overrides) -> Path:
-    if group.main and out.is_dir():
-        lock.take(out)  # before reading the run: a second writer changes nothing (lock.py)
-    folder = resume_from(out, resume, group.main)
-    source = checkpoint.find(init_from) if init_from is not None else None
-    config = resolve(preset, dataset, folder, overrides, source)
+def _new_run(out: Path, config: dict, data_dir, group: distributed.Group, compile: bool) -> Run:
+    """A Run of `config` on its training set, after the checks that need the data or the processes."""
     config["train"]["precision"] = pick_precision(config["train"]["precision"], group.device.type)
     if group.main:
         files.check_output_folder(out, "--out")
@@ -258,82 +265,112 @@ def _train(out: Path, group: distributed.Group, preset, dataset, data_dir, resum
         raise ValueError("--compile is not supported with several processes yet")
     config["unet"] |= {"in_channels": images.shape[1], "image_size": images.shape[-1]}
     config["world_size"] = group.world_size
-    run = Run(out, config, images, group, compile=compile)
-    if folder is not None:
-        run.restore(folder)
-    elif source is not None:
-        run.init_from(source)
-    if group.main:
-        sittings.note(out, command, run.state["step"], minutes, resumed=folder is not None)
-    return _loop(run, minutes, progress, resumed=folder is not None)
+    return Run(out, config, images, group, compile=compile)
+
+
+class Budget:
+    """The --minutes time budget: wall time from the start, compiling counted, FID checks not."""
+
+    def __init__(self, run: Run, minutes: float | None):
+        self.minutes = minutes
+        self.start = time.monotonic() - run.setup_s  # the time budget includes compiling
+        self.deadline = self.start + 60 * minutes if minutes else float("inf")
+        # The share of the lr decay done where a resumed run stood, so that its lr stays continuous.
+        self.begun = decay_done(run.train_config, run.state["step"])
+
+    def spent(self, run: Run, signalled: bool) -> float:
+        """The share of the budget spent (0 without one); inf once a signal came, to stop at once."""
+        # Every process stops at the same step and runs at the same lr: agree on the flag and the clock
+        # (the FID checks' pause is process 0's, whose checks the others wait for).
+        signalled, elapsed, paused = distributed.largest(
+            run.group, [float(signalled), time.monotonic() - self.start, run.paused_s])
+        if signalled:
+            return math.inf
+        return (elapsed - paused) / (60 * self.minutes) if self.minutes else 0.0
+
+    def decay_share(self, spent: float) -> float | None:
+        """The share of the lr decay done after `spent` of the budget; None without a budget."""
+        return self.begun + (1 - self.begun) * spent if self.minutes else None
+
+
+class Logs:
+    """Process 0's records: a log.csv row every log_every steps with the speed since the last row,
+    fid.csv, sample grids and checkpoints."""
+
+    def __init__(self, run: Run):
+        step = run.state["step"]
+        self.log = CsvLog(run.out / "log.csv", TRAIN_FIELDS, after_step=step)
+        self.fid = CsvLog(run.out / "fid.csv", FID_FIELDS, after_step=step) if run.train_config.fid_every else None
+        self.steps, self.seconds = 0, 0.0  # of training since the last row
+
+    def row(self, run: Run, loss: float, lr: float) -> float:
+        """Write a log.csv row; returns its images/s."""
+        ips = run.train_config.batch_size * self.steps / self.seconds
+        self.log.write(step=run.state["step"], loss=loss, lr=lr, images_per_s=ips, elapsed_s=run.state["elapsed_s"])
+        self.steps, self.seconds = 0, 0.0
+        return ips
+
+    def after_step(self, run: Run, loss: float, lr: float, seconds: float, bar, deadline: float) -> bool:
+        """Log row, sample grid, FID check, checkpoint, as each falls due; True if it saved."""
+        settings, step = run.train_config, run.state["step"]
+        self.steps, self.seconds = self.steps + 1, self.seconds + seconds
+        if step % settings.log_every == 0 or step == 1:
+            ips = self.row(run, loss, lr)
+            bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{ips:.0f}", **_time_left(deadline))
+        if step % settings.sample_every == 0:
+            run.sample_grid()
+        if self.fid and step % settings.fid_every == 0:
+            self.fid.write(**run.fid_check())
+        if step % settings.checkpoint_every == 0:
+            run.save()
+            return True
+        return False
 
 
 def _loop(run: Run, minutes: float | None, progress: bool, resumed: bool) -> Path:
     """Steps until `steps`, the time budget or a signal; process 0 logs, samples and saves."""
-    cfg, state, out, main = run.cfg, run.state, run.out, run.group.main
-    log = CsvLog(out / "log.csv", TRAIN_FIELDS, after_step=state["step"]) if main else None
-    fid_log = CsvLog(out / "fid.csv", FID_FIELDS, after_step=state["step"]) if cfg.fid_every and main else None
-    start = time.monotonic() - run.setup_s  # the time budget includes compiling
-    deadline = start + 60 * minutes if minutes else float("inf")
-    # The share of the budget spent, measured from where a resumed decay stood, so the lr stays continuous.
-    begun = decay_done(cfg, state["step"])
+    state, main = run.state, run.group.main
+    logs = Logs(run) if main else None
+    budget = Budget(run, minutes)
     last_saved = state["step"] if resumed else -1
-    bar = tqdm(total=cfg.steps, initial=state["step"], desc="train", disable=not (progress and main),
+    bar = tqdm(total=run.train_config.steps, initial=state["step"], desc="train", disable=not (progress and main),
                dynamic_ncols=True)
-    since_log = [0, 0.0]  # steps and seconds of training since the last log row
+    loss = lr = None
     try:
         with StopOnSignal() as stop:
-            while state["step"] < cfg.steps:
-                # Every process stops at the same step and runs at the same lr: agree on the flag and the clock
-                # (the FID checks' pause is process 0's, whose checks the others wait for).
-                signalled, elapsed, paused = distributed.largest(
-                    run.group, [float(stop.signalled), time.monotonic() - start, run.paused_s])
-                spent = (elapsed - paused) / (60 * minutes) if minutes else 0.0
-                if signalled or spent >= 1:
+            while state["step"] < run.train_config.steps:
+                spent = budget.spent(run, stop.signalled)
+                if spent >= 1:
                     break
                 t0 = time.perf_counter()
-                loss, lr = run.step(begun + (1 - begun) * spent if minutes else None)
+                loss, lr = run.step(budget.decay_share(spent))
                 if loss is None:
                     continue
-                dt = time.perf_counter() - t0
-                state["elapsed_s"] += dt
-                since_log[:] = [since_log[0] + 1, since_log[1] + dt]
+                seconds = time.perf_counter() - t0
+                state["elapsed_s"] += seconds
                 bar.update(1)
-                if main and _after_step(run, log, fid_log, bar, loss, lr, since_log, deadline + run.paused_s):
+                if main and logs.after_step(run, loss, lr, seconds, bar, budget.deadline + run.paused_s):
                     last_saved = state["step"]
     finally:
         bar.close()
-    if main and since_log[0] and loss is not None:  # the log ends at the step the run stopped at
-        log.write(step=state["step"], loss=loss, lr=lr, images_per_s=cfg.batch_size * since_log[0] / since_log[1],
-                  elapsed_s=state["elapsed_s"])
-    final = out / "checkpoints" / f"step_{state['step']:07d}"
-    if main:
-        final = checkpoint.find(out) if state["step"] == last_saved else run.save()
-        if not stop.signalled and state["step"] % cfg.sample_every != 0:
+    if main and logs.steps and loss is not None:  # the log ends at the step the run stopped at
+        logs.row(run, loss, lr)
+    return _finish(run, last_saved, stop.signalled)
+
+
+def _finish(run: Run, last_saved: int, signalled: bool) -> Path:
+    """Process 0 saves the last step (unless it just did) and, if not stopped by a signal, samples a
+    last grid; then every process returns the checkpoint, or raises Interrupted after a signal."""
+    step = run.state["step"]
+    final = run.out / "checkpoints" / f"step_{step:07d}"
+    if run.group.main:
+        final = checkpoint.find(run.out) if step == last_saved else run.save()
+        if not signalled and step % run.train_config.sample_every != 0:
             run.sample_grid()
     distributed.barrier(run.group)
-    if stop.signalled:
-        raise Interrupted(f"stopped by signal at step {state['step']}; checkpoint saved in {final}")
+    if signalled:
+        raise Interrupted(f"stopped by signal at step {step}; checkpoint saved in {final}")
     return final
-
-
-def _after_step(run: Run, log: CsvLog, fid_log: CsvLog | None, bar, loss: float, lr: float,
-                since_log: list, deadline: float) -> bool:
-    """Process 0's work after a step: log row, sample grid, FID check, checkpoint; True if it saved."""
-    cfg, step = run.cfg, run.state["step"]
-    if step % cfg.log_every == 0 or step == 1:
-        ips = cfg.batch_size * since_log[0] / since_log[1]
-        log.write(step=step, loss=loss, lr=lr, images_per_s=ips, elapsed_s=run.state["elapsed_s"])
-        bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{ips:.0f}", **_time_left(deadline))
-        since_log[:] = [0, 0.0]
-    if step % cfg.sample_every == 0:
-        run.sample_grid()
-    if fid_log and step % cfg.fid_every == 0:
-        fid_log.write(**run.fid_check())
-    if step % cfg.checkpoint_every == 0:
-        run.save()
-        return True
-    return False
 
 
 def _time_left(deadline: float) -> dict:

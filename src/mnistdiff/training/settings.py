@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from mnistdiff import files
 from mnistdiff.diffusion import ScheduleConfig
 from mnistdiff.model import get_preset
 from mnistdiff.model.presets import MODEL_SETTINGS
@@ -23,45 +24,62 @@ def resolve(preset: str | None, dataset: str | None, resume: Path | None, overri
     model's shape and schedule are that checkpoint's, except that `blocks` may grow: the run then
     starts from a deeper copy of that model (model/grow.py), and init_from records the old count.
     """
-    extra = {}
-    if resume is not None:
-        config, _ = checkpoint.read(resume)
-        unet_cfg, train_cfg, sched_cfg = checkpoint.parse_config(config)
-        for flag, given, have in (("preset", preset, config["preset"]), ("dataset", dataset, config["dataset"])):
-            if given is not None and given != have:
-                raise ValueError(f"--{flag} {given}: the run's is {have}; a resumed run keeps it")
-        preset, dataset = config["preset"], config["dataset"]
-        extra = {k: config[k] for k in ("init_from",) if k in config}
-    else:
-        preset, dataset = preset or "small", dataset or "mnist"
-        p = get_preset(preset)
-        unet_cfg, train_cfg, sched_cfg = p.unet, p.train, ScheduleConfig()
+    preset, dataset, unet, train, schedule, extra = _starting_point(preset, dataset, resume)
     if init_from is not None:
-        source, _ = checkpoint.read(init_from)
-        unet_cfg, _, sched_cfg = checkpoint.parse_config(source)
-        dataset = source["dataset"]
-        extra["init_from"] = {"path": str(init_from), "step": checkpoint.step_of(init_from),
-                              "weights_sha256": checkpoint.sha256(init_from / "weights.safetensors")}
+        dataset, unet, schedule, extra["init_from"] = _continued_from(init_from)
     given = {k: v for k, v in overrides.items() if v is not None}
     model = {k: given.pop(k) for k in MODEL_SETTINGS if k in given}
-    changed = {k: v for k, v in model.items() if getattr(unet_cfg, k) != v}
-    if init_from is not None and changed.get("blocks", 0) > unet_cfg.blocks:
-        changed.pop("blocks")  # a deeper model that starts as this one (model/grow.py)
-        extra["init_from"]["blocks"] = unet_cfg.blocks
-    if changed and (resume is not None or init_from is not None):
-        name = next(iter(changed))
-        raise ValueError(f"--{name.replace('_', '-')}: the model's is {getattr(unet_cfg, name)!r}; "
-                         f"a resumed or continued run keeps it")
-    unet_cfg = replace(unet_cfg, **model)
-    if unet_cfg.preconditioning == "edm" and "min_snr_gamma" not in given:
+    _check_model_changes(unet, model, keeps_model=resume is not None or init_from is not None,
+                         init_record=extra["init_from"] if init_from is not None else None)
+    unet = replace(unet, **model)
+    if unet.preconditioning == "edm" and "min_snr_gamma" not in given:
         given["min_snr_gamma"] = 0.0  # EDM brings its own weights; a preset's Min-SNR is for eps models
-    train_cfg = replace(train_cfg, **given)
-    check_settings(train_cfg)
+    train = replace(train, **given)
+    check_settings(train)
     step = checkpoint.step_of(resume) if resume is not None else None
-    if step is not None and train_cfg.steps < step:
-        raise ValueError(f"--steps {train_cfg.steps} is below the run's step {step}: nothing to train "
+    if step is not None and train.steps < step:
+        raise ValueError(f"--steps {train.steps} is below the run's step {step}: nothing to train "
                          f"(pass a larger --steps to continue it)")
-    return checkpoint.config_dict(preset, dataset, unet_cfg, train_cfg, sched_cfg) | extra
+    return checkpoint.config_dict(preset, dataset, unet, train, schedule) | extra
+
+
+def _starting_point(preset: str | None, dataset: str | None, resume: Path | None) -> tuple:
+    """(preset, dataset, UNetConfig, TrainConfig, ScheduleConfig, extra): the checkpoint's on resume
+    (where a given preset or dataset must be the run's), with where it started if that was from
+    another model (extra["init_from"]), else the preset's (default small, on mnist)."""
+    if resume is None:
+        p = get_preset(preset or "small")
+        return preset or "small", dataset or "mnist", p.unet, p.train, ScheduleConfig(), {}
+    config, _ = checkpoint.read(resume)
+    for flag, given, have in (("preset", preset, config["preset"]), ("dataset", dataset, config["dataset"])):
+        if given is not None and given != have:
+            raise ValueError(f"--{flag} {given}: the run's is {have}; a resumed run keeps it")
+    unet, train, schedule = checkpoint.parse_config(config)
+    extra = {k: config[k] for k in ("init_from",) if k in config}
+    return config["preset"], config["dataset"], unet, train, schedule, extra
+
+
+def _continued_from(init_from: Path) -> tuple:
+    """(dataset, UNetConfig, ScheduleConfig, record) of the checkpoint a run starts from: the record
+    says where it is, its step and its weights' SHA-256."""
+    source, _ = checkpoint.read(init_from)
+    unet, _, schedule = checkpoint.parse_config(source)
+    record = {"path": str(init_from), "step": checkpoint.step_of(init_from),
+              "weights_sha256": files.sha256(init_from / "weights.safetensors")}
+    return source["dataset"], unet, schedule, record
+
+
+def _check_model_changes(unet, model: dict, keeps_model: bool, init_record: dict | None) -> None:
+    """Refuse a change of the model's settings where the run keeps its model (resumed or continued),
+    except more blocks when starting from another model, which `init_record` then notes."""
+    changed = {k: v for k, v in model.items() if getattr(unet, k) != v}
+    if init_record is not None and changed.get("blocks", 0) > unet.blocks:
+        changed.pop("blocks")  # a deeper model that starts as this one (model/grow.py)
+        init_record["blocks"] = unet.blocks
+    if changed and keeps_model:
+        name = next(iter(changed))
+        raise ValueError(f"--{name.replace('_', '-')}: the model's is {getattr(unet, name)!r}; "
+                         f"a resumed or continued run keeps it")
 
 
 def check_settings(cfg) -> None:

@@ -13,8 +13,8 @@ import statistics
 from datetime import datetime, timezone
 from pathlib import Path
 
+from mnistdiff import files
 from mnistdiff.provenance import git_commit, machine
-from mnistdiff.training.lineage import csv_rows
 
 FILE = "sittings.jsonl"
 
@@ -43,7 +43,7 @@ def summary(run: Path, step: int) -> dict | None:
     sittings = [s for s in read(run) if s["from_step"] < step]
     if not sittings:
         return None
-    rows = [r for r in csv_rows(Path(run) / "log.csv")[1] if int(r["step"]) <= step]
+    rows = [r for r in files.read_csv(Path(run) / "log.csv", missing_ok=True)[1] if int(r["step"]) <= step]
     training = {"commands": [s["command"] for s in sittings if s["command"]], "sittings": sittings}
     if rows:
         training["seconds_in_optimizer_steps"] = float(rows[-1]["elapsed_s"])  # as logged: 6 digits
