@@ -189,7 +189,7 @@ def fill_up_at(monkeypatch, name: str) -> None:
 ])
 def test_a_full_disk_leaves_the_last_whole_file_and_every_finished_part_cached(
         tiny_run, page, tmp_path, monkeypatch, capsys, victim, part):
-    from mnistdiff.report import PRESETS
+    from mnistdiff.report import SIZES
 
     run, data = tiny_run
     out = copy_of(page, tmp_path)
@@ -198,7 +198,7 @@ def test_a_full_disk_leaves_the_last_whole_file_and_every_finished_part_cached(
     target = out / ("cache" if victim.endswith(".json") and part else "") / victim
     before = target.read_bytes() if target.is_file() else None
     fill_up_at(monkeypatch, victim)
-    monkeypatch.setitem(PRESETS, "quick", TINY)
+    monkeypatch.setitem(SIZES, "quick", TINY)
     argv = ["report", "--out", str(out), "--checkpoint", str(run), "--device", "cpu", "--data-dir", str(data)]
     assert main(argv) == 2
     error = capsys.readouterr().err.strip().splitlines()[-1]
