@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -41,8 +42,9 @@ class Run:
     """Everything a training run holds: model, EMA, optimizer, RNG and data order, in folder `out`."""
 
     def __init__(self, out: Path, config: dict, images: torch.Tensor, group: distributed.Group,
-                 compile: bool = False):
+                 compile: bool = False, clock: Callable[[], float] = time.monotonic):
         self.out, self.config, self.images = out, config, images  # images: (N, C, H, W) uint8, on the CPU
+        self.clock = clock  # seconds, for the time budget; tests pass a clock of their own
         self.group, self.device = group, group.device
         device = group.device
         unet_cfg, self.cfg, sched_cfg = checkpoint.parse_config(config)
@@ -62,10 +64,10 @@ class Run:
         self.paused_s = 0.0  # wall time of FID checks, which the time budget does not count
         self.setup_s = 0.0  # wall time of compiling, which the time budget counts
         if compile:
-            begin = time.monotonic()
+            begin = self.clock()
             x0 = data.to_model_range(images[: self.cfg.batch_size]).to(device)
             self.compiled, message = compile_for_training(self.model, self.schedule, x0, self.cfg.precision)
-            self.setup_s = time.monotonic() - begin
+            self.setup_s = self.clock() - begin
             print(f"{message}; {self.setup_s:.0f} s, counted in --minutes", flush=True)
         self.compiled = distributed.wrap(self.compiled, group)
         self._seed_dropout(0)
@@ -115,12 +117,12 @@ class Run:
     def fid_check(self) -> dict:
         """FID of fresh DDIM samples of the EMA model against the test statistics, in the run's
         precision; its time is not the time budget's (`paused_s`)."""
-        t0 = time.monotonic()
+        t0 = self.clock()
         pics = generate(self.ema.shadow, self.schedule, self.cfg.fid_images, sampler="ddim",
                         steps=self.cfg.fid_steps, clip_x0=True, seed=self.cfg.seed + 1, precision=self.cfg.precision,
                         image_shape=tuple(self.images.shape[1:]))
         fid = fid_test(pics, self.config["dataset"])
-        self.paused_s += time.monotonic() - t0
+        self.paused_s += self.clock() - t0
         return {"step": self.state["step"], "elapsed_s": self.state["elapsed_s"], "images": self.cfg.fid_images,
                 "ddim_steps": self.cfg.fid_steps, "fid_test": fid}
 
@@ -205,6 +207,7 @@ def train(
     compile: bool = False,
     progress: bool = True,
     command: str | None = None,
+    clock: Callable[[], float] = time.monotonic,
     **overrides,
 ) -> Path:
     """Train (or, with resume, continue) a run in folder `out`; returns the last checkpoint folder.
@@ -220,6 +223,7 @@ def train(
     With `minutes` and a cosine decay, the learning rate reaches 0 when the time runs out.
     `command`: what started this sitting, noted with the commit and machine in the run's
     sittings.jsonl (train/sittings.py), which `export` puts in the model's record.
+    `clock`: the seconds the time budget is measured in (tests pass one that moves as they say).
     """
     out = Path(out)
     if init_from is not None and resume:
@@ -229,13 +233,13 @@ def train(
     group = distributed.join(device)
     try:
         return _train(out, group, preset, dataset, data_dir, resume, init_from, minutes, compile, progress,
-                      command, overrides)
+                      command, overrides, clock)
     finally:
         distributed.leave(group)
 
 
 def _train(out: Path, group: distributed.Group, preset, dataset, data_dir, resume, init_from, minutes,
-           compile, progress, command, overrides) -> Path:
+           compile, progress, command, overrides, clock=time.monotonic) -> Path:
     folder = resume_from(out, resume, group.main)
     source = checkpoint.find(init_from) if init_from is not None else None
     config = resolve(preset, dataset, folder, overrides, source)
@@ -252,7 +256,7 @@ def _train(out: Path, group: distributed.Group, preset, dataset, data_dir, resum
         raise ValueError("--compile is not supported with several processes yet")
     config["unet"] |= {"in_channels": images.shape[1], "image_size": images.shape[-1]}
     config["world_size"] = group.world_size
-    run = Run(out, config, images, group, compile=compile)
+    run = Run(out, config, images, group, compile=compile, clock=clock)
     if folder is not None:
         run.restore(folder)
     elif source is not None:
@@ -267,7 +271,7 @@ def _loop(run: Run, minutes: float | None, progress: bool, resumed: bool) -> Pat
     cfg, state, out, main = run.cfg, run.state, run.out, run.group.main
     log = CsvLog(out / "log.csv", TRAIN_FIELDS, after_step=state["step"]) if main else None
     fid_log = CsvLog(out / "fid.csv", FID_FIELDS, after_step=state["step"]) if cfg.fid_every and main else None
-    start = time.monotonic() - run.setup_s  # the time budget includes compiling
+    start = run.clock() - run.setup_s  # the time budget includes compiling
     deadline = start + 60 * minutes if minutes else float("inf")
     # The share of the budget spent, measured from where a resumed decay stood, so the lr stays continuous.
     begun = decay_done(cfg, state["step"])
@@ -281,7 +285,7 @@ def _loop(run: Run, minutes: float | None, progress: bool, resumed: bool) -> Pat
                 # Every process stops at the same step and runs at the same lr: agree on the flag and the clock
                 # (the FID checks' pause is process 0's, whose checks the others wait for).
                 signalled, elapsed, paused = distributed.largest(
-                    run.group, [float(stop.signalled), time.monotonic() - start, run.paused_s])
+                    run.group, [float(stop.signalled), run.clock() - start, run.paused_s])
                 spent = (elapsed - paused) / (60 * minutes) if minutes else 0.0
                 if signalled or spent >= 1:
                     break
@@ -318,7 +322,9 @@ def _after_step(run: Run, log: CsvLog, fid_log: CsvLog | None, bar, loss: float,
     if step % cfg.log_every == 0 or step == 1:
         ips = cfg.batch_size * since_log[0] / since_log[1]
         log.write(step=step, loss=loss, lr=lr, images_per_s=ips, elapsed_s=run.state["elapsed_s"])
-        bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{ips:.0f}", **_time_left(deadline))
+        seconds_left = deadline - run.clock()
+        bar.total = steps_in_budget(step, cfg.steps, seconds_left, ips / cfg.batch_size)  # the bar's ETA follows
+        bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{ips:.0f}", **_time_left(seconds_left))
         since_log[:] = [0, 0.0]
     if step % cfg.sample_every == 0:
         run.sample_grid()
@@ -330,9 +336,17 @@ def _after_step(run: Run, log: CsvLog, fid_log: CsvLog | None, bar, loss: float,
     return False
 
 
-def _time_left(deadline: float) -> dict:
-    """With --minutes the step bar's ETA can be wrong; show the time budget left too."""
-    if deadline == float("inf"):
+def steps_in_budget(step: int, steps: int, seconds_left: float, steps_per_s: float) -> int:
+    """The step a run will stop at: `steps`, or earlier where the time budget runs out first at
+    `steps_per_s`; the training bar's total, so that its ETA honours --minutes."""
+    if seconds_left == float("inf") or not steps_per_s > 0:
+        return steps
+    return min(steps, step + max(0, math.floor(seconds_left * steps_per_s)))
+
+
+def _time_left(seconds_left: float) -> dict:
+    """With --minutes, the time budget left beside the step bar's ETA."""
+    if seconds_left == float("inf"):
         return {}
-    minutes, seconds = divmod(max(0, int(deadline - time.monotonic())), 60)
+    minutes, seconds = divmod(max(0, int(seconds_left)), 60)
     return {"time_left": f"{minutes}:{seconds:02d}"}
