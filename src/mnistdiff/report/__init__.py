@@ -52,9 +52,11 @@ def build_report(out: str | Path = "report", checkpoint: str | Path | None = Non
     """Compute every part (or reuse it from OUT/cache), then write OUT/index.html, summary.json and
     report.md. Returns the summary: the page's key numbers and provenance."""
     from mnistdiff import load_checkpoint
+    from mnistdiff.evaluation.report import FLOOR_DRAWS
     from mnistdiff.precision import pick_device, pick_precision
     from mnistdiff.report import page, parts
     from mnistdiff.report.cache import Cache, model_checksum
+    from mnistdiff.report.data_source import data_dir_for
     from mnistdiff.runtime import prepare
     from mnistdiff.training import checkpoint as ckpt
 
@@ -70,7 +72,8 @@ def build_report(out: str | Path = "report", checkpoint: str | Path | None = Non
     # One compiled Runner serves every FID row (generate reuses a Runner of the same settings).
     runner = prepare(model.to(target), precision=settings.precision, compile=settings.compile)
     ctx = parts.Context(model=runner, cpu_model=load_checkpoint(checkpoint)[0], schedule=schedule,
-                        config=config, settings=settings, out=out, data_dir=None if data_dir is None else str(data_dir))
+                        config=config, settings=settings, out=out,
+                        data_dir=data_dir_for(settings, config["dataset"], data_dir))
     checksum = model_checksum(folder)
     cache = Cache(out, {"model": checksum, "settings": asdict(settings), "data_dir": ctx.data_dir}, force=force)
     fid_csv = parts.find_fid_csv(checkpoint, folder)
@@ -91,6 +94,8 @@ def build_report(out: str | Path = "report", checkpoint: str | Path | None = Non
         job.begin(name)
         # Sampling and timing depend on the device (its noise differs from the CPU's); the rest runs on the CPU.
         key = {"device": target.type} if name.startswith("fid ") or name == "timing" else {}
+        if name.startswith("fid "):
+            key["floor_draws"] = FLOOR_DRAWS  # rows kept before the floor had its spread lack it
         if name == "fid curve":
             key["fid_csv"] = fid_csv.read_text() if fid_csv else None
         results[name], cached = cache.run(name, key, compute)

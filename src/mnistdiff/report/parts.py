@@ -207,4 +207,26 @@ def fid_curve(ctx: Context, fid_csv: Path | None) -> dict:
         return {"available": False, "files": []}
     plot_fid_curve(fid_csv, ctx.out / "fid-curve.png")
     (ctx.out / "fid.csv").write_text(Path(fid_csv).read_text())
-    return {"available": True, "rows": rows, "files": ["fid-curve.png", "fid.csv"]}
+    return {"available": True, "rows": rows, "covers": fid_coverage(Path(fid_csv), rows),
+            "files": ["fid-curve.png", "fid.csv"]}
+
+
+def fid_coverage(fid_csv: Path, rows: list[dict]) -> dict:
+    """What part of the model's training the FID checks cover: their first and last step and minutes,
+    beside the steps and minutes of the whole training (log.csv beside fid.csv) and its stages (record.json)."""
+    import json
+
+    covers = {"first_step": int(rows[0]["step"]), "last_step": int(rows[-1]["step"]),
+              "minutes": float(rows[-1]["elapsed_s"]) / 60, "stages": 1}
+    log, record = fid_csv.parent / "log.csv", fid_csv.parent / "record.json"
+    if log.is_file():
+        with open(log) as f:
+            last = list(csv.DictReader(f))[-1:]
+        if last:
+            covers |= {"steps_in_all": int(last[0]["step"]), "minutes_in_all": float(last[0]["elapsed_s"]) / 60}
+    if record.is_file():
+        stage = json.loads(record.read_text())
+        while stage.get("base"):
+            covers["stages"] += 1
+            stage = stage["base"]
+    return covers
