@@ -165,3 +165,11 @@ def test_a_log_row_cut_short_by_a_kill_is_dropped_on_resume(idx_folder, tmp_path
     # The cut row is gone; each run logged the step it stopped at.
     assert rows[0] == "step,loss,lr,images_per_s,elapsed_s" and [r.split(",")[0] for r in rows[1:]] == ["1", "5", "6"]
     assert checkpoint.find(run).name == "step_0000006"
+
+
+def test_a_checkpoint_that_is_some_other_file_is_named(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("notes.txt").write_text("not a model")
+    assert main(["sample", "--checkpoint", "notes.txt", "--n", "1", "--out", "x.png"]) == 2
+    err = capsys.readouterr().err
+    assert "notes.txt is not a checkpoint" in err and str(tmp_path) in err and "weights.safetensors" in err
