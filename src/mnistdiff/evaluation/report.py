@@ -16,19 +16,20 @@ MIN_IMAGES = 10  # fewer leave FID's covariance and precision/recall's nearest-n
 FLOOR_DRAWS = 5  # disjoint draws of real training images that give the floor its spread
 
 
-def evaluate(images: torch.Tensor, dataset: str = "mnist", data_dir=None, seed: int = 0) -> dict:
+def evaluate(images: torch.Tensor, dataset: str = "mnist", data_dir=None, seed: int = 0,
+             floors: list[float] | None = None) -> dict:
     """FID against the shipped train and test statistics, the real-data floor at the same count (its
     first draw, and the min, mean and max over FLOOR_DRAWS disjoint draws), precision and recall
     against test images, the share of confident predictions and the class shares.
 
-    images: uint8 (N, 1, 28, 28).
+    images: uint8 (N, 1, 28, 28). floors: real_floors(N, dataset, data_dir, seed) where the caller has them.
     """
     check_count(len(images))
     classifier, reference = _scorer(dataset)
     feats, probs = features_and_probs(classifier, images)
     mu, sigma = gaussian_stats(feats)
     n = len(images)
-    floors = real_floors(n, dataset, data_dir, seed)
+    floors = real_floors(n, dataset, data_dir, seed) if floors is None else floors
     test_images, _ = data.load(dataset, "test", data_dir)
     precision, recall = precision_recall(features_and_probs(classifier, test_images[:n])[0], feats)
     classes = probs.argmax(1)

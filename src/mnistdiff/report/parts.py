@@ -36,6 +36,7 @@ class Context:
     out: Path
     data_dir: str | None = None
     _test: tuple | None = field(default=None, repr=False)
+    _floors: dict = field(default_factory=dict, repr=False)
 
     @property
     def dataset(self) -> str:
@@ -45,6 +46,14 @@ class Context:
         if self._test is None:
             self._test = data.load(self.dataset, "test", self.data_dir)
         return self._test
+
+    def floors(self, n: int) -> list[float]:
+        """The real-data floor's draws at n images, computed once for the FID rows of that count."""
+        from mnistdiff.evaluation.report import real_floors
+
+        if n not in self._floors:
+            self._floors[n] = real_floors(n, self.dataset, self.data_dir, self.settings.seed)
+        return self._floors[n]
 
     def first_of_class(self, digit: int) -> int:
         """Index of the first test image of a class (test #1 is a 2 and #8 a 5 in MNIST)."""
@@ -106,7 +115,7 @@ def fid_row(ctx: Context, spec: FidRow) -> dict:
     seconds = time.perf_counter() - t0
     shown_label = f"DDPM-{steps}" if sampler == "ddpm" else label  # the test model's T is not 1000
     row = {"label": shown_label, "sampler": sampler, "steps": steps, "seconds": seconds, "precision": s.precision,
-           **evaluate(images, ctx.dataset, ctx.data_dir, seed=s.seed), "files": []}
+           **evaluate(images, ctx.dataset, ctx.data_dir, seed=s.seed, floors=ctx.floors(n)), "files": []}
     if sampler == "ddpm":
         shown = min(n, 64)
         ddim = generate(ctx.model, ctx.schedule, shown, sampler="ddim", steps=50, **common)
