@@ -227,3 +227,11 @@ def test_resume_with_another_shape_or_fewer_steps_says_so_and_changes_nothing(id
         one_error(capsys, words)
         assert {p: p.read_bytes() for p in run.rglob("*") if p.is_file()} == before
     assert main(["train", "--steps", "5", "--data-dir", str(idx_folder), "--out", str(run), "--resume"]) == 0
+
+
+def test_a_checkpoint_that_is_some_other_file_is_named(tmp_path, capsys, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    Path("notes.txt").write_text("not a model")
+    assert main(["sample", "--checkpoint", "notes.txt", "--n", "1", "--out", "x.png"]) == 2
+    err = capsys.readouterr().err
+    assert "notes.txt is not a checkpoint" in err and str(tmp_path) in err and "weights.safetensors" in err

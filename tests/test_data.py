@@ -7,6 +7,7 @@ from functools import partial
 import numpy as np
 import pytest
 
+from conftest import make_idx_folder
 from mnistdiff import data
 from mnistdiff.data import locate as loc
 from mnistdiff.data.idx import DataFileError, IMAGES_MAGIC, read_idx, read_split, write_idx
@@ -121,3 +122,76 @@ def test_fashion_mnist_is_found_where_debian_puts_it(idx_folder, tmp_path, monke
     monkeypatch.setitem(loc.SYSTEM_DIRS, "fashion-mnist", [idx_folder])
     images, labels = data.load("fashion-mnist", "train")
     assert images.shape == (64, 1, 28, 28)
+
+
+def _offline(monkeypatch, tmp_path):
+    """No MNIST on disk (MNISTDIFF_DATA an empty folder, an empty cache) and no network."""
+    import urllib.error
+    import urllib.request
+
+    def no_network(*args, **kwargs):
+        raise urllib.error.URLError("no network in this test")
+
+    (tmp_path / "empty").mkdir()
+    monkeypatch.setenv("MNISTDIFF_DATA", str(tmp_path / "empty"))
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.setattr(urllib.request, "urlopen", no_network)
+
+
+def test_the_quick_report_reads_the_shipped_subset_without_data_or_network(tmp_path, monkeypatch, capsys,
+                                                                           mnist_fixture):
+    from mnistdiff.report import FULL, QUICK
+    from mnistdiff.report.data_source import data_dir_for, images_needed
+
+    _offline(monkeypatch, tmp_path)
+    assert images_needed(QUICK) == {"train": 5 * 256, "test": 256}  # the floor's 5 draws of 256 images
+    found = data_dir_for(QUICK, "mnist")
+    assert found == str(loc.SUBSET)
+    line = capsys.readouterr().err
+    assert line.count("\n") == 1 and "1,000 test and 1,280 training digits shipped" in line and "--full" in line
+    test_images, test_labels = data.load("mnist", "test", found)
+    train_images, train_labels = data.load("mnist", "train", found)
+    assert len(test_images) == len(test_labels) == 1000 and len(train_images) == len(train_labels) == 1280
+    fixture_images, fixture_labels = read_split(*mnist_fixture)  # the first 500 test digits, kept apart in tests/
+    assert np.array_equal(test_images[:500, 0].numpy(), fixture_images)
+    assert np.array_equal(test_labels[:500].numpy(), fixture_labels)
+    # A report that needs more, and a data set with no subset, still need the whole set and say how to get it.
+    with pytest.raises(DataFileError, match="--full report needs the whole mnist set: pass --data-dir"):
+        data_dir_for(FULL, "mnist")
+    with pytest.raises(DataFileError, match="MNISTDIFF_DATA"):
+        data_dir_for(QUICK, "fashion-mnist")
+
+
+def test_the_quick_report_tries_the_cache_and_a_download_before_the_subset(tmp_path, monkeypatch, capsys):
+    from mnistdiff.report import QUICK
+    from mnistdiff.report.data_source import data_dir_for
+
+    _offline(monkeypatch, tmp_path)
+    monkeypatch.delenv("MNISTDIFF_DATA")
+    assert data_dir_for(QUICK, "mnist") == str(loc.SUBSET)
+    assert "could not download" in capsys.readouterr().err  # it tried, and says why it fell back
+    assert data_dir_for(QUICK, "mnist", tmp_path / "data") == str(loc.SUBSET)
+    given = make_idx_folder(tmp_path / "data")
+    assert data_dir_for(QUICK, "mnist", given) == str(given)  # the whole set, where there is one, comes first
+
+
+def test_the_subset_is_what_its_script_writes(tmp_path):
+    """scripts/build_mnist_subset.py cuts the first digits of each split, gzipped the same way each time."""
+    import importlib.util
+    from pathlib import Path
+
+    script = Path(__file__).parent.parent / "scripts" / "build_mnist_subset.py"
+    spec = importlib.util.spec_from_file_location("build_mnist_subset", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    source = make_idx_folder(tmp_path / "source", n=1500)
+    for out in (tmp_path / "a", tmp_path / "b"):
+        module.build(source, out)
+    for split, n in loc.SUBSET_SIZES.items():
+        images, labels = read_split(*loc.split_paths(tmp_path / "a", split))
+        whole_images, whole_labels = read_split(*loc.split_paths(source, split))
+        assert np.array_equal(images, whole_images[:n]) and np.array_equal(labels, whole_labels[:n])
+        for name in loc.FILES[split]:
+            assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
+    assert sorted(p.name for p in loc.SUBSET.iterdir()) == sorted(
+        [*loc.FILES["train"], *loc.FILES["test"], "README.md"])

@@ -121,3 +121,18 @@ def test_fid_command_refuses_too_few_images_before_sampling(capsys):
 
     assert main(["fid", "--n", "5", "--device", "cpu"]) == 2
     assert "at least 10 images" in capsys.readouterr().err
+
+
+def test_the_floor_spread_scores_disjoint_draws_the_first_the_floor_itself(tmp_path, mnist_fixture):
+    from mnistdiff.evaluation.report import real_draws, real_floor, real_floors, real_sample
+
+    for prefix, path in (("train-images-idx3", mnist_fixture[0]), ("train-labels-idx1", mnist_fixture[1])):
+        (tmp_path / f"{prefix}-ubyte.gz").write_bytes(path.read_bytes())  # 500 real digits, each its own
+    draws = real_draws(100, "mnist", tmp_path, seed=3)
+    assert len(draws) == 5 and all(len(d) == 100 for d in draws)
+    flat = torch.cat(draws).flatten(1)
+    assert len(torch.unique(flat, dim=0)) == 500  # disjoint: every one of the 500 digits once
+    assert torch.equal(draws[0], real_sample(100, "mnist", tmp_path, seed=3))
+    assert len(real_draws(200, "mnist", tmp_path)) == 2 and len(real_draws(600, "mnist", tmp_path)) == 1  # what fits
+    floors = real_floors(100, "mnist", tmp_path, seed=3)
+    assert floors[0] == real_floor(100, "mnist", tmp_path, seed=3) and len(set(floors)) == 5

@@ -101,43 +101,83 @@ def test_a_crash_in_the_model_is_a_500_without_a_traceback(explorer, monkeypatch
     assert response.json() == {"error": "internal error (ZeroDivisionError)"}
 
 
-class OneAtATime(nn.Module):
-    """Wraps a model and records whether two calls ever ran at once (each call lingers a little)."""
+class WatchedLock:
+    """The explorer's lock, counting the calls that wait for it."""
 
-    def __init__(self, model):
+    def __init__(self):
+        self.lock, self.waiting, self.changed = threading.Lock(), 0, threading.Condition()
+
+    def __enter__(self):
+        with self.changed:
+            self.waiting += 1
+            self.changed.notify_all()
+        self.lock.acquire()
+        with self.changed:
+            self.waiting -= 1
+        return self
+
+    def __exit__(self, *exc):
+        self.lock.release()
+
+
+class HeldOpen(nn.Module):
+    """Wraps a model: its first call waits inside the model until `release` is set; every call is
+    logged as it enters and leaves, and a call that enters while another runs sets `overlapped`."""
+
+    def __init__(self, model, changed: threading.Condition):
         super().__init__()
-        self.model, self.running, self.overlapped, self.calls = model, 0, False, 0
+        self.model, self.changed = model, changed
+        self.entered, self.release = threading.Event(), threading.Event()
+        self.log, self.running, self.overlapped = [], 0, False
 
     def forward(self, xt, t):
-        self.running += 1
-        self.overlapped |= self.running > 1
-        self.calls += 1
-        time.sleep(0.002)
+        with self.changed:
+            self.overlapped |= self.running > 0
+            self.running += 1
+            self.log.append("enter")
+            self.changed.notify_all()
         try:
+            if not self.entered.is_set():
+                self.entered.set()
+                assert self.release.wait(timeout=120), "never released"
             return self.model(xt, t)
         finally:
-            self.running -= 1
+            with self.changed:
+                self.running -= 1
+                self.log.append("exit")
 
 
 def test_requests_that_arrive_together_get_their_own_results_one_model_call_at_a_time():
+    """The first request is held inside the model; every other request then waits for the lock,
+    none enters the model (which a missing lock would let it), and all get what they get alone."""
     explorer = tiny_explorer(digits=False)
     requests = [("/api/mix", {"a": A, "b": B, "rule": "slerp", "weight": w / 10, "steps": 3}) for w in range(6)]
     requests += [("/api/sample", {"seed": s, "n": 2, "steps": 3}) for s in range(6)]
     with live_server(explorer) as (url, _):
-        alone = [httpx.post(url + p, json=b, timeout=60).json() for p, b in requests]
-        explorer.model = OneAtATime(explorer.model)
+        alone = [httpx.post(url + p, json=b, timeout=120).json() for p, b in requests]
+        explorer._lock = lock = WatchedLock()
+        explorer.model = held = HeldOpen(explorer.model, lock.changed)
         together = [None] * len(requests)
 
         def fetch(i):
-            together[i] = httpx.post(url + requests[i][0], json=requests[i][1], timeout=60).json()
+            together[i] = httpx.post(url + requests[i][0], json=requests[i][1], timeout=120).json()
 
         threads = [threading.Thread(target=fetch, args=(i,)) for i in range(len(requests))]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        threads[0].start()
+        try:
+            assert held.entered.wait(timeout=120)
+            for thread in threads[1:]:
+                thread.start()
+            with lock.changed:
+                lock.changed.wait_for(lambda: lock.waiting == len(requests) - 1 or held.overlapped, timeout=120)
+                assert lock.waiting == len(requests) - 1 and not held.overlapped
+        finally:
+            held.release.set()
+            for thread in threads:
+                if thread.ident is not None:  # started
+                    thread.join()
     assert together == alone
-    assert explorer.model.calls > 0 and not explorer.model.overlapped
+    assert not held.overlapped and held.log == ["enter", "exit"] * (len(held.log) // 2)
 
 
 class Started(nn.Module):

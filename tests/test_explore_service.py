@@ -1,11 +1,13 @@
 """The explorer's model operations, against known answers, and its command without a web library."""
 
 import sys
+from pathlib import Path
 
 import pytest
 import torch
 from torch import nn
 
+import mnistdiff
 from exact import GaussianData
 from explore_support import fixture_digits, folder_with_test_set, tiny_checkpoint, tiny_explorer
 from mnistdiff.cli import main
@@ -152,4 +154,14 @@ def test_the_command_binds_to_this_machine_unless_told():
 def test_without_the_extra_the_command_says_what_to_install(monkeypatch, capsys):
     monkeypatch.setitem(sys.modules, "fastapi", None)  # import fastapi now raises ImportError
     assert main(["explore"]) == 2
-    assert "pip install 'mnistdiff[explore]'" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert "pip install 'mnistdiff[explore]'" in err
+    clone = Path(mnistdiff.__file__).resolve().parents[2]  # src/mnistdiff in a clone
+    if not (clone / "pyproject.toml").is_file():
+        pytest.skip("mnistdiff is installed, not run from a clone")
+    monkeypatch.chdir(clone)
+    assert main(["explore"]) == 2
+    assert "pip install -e '.[explore]' (from this clone" in capsys.readouterr().err
+    monkeypatch.chdir(clone / "tests")
+    assert main(["explore"]) == 2
+    assert f"pip install -e '{clone}[explore]'" in capsys.readouterr().err

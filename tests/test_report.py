@@ -60,6 +60,60 @@ def test_the_page_holds_every_part(page):
     assert summary["provenance"]["settings"]["merge_per_class"] == 1
 
 
+def test_the_floor_has_its_spread_and_every_column_its_definition(page):
+    import re
+    from html import escape
+
+    summary = json.loads((page / "summary.json").read_text())
+    for row in summary["fid"]:
+        spread = row["floor_spread"]  # 5 disjoint draws of 10 of the 120 training images
+        assert spread["draws"] == 5 and spread["min"] <= row["floor_fid_test"] <= spread["max"]
+        assert spread["min"] <= spread["mean"] <= spread["max"] and spread["min"] < spread["max"]
+    html = (page / "index.html").read_text()
+    tables = re.findall(r"<table>(.*?)</table>\s*(<p class=\"defs\">.*?</p>)?", html, re.S)
+    defined = [t for t in tables if t[1]]
+    assert len(defined) == 5  # FID, class shares, timing, reconstruction, merges; not provenance
+    for table, defs in defined:
+        headers = re.findall(r"<th>(.*?)</th>", table)
+        if not headers[1].isdigit():  # class shares (digits) and reconstruction (steps) define theirs at once
+            assert all(f"<b>{h}</b>" in defs or h.startswith("DDPM-") for h in headers[1:]), (headers, defs)
+    assert f"<b>{escape('p >= 0.9')}</b>" in html and "floor range" in html
+    report_md = (page / "report.md").read_text()
+    assert "**FID vs train**:" in report_md and "**floor range**:" in report_md
+
+
+def test_the_terminal_summary_says_which_precision_ran(page):
+    import io
+
+    from mnistdiff.report.page import print_summary
+
+    summary, text = json.loads((page / "summary.json").read_text()), io.StringIO()
+    print_summary(summary, page, file=text)
+    out = text.getvalue()
+    ran = pick_precision("auto")  # the settings' precision, as this machine resolves it
+    assert ("FID rows and timing " + ("under bf16 autocast" if ran == "bf16" else f"in {ran}")) in out.splitlines()[0]
+    assert out.count("(5 draws)") == 8  # each FID row's floor range
+
+
+def test_the_fid_curve_says_what_part_of_training_it_shows():
+    from mnistdiff.report.page import coverage
+    from mnistdiff.report.parts import fid_coverage
+
+    import csv
+
+    shipped = Path(__file__).parent.parent / "src" / "mnistdiff" / "weights" / "small-mnist"
+    with open(shipped / "fid.csv") as f:
+        rows = list(csv.DictReader(f))
+    covers = fid_coverage(shipped / "fid.csv", rows)
+    assert (covers["first_step"], covers["last_step"], covers["steps_in_all"], covers["stages"]) == (2000, 20000, 84130, 5)
+    said = coverage(covers)
+    assert "steps 2,000 to 20,000" in said and "84,130 steps" in said and "in 5 stages" in said
+    assert "ran without FID checks" in said
+    whole = coverage({"first_step": 2, "last_step": 2, "minutes": 0.1, "stages": 1, "steps_in_all": 2,
+                      "minutes_in_all": 0.1})
+    assert whole.endswith("the whole training.")
+
+
 def test_the_stochastic_ddim_row_samples_with_its_eta(page):
     summary = json.loads((page / "summary.json").read_text())
     rows = {r["label"]: r for r in summary["fid"]}

@@ -1,7 +1,6 @@
 """A time budget that anneals, and a run that starts from another checkpoint's weights."""
 
 import json
-import time
 
 import pytest
 import torch
@@ -9,7 +8,7 @@ import torch
 from mnistdiff import files
 from mnistdiff.cli import main
 from mnistdiff.model.presets import TrainConfig
-from mnistdiff.training import checkpoint, loop
+from mnistdiff.training import checkpoint, loop, train
 from mnistdiff.training.lr import learning_rate
 
 FAST = ["--preset", "tiny", "--checkpoint-every", "10", "--sample-every", "1000"]
@@ -30,25 +29,41 @@ def test_cosine_decay_ends_with_the_time_budget_when_that_comes_first():
     assert learning_rate(TrainConfig(steps=110, warmup=10, lr=1.0), 50, time_done=1.0) == 1.0  # constant
 
 
-def test_a_run_stopped_by_minutes_has_annealed(idx_folder, tmp_path):
+def test_a_run_stopped_by_minutes_has_annealed(idx_folder, tmp_path, step_clock):
+    """On the test's clock each step takes 1 s: 30 s of budget are 30 steps, and the cosine decay
+    follows the share of the budget spent before each step."""
     run = tmp_path / "run"
-    assert train_cli(run, idx_folder, "--steps", "1000000", "--lr-decay", "cosine", "--minutes", "0.15") == 0
+    train(run, preset="tiny", data_dir=idx_folder, steps=1_000_000, lr_decay="cosine", minutes=0.5, progress=False,
+          clock=step_clock)
     rows = [line.split(",") for line in (run / "log.csv").read_text().splitlines()[1:]]
-    lrs = [float(r[2]) for r in rows if int(r[0]) >= 10]  # after the tiny preset's 10 warm-up steps
-    assert len(lrs) >= 2 and lrs == sorted(lrs, reverse=True)
-    assert lrs[-1] < 0.5 * 2e-3  # the preset's peak lr is 2e-3; a step-based decay would still be at 2e-3
+    steps, lrs = [int(r[0]) for r in rows], [float(r[2]) for r in rows]
+    assert steps == [1, 10, 20, 30]  # the tiny preset logs every 10 steps
+    cfg = TrainConfig(steps=1_000_000, warmup=10, lr=2e-3, lr_decay="cosine")  # the tiny preset's lr and warm-up
+    # The row of step s shows the lr of the step from s - 1, taken with (s - 1) of the 30 s spent.
+    assert lrs == pytest.approx([learning_rate(cfg, s - 1, time_done=(s - 1) / 30) for s in steps], rel=1e-4)
+    assert lrs[-1] < 0.01 * 2e-3  # a step-based decay would still be at 2e-3
 
 
-def test_the_time_budget_counts_compiling(idx_folder, tmp_path, monkeypatch):
-    """--compile's build and gradient check are part of --minutes: one slower than the budget leaves no steps."""
+@pytest.mark.parametrize("compile_s, steps", [(40.0, 0), (20.0, 10)])
+def test_the_time_budget_counts_compiling(idx_folder, tmp_path, monkeypatch, step_clock, compile_s, steps):
+    """--compile's build and gradient check are part of --minutes: of a 30 s budget, a 40 s build
+    leaves no steps and a 20 s one leaves 10 (each step takes 1 s on the test's clock)."""
     def slow_compile(model, schedule, x0, precision):
-        time.sleep(4)
+        step_clock.now += compile_s
         return model, "compile: stand-in"
 
     monkeypatch.setattr(loop, "compile_for_training", slow_compile)
     run = tmp_path / "run"
-    assert train_cli(run, idx_folder, "--steps", "1000000", "--minutes", "0.05", "--compile") == 0
-    assert checkpoint.find(run).name == "step_0000000"
+    train(run, preset="tiny", data_dir=idx_folder, steps=1_000_000, minutes=0.5, compile=True, progress=False,
+          clock=step_clock)
+    assert checkpoint.find(run).name == f"step_{steps:07d}"
+
+
+def test_the_bar_ends_where_the_budget_or_the_steps_end_first():
+    assert loop.steps_in_budget(100, 1000, seconds_left=60.0, steps_per_s=2.0) == 220
+    assert loop.steps_in_budget(100, 150, seconds_left=60.0, steps_per_s=2.0) == 150  # steps end first
+    assert loop.steps_in_budget(100, 1000, seconds_left=-5.0, steps_per_s=2.0) == 100  # the budget is spent
+    assert loop.steps_in_budget(100, 1000, seconds_left=float("inf"), steps_per_s=2.0) == 1000  # no --minutes
 
 
 def test_minutes_must_be_positive(idx_folder, tmp_path, capsys):

@@ -103,7 +103,9 @@ def cmd_fid(args) -> None:
     result = evaluate(images, dataset, args.data_dir, seed=args.seed)
     print(f"images: {result['n']}")
     print(f"FID vs train: {result['fid_train']:.3f}   vs test: {result['fid_test']:.3f}   "
-          f"(real train images vs test, same count: {result['floor_fid_test']:.3f})")
+          f"(real train images vs test, same count: {result['floor_fid_test']:.3f}; over "
+          f"{result['floor_spread']['draws']} disjoint draws {result['floor_spread']['min']:.3f} to "
+          f"{result['floor_spread']['max']:.3f})")
     print(f"precision: {result['precision']:.3f}   recall: {result['recall']:.3f}   "
           f"confident (p >= 0.9): {result['confident_share']:.3f}")
     print("class shares: " + " ".join(f"{c}:{share:.3f}" for c, share in enumerate(result["class_shares"])))

@@ -3,10 +3,23 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 from mnistdiff.cli.parser import UsageError
 
 INSTALL = "pip install 'mnistdiff[explore]'"
+
+
+def install_hint() -> str:
+    """How to add the explore extra: from the package index, or where mnistdiff runs from a clone
+    (src/mnistdiff beside a pyproject.toml), from that clone."""
+    import mnistdiff
+
+    root = Path(mnistdiff.__file__).resolve().parents[2]
+    if not (root / "pyproject.toml").is_file():
+        return INSTALL
+    where = "." if root == Path.cwd().resolve() else str(root)
+    return f"pip install -e '{where}[explore]' (from this clone; from the package index: {INSTALL})"
 
 
 def cmd_explore(args) -> None:
@@ -14,7 +27,7 @@ def cmd_explore(args) -> None:
         import fastapi  # noqa: F401
         import uvicorn  # noqa: F401
     except ImportError as err:
-        raise UsageError(f"explore needs FastAPI and uvicorn ({err.name} is missing): {INSTALL}") from None
+        raise UsageError(f"explore needs FastAPI and uvicorn ({err.name} is missing): {install_hint()}") from None
     import os
 
     import torch

@@ -60,11 +60,13 @@ def read_split(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.nda
 
 
 def write_idx(path: Path, array: np.ndarray) -> None:
-    """Write a uint8 array as IDX (gzip if the name ends in .gz); used to make test data."""
+    """Write a uint8 array as IDX (gzip if the name ends in .gz): test data and the shipped MNIST subset."""
     array = np.ascontiguousarray(array, dtype=np.uint8)
     header = (0x0800 + array.ndim).to_bytes(4, "big")
     header += b"".join(int(n).to_bytes(4, "big") for n in array.shape)
     data = header + array.tobytes()
-    opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "wb") as f:
-        f.write(data)
+    if str(path).endswith(".gz"):
+        with open(path, "wb") as raw, gzip.GzipFile(fileobj=raw, mode="wb", mtime=0) as f:  # the same bytes each time
+            f.write(data)
+    else:
+        Path(path).write_bytes(data)

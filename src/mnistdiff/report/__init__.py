@@ -86,12 +86,13 @@ def _context(out: Path, checkpoint, settings: Settings, target, data_dir) -> par
     reuses a Runner of the same settings), and a second copy on the CPU for the experiments."""
     from mnistdiff import load_checkpoint
     from mnistdiff.report import parts
+    from mnistdiff.report.data_source import data_dir_for
     from mnistdiff.runtime import prepare
 
     model, schedule, config = load_checkpoint(checkpoint)
     runner = prepare(model.to(target), precision=settings.precision, compile=settings.compile)
     return parts.Context(model=runner, cpu_model=load_checkpoint(checkpoint)[0], schedule=schedule, config=config,
-                         settings=settings, out=out, data_dir=None if data_dir is None else str(data_dir))
+                         settings=settings, out=out, data_dir=data_dir_for(settings, config["dataset"], data_dir))
 
 
 def _jobs(ctx, fid_csv: Path | None) -> dict[str, Callable[[], dict]]:
@@ -112,8 +113,12 @@ def _jobs(ctx, fid_csv: Path | None) -> dict[str, Callable[[], dict]]:
 
 def _part_key(name: str, device: str, fid_csv: Path | None) -> dict:
     """What a cached part depends on beyond the model, the settings and the data."""
+    from mnistdiff.evaluation.report import FLOOR_DRAWS
+
     # Sampling and timing depend on the device (its noise differs from the CPU's); the rest runs on the CPU.
     key = {"device": device} if name.startswith("fid ") or name == "timing" else {}
+    if name.startswith("fid "):
+        key["floor_draws"] = FLOOR_DRAWS  # rows kept before the floor had its spread lack it
     if name == "fid curve":
         key["fid_csv"] = fid_csv.read_text() if fid_csv else None
     return key

@@ -32,6 +32,7 @@ figcaption { font-size: 0.85rem; color: #444; max-width: 40rem; }
 img { image-rendering: pixelated; max-width: 100%; }
 .note { background: #f5f5ee; border-left: 4px solid #cc9; padding: 0.5rem 1rem; }
 pre { background: #f4f4f4; padding: 0.5rem; overflow-x: auto; font-size: 0.8rem; }
+.defs { font-size: 0.8rem; color: #555; max-width: 60rem; }
 """
 
 
@@ -126,12 +127,18 @@ def _fid_and_timing(results: dict, s: Settings) -> list[str]:
         f"same way at the same count. This is a <b>--{escape(s.name)}</b> run: {s.images_of(HEADLINE)} images "
         f"for DDIM-50, {s.fid_images} for the other DDIM and DPM-Solver++ rows, {s.ddpm_images} for DDPM, "
         f"sampled {'under bf16 autocast' if s.precision == 'bf16' else 'in fp32'}. "
-        "FID at small counts is biased upward, the floor with it.</p>",
+        "FID at small counts is biased upward, the floor with it, and it moves with the images drawn: the "
+        "<b>floor range</b> is the floor of several disjoint draws of real digits. A row inside that range is as "
+        "good as real data at its count; one below the floor's first draw is no better than real data, only a "
+        "luckier draw. Only more images tell such rows apart.</p>",
         tables.html_table(*tables.fid_table(results)),
+        tables.html_definitions(tables.FID_COLUMNS),
         "<p>Class shares of each row (the share of its images the classifier calls each digit; 10% each is ideal):</p>",
         tables.html_table(*tables.class_table(results)),
+        tables.html_definitions(tables.CLASS_COLUMNS),
         "<h2>Timing</h2>",
         tables.html_table(*tables.timing_table(results["timing"]), theirs_last=True),
+        tables.html_definitions(tables.TIMING_COLUMNS),
     ]
 
 
@@ -143,6 +150,7 @@ def _inversion(results: dict) -> list[str]:
         "inverted to latents and decoded with the same number of steps; per-pixel MSE on [0, 1], beside "
         "Table 2 of the DDIM paper for CIFAR-10.</p>",
         tables.html_table(*tables.reconstruction_table(results["reconstruction"]["rows"]), theirs_last=True),
+        tables.html_definitions(tables.RECONSTRUCTION_COLUMNS),
         "<p>Figs. 3 and 4: the first test 2 and 5, inverted with DDIM, their latents mixed by each rule and "
         "decoded, beside the pixel mix.</p>",
         *[_figure(f, f"2 + 5, {rule} latent mix against the pixel mix.", f"merge {rule}")
@@ -151,6 +159,7 @@ def _inversion(results: dict) -> list[str]:
     ] + ([f'<p class="note">{escape(results["merge study"]["skipped"])}.</p>'] if study is None else [
         f"<p>{escape(tables.merge_answer(study))}</p>",
         tables.html_table(*tables.merge_table(study)),
+        tables.html_definitions(tables.MERGE_COLUMNS),
         "<p>Class pairs whose most common merge is a third digit:</p><ul>",
         *[f"<li>{escape(line)}</li>" for line in third_digits(study)],
         "</ul>",
@@ -163,7 +172,8 @@ def _curve_and_provenance(results: dict, prov: dict) -> list[str]:
     curve = results["fid curve"]
     if curve["available"]:
         html.append(_figure("fid-curve.png", "FID of the periodic checks during training (<a href=\"fid.csv\">"
-                            "fid.csv</a>), against minutes of training.", "FID curve"))
+                            "fid.csv</a>), against minutes of training. " + escape(coverage(curve.get("covers"))),
+                            "FID curve"))
     else:
         html.append("<p>This checkpoint's run kept no fid.csv (train with --fid-every to record one).</p>")
     html += ["<h2>Provenance</h2>", "<p>Each number above is rerun by one command:</p>",
@@ -173,11 +183,24 @@ def _curve_and_provenance(results: dict, prov: dict) -> list[str]:
     return html
 
 
+def coverage(covers: dict | None) -> str:
+    """What part of the model's training the FID curve shows, in a sentence."""
+    if not covers or "steps_in_all" not in covers:
+        return ""
+    shown = (f"The checks cover steps {covers['first_step']:,} to {covers['last_step']:,}, "
+             f"{covers['minutes']:.0f} minutes of training")
+    if covers["last_step"] >= covers["steps_in_all"]:
+        return shown + ": the whole training."
+    stages = f" in {covers['stages']} stages" if covers["stages"] > 1 else ""
+    return (f"{shown}, of the model's {covers['steps_in_all']:,} steps and {covers['minutes_in_all']:.0f} "
+            f"minutes{stages}; the rest of its training ran without FID checks, and its FID now is the FID table's.")
+
+
 def summary_of(results: dict, settings: Settings, prov: dict) -> dict:
     """The key numbers (what the README's table and the closing summary show) and the provenance."""
     labels = [row.label for row in FID_ROWS]
-    rows = [{k: results[f"fid {label}"][k] for k in ("label", "n", "fid_test", "floor_fid_test", "precision",
-                                                      "recall", "seconds")} for label in labels
+    rows = [{k: results[f"fid {label}"][k] for k in ("label", "n", "fid_test", "floor_fid_test", "floor_spread",
+                                                      "precision", "recall", "seconds")} for label in labels
             if "skipped" not in results[f"fid {label}"]]
     t = results["timing"]
     recon = {r["steps"]: r["mse"] for r in results["reconstruction"]["rows"]}
@@ -215,13 +238,18 @@ def _report_timing() -> str:
 
 def print_summary(summary: dict, out: Path, file=sys.stdout) -> None:
     """One screen: the headline numbers and the page to open."""
-    lines = [f"mnistdiff report (--{summary['settings']}) in {summary.get('seconds', 0) / 60:.1f} min", ""]
+    s = summary["provenance"]["settings"]
+    ran = (f"FID rows and timing {'under bf16 autocast' if s['precision'] == 'bf16' else 'in ' + s['precision']}"
+           + (" through torch.compile" if s.get("compile") else "")
+           + ("; inversion and merges in fp32" if s["precision"] != "fp32" else ", inversion and merges too"))
+    lines = [f"mnistdiff report (--{summary['settings']}) in {summary.get('seconds', 0) / 60:.1f} min, {ran}", ""]
     reused = [p["seconds"] for p in summary.get("parts", {}).values() if p["reused"]]
     if reused:
         lines[0] += f" ({len(reused)} parts reused from the cache, {sum(reused) / 60:.1f} min when computed)"
     for r in summary["fid"]:
         lines.append(f"  {r['label']:<16} {r['n']:>6} images  FID {r['fid_test']:7.3f}  floor {r['floor_fid_test']:6.3f}"
-                     f"  precision {r['precision']:.3f}  recall {r['recall']:.3f}")
+                     f" ({tables.floor_range(r['floor_spread'])})  precision {r['precision']:.3f}"
+                     f"  recall {r['recall']:.3f}")
     t = summary["timing"]
     lines += ["", f"  batch of {t['batch_size']} on {t['device_name']}: DDPM-1000 {t['ddpm_s']:.1f} s, "
               f"DDIM-50 {t['ddim_s']:.2f} s, ratio {t['ratio']:.1f} (report: {_report_timing()})"]

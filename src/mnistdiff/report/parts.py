@@ -32,6 +32,7 @@ class Context:
     out: Path
     data_dir: str | None = None
     _test: tuple | None = field(default=None, repr=False)
+    _floors: dict = field(default_factory=dict, repr=False)
 
     @property
     def dataset(self) -> str:
@@ -57,6 +58,14 @@ class Context:
         if self._test is None:
             self._test = data.load(self.dataset, "test", self.data_dir)
         return self._test
+
+    def floors(self, n: int) -> list[float]:
+        """The real-data floor's draws at n images, computed once for the FID rows of that count."""
+        from mnistdiff.evaluation.report import real_floors
+
+        if n not in self._floors:
+            self._floors[n] = real_floors(n, self.dataset, self.data_dir, self.settings.seed)
+        return self._floors[n]
 
     def first_of_class(self, digit: int) -> int:
         """Index of the first test image of a class (test #1 is a 2 and #8 a 5 in MNIST)."""
@@ -120,7 +129,8 @@ def fid_row(ctx: Context, spec: FidRow) -> dict:
     seconds = time.perf_counter() - t0
     shown_label = f"DDPM-{steps}" if sampler == "ddpm" else label  # the test model's T is not 1000
     row = {"label": shown_label, "sampler": sampler, "steps": steps, "seconds": seconds, "precision": s.precision,
-           **({"skipped": skipped} if skipped else evaluate(images, ctx.dataset, ctx.data_dir, seed=s.seed)),
+           **({"skipped": skipped} if skipped
+              else evaluate(images, ctx.dataset, ctx.data_dir, seed=s.seed, floors=ctx.floors(n))),
            "files": []}
     if sampler == "ddpm":
         shown = min(n, 64)
@@ -211,4 +221,25 @@ def fid_curve(ctx: Context, fid_csv: Path | None) -> dict:
         return {"available": False, "files": []}
     plot_fid_curve(fid_csv, ctx.out / "fid-curve.png")
     atomic_write(ctx.out / "fid.csv", Path(fid_csv).read_bytes())
-    return {"available": True, "rows": rows, "files": ["fid-curve.png", "fid.csv"]}
+    return {"available": True, "rows": rows, "covers": fid_coverage(Path(fid_csv), rows),
+            "files": ["fid-curve.png", "fid.csv"]}
+
+
+def fid_coverage(fid_csv: Path, rows: list[dict]) -> dict:
+    """What part of the model's training the FID checks cover: their first and last step and minutes,
+    beside the steps and minutes of the whole training (log.csv beside fid.csv) and its stages (record.json)."""
+    import json
+
+    covers = {"first_step": int(rows[0]["step"]), "last_step": int(rows[-1]["step"]),
+              "minutes": float(rows[-1]["elapsed_s"]) / 60, "stages": 1}
+    log, record = fid_csv.parent / "log.csv", fid_csv.parent / "record.json"
+    if log.is_file():
+        last = read_csv(log)[1][-1:]
+        if last:
+            covers |= {"steps_in_all": int(last[0]["step"]), "minutes_in_all": float(last[0]["elapsed_s"]) / 60}
+    if record.is_file():
+        stage = json.loads(record.read_text())
+        while stage.get("base"):
+            covers["stages"] += 1
+            stage = stage["base"]
+    return covers

@@ -21,16 +21,74 @@ def html_table(headers: list[str], rows: list[list[str]], theirs_last: bool = Fa
 
 
 def fid_table(results: dict) -> tuple[list[str], list[list[str]]]:
-    headers = ["sampler", "images", "FID vs test", "floor (real, same count)", "FID / floor", "FID vs train",
-               "precision", "recall", "p >= 0.9", "seconds", "report (Inception FID)"]
+    headers = ["sampler", "images", "FID vs test", "floor (real, same count)", "floor range", "FID / floor",
+               "FID vs train", "precision", "recall", "p >= 0.9", "seconds", "report (Inception FID)"]
     rows = []
     for label in [row.label for row in FID_ROWS]:
         r = results[f"fid {label}"]
         rows.append([r["label"], str(r["n"]), f"{r['fid_test']:.3f}", f"{r['floor_fid_test']:.3f}",
-                     f"{r['fid_test'] / r['floor_fid_test']:.1f}x", f"{r['fid_train']:.3f}", f"{r['precision']:.3f}",
-                     f"{r['recall']:.3f}", f"{r['confident_share']:.3f}", f"{r['seconds']:.0f}",
+                     floor_range(r["floor_spread"]), f"{r['fid_test'] / r['floor_fid_test']:.1f}x",
+                     f"{r['fid_train']:.3f}", f"{r['precision']:.3f}", f"{r['recall']:.3f}",
+                     f"{r['confident_share']:.3f}", f"{r['seconds']:.0f}",
                      f"{REPORT_FID[label]:.2f}" if label in REPORT_FID else "-"])
     return headers, rows
+
+
+def floor_range(spread: dict) -> str:
+    """The floor's min-max over its disjoint draws, and how many."""
+    return f"{spread['min']:.3f}-{spread['max']:.3f} ({spread['draws']} draws)"
+
+
+# What each table's columns mean, (column, meaning): the line under each table, on the page and in report.md.
+FID_COLUMNS = (
+    ("images", "generated images in the row."),
+    ("FID vs test", "Frechet distance between the features (from the shipped digit classifier) of the row's images "
+                    "and those of the 10,000 test digits; lower is better."),
+    ("floor (real, same count)", "the same FID of as many real training digits, one draw: what a perfect model "
+                                 "scores at this count."),
+    ("floor range", "min-max of the floor over disjoint draws of real training digits. A row inside it scores as "
+                    "real digits do at its count, and its distance from the one draw shown is the luck of the draw: "
+                    "below that draw is not better than real data."),
+    ("FID / floor", "FID vs test over the floor."),
+    ("FID vs train", "the same FID against the 60,000 training digits' statistics."),
+    ("precision", "share of the row's images inside the feature neighbourhoods (to the 3rd nearest neighbour) of "
+                  "as many test images: fidelity."),
+    ("recall", "share of those test images inside the row's images' neighbourhoods: coverage."),
+    ("p >= 0.9", "share of the images the classifier reads as one digit with a probability of 0.9 or more."),
+    ("seconds", "wall time to sample the row."),
+    ("report (Inception FID)", "the student report's FID, on Inception features: another scale, not comparable "
+                               "with ours."),
+)
+CLASS_COLUMNS = (("0 to 9", "share of the row's images the classifier reads as that digit; 10% each is ideal."),)
+TIMING_COLUMNS = (
+    ("batch", "images sampled at once."),
+    ("precision", "the arithmetic the model ran in."),
+    ("DDPM-T (s)", "seconds for one batch with DDPM over all T steps, one run."),
+    ("DDIM-50 (s)", "the same with DDIM in 50 steps, the median of several runs around DDPM's."),
+    ("ratio", "DDPM's seconds over DDIM's."),
+)
+RECONSTRUCTION_COLUMNS = (
+    ("S", "DDIM steps, of the inversion and of the decoding alike; each cell is the per-pixel mean squared error "
+          "on [0, 1] between the test images and their reconstructions."),
+)
+MERGE_COLUMNS = (
+    ("images", "merges decoded (image pairs per class pair times 45 class pairs)."),
+    ("FID vs test", "of the merges, as in the FID table."),
+    ("mean confidence", "the classifier's mean top probability."),
+    ("p >= 0.9", "share of merges it reads with a probability of 0.9 or more."),
+    ("class A", "share read as the smaller digit of their pair."),
+    ("class B", "share read as the larger digit of their pair."),
+    ("third class", "share read as neither."),
+    ("2 + 5 -> 8", "merges of a 2 and a 5 read as an 8, of all 2 + 5 merges."),
+)
+
+
+def html_definitions(columns: tuple[tuple[str, str], ...]) -> str:
+    return '<p class="defs">' + " ".join(f"<b>{escape(c)}</b>: {escape(m)}" for c, m in columns) + "</p>"
+
+
+def md_definitions(columns: tuple[tuple[str, str], ...]) -> str:
+    return " ".join(f"**{c}**: {m}" for c, m in columns) + "\n"
 
 
 def class_table(results: dict) -> tuple[list[str], list[list[str]]]:
@@ -65,8 +123,10 @@ def markdown(results: dict) -> str:
                           "## Timing", "", md_table(*timing_table(results["timing"])),
                           "## Inversion", "", md_table(*reconstruction_table(results["reconstruction"]["rows"])), ""])
     return "\n".join([
-        "# mnistdiff report", "", "## FID", "", md_table(*fid_table(results)), md_table(*class_table(results)),
-        "## Timing", "", md_table(*timing_table(results["timing"])),
+        "# mnistdiff report", "", "## FID", "", md_table(*fid_table(results)), md_definitions(FID_COLUMNS),
+        md_table(*class_table(results)), md_definitions(CLASS_COLUMNS),
+        "## Timing", "", md_table(*timing_table(results["timing"])), md_definitions(TIMING_COLUMNS),
         "## Inversion", "", md_table(*reconstruction_table(results["reconstruction"]["rows"])),
-        "## Merge study", "", merge_answer(study), "", md_table(*merge_table(study)),
+        md_definitions(RECONSTRUCTION_COLUMNS),
+        "## Merge study", "", merge_answer(study), "", md_table(*merge_table(study)), md_definitions(MERGE_COLUMNS),
         *[f"- {line}" for line in third_digits(study)], ""])

@@ -176,7 +176,7 @@ def _write_model(out: Path, ema: dict[str, torch.Tensor], config: Path, record: 
 def find(path: str | Path | None) -> Path:
     """The checkpoint folder for a run folder, a checkpoint folder or a file inside one;
     None means the model shipped with the package."""
-    path = Path(path) if path is not None else DEFAULT_MODEL
+    path = given = Path(path) if path is not None else DEFAULT_MODEL
     if path.is_file():
         path = path.parent
     if (path / "checkpoints" / "latest").is_file():
@@ -196,6 +196,9 @@ def find(path: str | Path | None) -> Path:
         if path == DEFAULT_MODEL:
             raise FileNotFoundError("no trained model is shipped in this installation: pass --checkpoint")
         missing = [n for n in ("weights.safetensors", "config.json") if not (path / n).is_file()]
+        if given.is_file():  # named by the file, not by its folder (which may be ".")
+            raise FileNotFoundError(f"{given} is not a checkpoint: a file, whose folder {path.resolve()} has no "
+                                    f"{' and no '.join(missing)} (pass a run folder, a checkpoint folder or a file in one)")
         raise FileNotFoundError(f"no checkpoint at {path} ({' and '.join(missing)} missing)")
     return path
 

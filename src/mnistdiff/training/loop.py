@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import torch
@@ -41,8 +42,9 @@ class Run:
     """Everything a training run holds: model, EMA, optimizer, RNG and data order, in folder `out`."""
 
     def __init__(self, out: Path, config: dict, images: torch.Tensor, group: distributed.Group,
-                 compile: bool = False):
+                 compile: bool = False, clock: Callable[[], float] = time.monotonic):
         self.out, self.config, self.images = out, config, images  # images: (N, C, H, W) uint8, on the CPU
+        self.clock = clock  # seconds, for the time budget; tests pass a clock of their own
         self.group, self.device = group, group.device
         device = group.device
         # config: the whole dict, as config.json holds it; train_config: its TrainConfig.
@@ -64,10 +66,10 @@ class Run:
         self.paused_s = 0.0  # wall time of FID checks, which the time budget does not count
         self.setup_s = 0.0  # wall time of compiling, which the time budget counts
         if compile:
-            begin = time.monotonic()
+            begin = self.clock()
             x0 = data.to_model_range(images[: settings.batch_size]).to(device)
             self.compiled, message = compile_for_training(self.model, self.schedule, x0, settings.precision)
-            self.setup_s = time.monotonic() - begin
+            self.setup_s = self.clock() - begin
             print(f"{message}; {self.setup_s:.0f} s, counted in --minutes", flush=True)
         self.compiled = distributed.wrap(self.compiled, group)
         self._seed_dropout(0)
@@ -117,12 +119,12 @@ class Run:
     def fid_check(self) -> dict:
         """FID of fresh DDIM samples of the EMA model against the test statistics, in the run's
         precision; its time is not the time budget's (`paused_s`)."""
-        settings, t0 = self.train_config, time.monotonic()
+        settings, t0 = self.train_config, self.clock()
         pics = generate(self.ema.shadow, self.schedule, settings.fid_images, sampler="ddim", steps=settings.fid_steps,
                         clip_x0=True, seed=settings.seed + 1, precision=settings.precision,
                         image_shape=tuple(self.images.shape[1:]))
         fid = fid_test(pics, self.config["dataset"])
-        self.paused_s += time.monotonic() - t0
+        self.paused_s += self.clock() - t0
         return {"step": self.state["step"], "elapsed_s": self.state["elapsed_s"], "images": settings.fid_images,
                 "ddim_steps": settings.fid_steps, "fid_test": fid}
 
@@ -206,6 +208,7 @@ def train(
     compile: bool = False,
     progress: bool = True,
     command: str | None = None,
+    clock: Callable[[], float] = time.monotonic,
     **overrides,
 ) -> Path:
     """Train (or, with resume, continue) a run in folder `out`; returns the last checkpoint folder.
@@ -223,6 +226,7 @@ def train(
     `command`: what started this sitting, noted with the commit and machine in the run's
     sittings.jsonl (train/sittings.py), which `export` puts in the model's record.
     While it runs, the process holds the folder's lock (lock.py): a second train or export on it is refused.
+    `clock`: the seconds the time budget is measured in (tests pass one that moves as they say).
     """
     out = Path(out)
     if init_from is not None and resume:
@@ -236,7 +240,7 @@ def train(
         folder = resume_from(out, resume, group.main)
         source = checkpoint.find(init_from) if init_from is not None else None
         config = resolve(preset, dataset, folder, overrides, source)
-        run = _new_run(out, config, data_dir, group, compile)
+        run = _new_run(out, config, data_dir, group, compile, clock)
         if folder is not None:
             run.restore(folder)
         elif source is not None:
@@ -249,7 +253,8 @@ def train(
         distributed.leave(group)
 
 
-def _new_run(out: Path, config: dict, data_dir, group: distributed.Group, compile: bool) -> Run:
+def _new_run(out: Path, config: dict, data_dir, group: distributed.Group, compile: bool,
+             clock: Callable[[], float] = time.monotonic) -> Run:
     """A Run of `config` on its training set, after the checks that need the data or the processes."""
     config["train"]["precision"] = pick_precision(config["train"]["precision"], group.device.type)
     if group.main:
@@ -265,7 +270,7 @@ def _new_run(out: Path, config: dict, data_dir, group: distributed.Group, compil
         raise ValueError("--compile is not supported with several processes yet")
     config["unet"] |= {"in_channels": images.shape[1], "image_size": images.shape[-1]}
     config["world_size"] = group.world_size
-    return Run(out, config, images, group, compile=compile)
+    return Run(out, config, images, group, compile=compile, clock=clock)
 
 
 class Budget:
@@ -273,7 +278,7 @@ class Budget:
 
     def __init__(self, run: Run, minutes: float | None):
         self.minutes = minutes
-        self.start = time.monotonic() - run.setup_s  # the time budget includes compiling
+        self.start = run.clock() - run.setup_s  # the time budget includes compiling
         self.deadline = self.start + 60 * minutes if minutes else float("inf")
         # The share of the lr decay done where a resumed run stood, so that its lr stays continuous.
         self.begun = decay_done(run.train_config, run.state["step"])
@@ -283,7 +288,7 @@ class Budget:
         # Every process stops at the same step and runs at the same lr: agree on the flag and the clock
         # (the FID checks' pause is process 0's, whose checks the others wait for).
         signalled, elapsed, paused = distributed.largest(
-            run.group, [float(signalled), time.monotonic() - self.start, run.paused_s])
+            run.group, [float(signalled), run.clock() - self.start, run.paused_s])
         if signalled:
             return math.inf
         return (elapsed - paused) / (60 * self.minutes) if self.minutes else 0.0
@@ -316,7 +321,10 @@ class Logs:
         self.steps, self.seconds = self.steps + 1, self.seconds + seconds
         if step % settings.log_every == 0 or step == 1:
             ips = self.row(run, loss, lr)
-            bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{ips:.0f}", **_time_left(deadline))
+            seconds_left = deadline - run.clock()
+            # The bar's total is the step the run will stop at, so that its ETA honours --minutes.
+            bar.total = steps_in_budget(step, settings.steps, seconds_left, ips / settings.batch_size)
+            bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{ips:.0f}", **_time_left(seconds_left))
         if step % settings.sample_every == 0:
             run.sample_grid()
         if self.fid and step % settings.fid_every == 0:
@@ -373,9 +381,17 @@ def _finish(run: Run, last_saved: int, signalled: bool) -> Path:
     return final
 
 
-def _time_left(deadline: float) -> dict:
-    """With --minutes the step bar's ETA can be wrong; show the time budget left too."""
-    if deadline == float("inf"):
+def steps_in_budget(step: int, steps: int, seconds_left: float, steps_per_s: float) -> int:
+    """The step a run will stop at: `steps`, or earlier where the time budget runs out first at
+    `steps_per_s`; the training bar's total, so that its ETA honours --minutes."""
+    if seconds_left == float("inf") or not steps_per_s > 0:
+        return steps
+    return min(steps, step + max(0, math.floor(seconds_left * steps_per_s)))
+
+
+def _time_left(seconds_left: float) -> dict:
+    """With --minutes, the time budget left beside the step bar's ETA."""
+    if seconds_left == float("inf"):
         return {}
-    minutes, seconds = divmod(max(0, int(deadline - time.monotonic())), 60)
+    minutes, seconds = divmod(max(0, int(seconds_left)), 60)
     return {"time_left": f"{minutes}:{seconds:02d}"}
