@@ -141,3 +141,10 @@ def test_the_page_loads_in_a_browser_without_errors_or_network(page):
     assert len(tables) >= 7 and all(cells > 0 for cells in tables), tables
     assert errors == []
     assert requests and all(url.startswith("file://") for url in requests), requests
+
+
+def test_markdown_table_writes_a_header_a_rule_and_one_line_per_row():
+    from mnistdiff.markdown import table
+
+    assert table(["S", "10"], [["MNIST", "0.01"], ["CIFAR-10", "-"]]) == \
+        "| S | 10 |\n|---|---|\n| MNIST | 0.01 |\n| CIFAR-10 | - |\n"
