@@ -14,6 +14,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from mnistdiff import files
 from mnistdiff.training import checkpoint
 
 
@@ -26,7 +27,7 @@ def average(a: Path, b: Path, weight: float, out: Path, names: tuple[str, str] |
         raise ValueError(f"{a} and {b} differ in shape: only models of one shape can be averaged")
     mixed = {k: (weight * wa["ema"][k].float() + (1 - weight) * v.float()).to(v.dtype) for k, v in wb["ema"].items()}
     names = names or (str(a), str(b))
-    record = {"average_of": [{"model": name, "weights_sha256": checkpoint.sha256(p / "weights.safetensors"),
+    record = {"average_of": [{"model": name, "weights_sha256": files.sha256(p / "weights.safetensors"),
                               "weight": w} for name, p, w in zip(names, (a, b), (weight, 1 - weight))]}
     return checkpoint.write_model(out, mixed, b / "config.json", record)
 

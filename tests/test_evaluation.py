@@ -8,8 +8,8 @@ from mnistdiff.data.idx import read_split
 from mnistdiff.evaluation import fid, frechet_distance, gaussian_stats, load_classifier, load_reference, precision_recall
 from mnistdiff.evaluation.classifier import asset
 from mnistdiff.evaluation.metrics import features_and_probs
-from mnistdiff.evaluation.reference import sha256
 from mnistdiff.evaluation.train_classifier import random_shift
+from mnistdiff.files import sha256
 
 
 def test_fid_of_a_set_with_itself_is_zero():

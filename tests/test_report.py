@@ -341,3 +341,10 @@ def test_a_damaged_figure_is_drawn_again_and_the_page_shows_the_whole_one(tiny_r
     assert len(warnings) == 1 and str(figure) in warnings[0] and "differs" in warnings[0], warnings
     assert [name for name, p in summary["parts"].items() if not p["reused"]] == ["forward"]
     assert figure.read_bytes() == (page / "forward.png").read_bytes()
+
+
+def test_markdown_table_writes_a_header_a_rule_and_one_line_per_row():
+    from mnistdiff.markdown import table
+
+    assert table(["S", "10"], [["MNIST", "0.01"], ["CIFAR-10", "-"]]) == \
+        "| S | 10 |\n|---|---|\n| MNIST | 0.01 |\n| CIFAR-10 | - |\n"

@@ -1,4 +1,4 @@
-"""Small tensor helpers every stage of the pipeline may use."""
+"""Tensor shaping that every stage of the pipeline may use."""
 
 from __future__ import annotations
 
