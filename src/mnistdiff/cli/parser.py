@@ -136,12 +136,14 @@ def train_settings(args) -> dict:
 def _sampler_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sampler", default="ddim", choices=list(SAMPLERS), help="how to step from noise to images")
     p.add_argument("--steps", type=_positive_int,
-                   help="model evaluations (default: 50; ddpm: every one of the T steps, 1000 for the shipped model)")
+                   help="model evaluations (default: 50; ddpm: every one of the T steps, 1000 for the shipped model; "
+                        "heun and edm make 2n - 1 for n steps, so at most this many)")
     p.add_argument("--eta", type=_non_negative_float, help="ddim's noise: 0 (its default) deterministic, 1 like DDPM")
     p.add_argument("--variance", choices=["posterior", "beta"], help="ddpm's noise (its default: posterior)")
-    p.add_argument("--spacing", choices=SPACINGS, default="uniform",
-                   help="where the levels lie: uniform in t as the DDIM code, quadratic (denser near clean "
-                        "data) or evenly in log-SNR")
+    p.add_argument("--spacing", choices=SPACINGS,
+                   help="where the levels lie: uniform in t as the DDIM code, trailing (the same from T - 1), "
+                        "quadratic (denser near clean data) or evenly in log-SNR (default: the sampler's own; "
+                        "uniform for ddim and dpm-solver, logsnr for heun, edm and dpm-solver-sde)")
     p.add_argument("--t-end", type=_non_negative_int,
                    help="last timestep the model sees before the sampler jumps to clean data (default: 0)")
     _no_clip_arg(p)
