@@ -114,21 +114,16 @@ def test_sde_one_point_data_ends_at_the_point(n_steps):
 
 def test_sde_variance_converges_at_second_order():
     """On Gaussian data the samples' variance error falls about 4x as the steps double (measured: 0.069 at
-    20 log-SNR steps, 0.018 at 40, 0.010 at 80, the last near the sampling error of 128,000 draws, 0.004),
-    DDIM's (eta = 0) about 2x (-0.22, -0.11, -0.056). The mean is right at any count."""
+    20 log-SNR steps, 0.018 at 40, 0.010 at 80, the last near the sampling error of 128,000 draws, 0.004;
+    DDIM's falls 2x, -0.22, -0.11, -0.056: test_heun.py checks its first order). The mean is right at any count."""
     mean, std = 0.4, 0.3
     model = GaussianData(SCHEDULE, mean, std)
     x_T = torch.randn((8000, 1, 4, 4), dtype=torch.float64, generator=torch.Generator().manual_seed(5))
-
-    def errors(sampler):
-        out = [sampler(model, x_T, SCHEDULE, levels(n, SCHEDULE, "logsnr"), generator=torch.Generator().manual_seed(3))
-               for n in (20, 40, 80)]
-        assert all(abs(x.mean().item() - mean) < 0.002 for x in out)
-        return [abs(x.var().item() / std**2 - 1) for x in out]
-
-    sde, ddim = errors(sample_dpm_solver_sde), errors(sample_ddim)
-    assert sde[0] / sde[1] > 3 and sde[2] < 0.015
-    assert 1.7 < ddim[0] / ddim[1] < 2.3 and 1.7 < ddim[1] / ddim[2] < 2.3
+    out = [sample_dpm_solver_sde(model, x_T, SCHEDULE, levels(n, SCHEDULE, "logsnr"),
+                                 generator=torch.Generator().manual_seed(3)) for n in (20, 40, 80)]
+    assert all(abs(x.mean().item() - mean) < 0.002 for x in out)
+    errors = [abs(x.var().item() / std**2 - 1) for x in out]
+    assert errors[0] / errors[1] > 3 and errors[2] < 0.015
 
 
 def test_sde_draws_its_noise_from_the_generator():
