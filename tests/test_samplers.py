@@ -241,3 +241,29 @@ def test_callback_sees_every_step_down_to_clean_and_up_to_the_last_level():
     seen.clear()
     ddim_invert(model, out, SCHEDULE, grid, callback=lambda t, xt, x0: seen.append(t))
     assert seen == grid[-2::-1]
+
+
+def test_refined_inversion_reaches_the_latent_that_ddim_decodes_back_to_the_input():
+    """The fixed point of each refined step is the x_t whose DDIM step down lands on x_s, so decoding
+    gives the input back exactly, where plain inversion with 10 steps is far off (max error 0.83;
+    refined: 0.47, 0.14, 0.0019 after 1, 3 and 10 iterations, 3e-11 after 40)."""
+    model = GaussianData(SCHEDULE, 0.4, 0.3)
+    x = torch.rand((64, 1, 4, 4), dtype=torch.float64, generator=torch.Generator().manual_seed(1)) * 2 - 1
+    grid = levels(10, SCHEDULE)
+    errors = [(sample_ddim(model, ddim_invert(model, x, SCHEDULE, grid, iterations=k), SCHEDULE, grid) - x).abs().max()
+              .item() for k in (0, 1, 3, 10, 40)]
+    assert errors[0] > 0.5 and errors == sorted(errors, reverse=True) and errors[-1] < 1e-9
+    assert torch.equal(ddim_invert(model, x, SCHEDULE, grid, iterations=0), ddim_invert(model, x, SCHEDULE, grid))
+    with pytest.raises(ValueError, match="iterations"):
+        ddim_invert(model, x, SCHEDULE, grid, iterations=-1)
+
+
+def test_refined_inversion_calls_the_model_1_plus_k_times_per_step_at_the_step_s_top():
+    inner, calls = GaussianData(SCHEDULE, 0.4, 0.3), []
+
+    def model(x, t):
+        calls.append(int(t[0]))
+        return inner(x, t)
+
+    ddim_invert(model, torch.zeros((1, 1, 4, 4), dtype=torch.float64), SCHEDULE, [600, 300, 0, -1], iterations=2)
+    assert calls == [0, 0, 0, 0, 300, 300, 300, 600, 600]  # from clean data: at the lowest level, then at the top
