@@ -115,6 +115,12 @@ def _steps_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=_positive_int, default=50, help="DDIM steps of the inversion and the decoding")
 
 
+def _inversion_iterations_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--inversion-iterations", type=_non_negative_int, default=0, metavar="K",
+                   help="refine each inversion step by K fixed-point iterations, so that DDIM decodes the "
+                        "latent back: (1 + K) model calls a step (0: plain DDIM inversion)")
+
+
 def train_config_args(p: argparse.ArgumentParser) -> None:
     """One flag per field of TrainConfig: its name, type and choices, its help from the field's metadata,
     and each preset's value as its default (None here, so that the preset, or on --resume the run, decides)."""
@@ -302,6 +308,7 @@ def _experiment_parsers(sub) -> None:
     p.add_argument("images", nargs="*", help=images_help)
     p.add_argument("--decode", help="a latents .npz (key 'latents') to decode instead")
     _experiment_args(p)
+    _inversion_iterations_arg(p)
     p.add_argument("--out", default="latents.npz", help="latents .npz, or with --decode a grid PNG")
 
     p = sub.add_parser("merge", help="invert two digits, mix their latents, decode; compare with mixing pixels")
@@ -311,6 +318,7 @@ def _experiment_parsers(sub) -> None:
     p.add_argument("--weights", type=lambda t: [float(v) for v in t.split(",")],
                    default=[0.0, 0.2, 0.4, 0.5, 0.6, 0.8, 1.0], help="mixing weights of B, comma-separated")
     _experiment_args(p)
+    _inversion_iterations_arg(p)
     p.add_argument("--out", default="merge.png", help="figure to write")
 
     p = sub.add_parser("reconstruction", help="DDIM invert-then-decode error of test images over S (DDIM Table 2)")
@@ -318,12 +326,16 @@ def _experiment_parsers(sub) -> None:
     _experiment_args(p, steps=False)
     p.add_argument("--steps", type=lambda t: [_positive_int(v) for v in t.split(",")],
                    default=[10, 20, 50, 100, 200, 500, 1000], help="DDIM steps S, comma-separated")
+    p.add_argument("--inversion-iterations", type=lambda t: [_non_negative_int(v) for v in t.split(",")],
+                   default=[0], metavar="K,...", help="refinements of each inversion step, one table row each, "
+                   "comma-separated (0: plain DDIM inversion; K costs (1 + K) model calls a step)")
     p.add_argument("--out", default="reconstruction", help="writes OUT.md and OUT.json")
 
     p = sub.add_parser("merge-study", help="what merges of each pair of digit classes give, by mixing rule")
     p.add_argument("--per-class", type=_positive_int, default=20, help="image pairs per class pair")
     p.add_argument("--weight", type=float, default=0.5, help="mixing weight of the second image")
     _experiment_args(p)
+    _inversion_iterations_arg(p)
     _seed_arg(p, "seed of the choice of images")
     p.add_argument("--out", default="merge-study", help="writes OUT.md, OUT.json and OUT.png (heat maps)")
 
@@ -357,3 +369,4 @@ def _explore_parser(sub) -> None:
     p.add_argument("--data-dir", help="folder with the test-set IDX files for the digit picker "
                                       "(else $MNISTDIFF_DATA or the cache; never downloaded)")
     _device_arg(p, "where to run the model (auto: a CUDA GPU when there is one)")
+    _inversion_iterations_arg(p)
