@@ -71,7 +71,8 @@ def test_edm_without_churn_is_heun_and_with_churn_draws_from_the_generator():
     churned = [sample_edm(model, x_T, SCHEDULE, grid, generator=torch.Generator().manual_seed(s)) for s in (7, 7, 8)]
     assert torch.equal(churned[0], churned[1]) and not torch.equal(churned[0], churned[2])
     assert not torch.equal(churned[0], heun)
-    churn_everywhere = sample_edm(model, x_T, SCHEDULE, grid, s_tmax=math.inf, generator=torch.Generator().manual_seed(7))
+    churn_everywhere = sample_edm(model, x_T, SCHEDULE, grid, s_tmax=math.inf,
+                                  generator=torch.Generator().manual_seed(7))
     assert not torch.equal(churn_everywhere, churned[0])
 
 

@@ -20,7 +20,8 @@ def test_noise_has_the_statistics_of_noise_and_shrunk_noise_does_not():
     assert abs(s["excess_kurtosis"]) < 0.05 and s["ks_distance"] < 0.005 and s["ks_p_value"] > 0.01
     small = latent_stats(0.35 * z)
     assert abs(small["std"] - 0.35) < 0.005 and small["ks_p_value"] < 1e-6
-    # The KS distance of 0.35 N(0, 1) to N(0, 1) is max |Phi(x / 0.35) - Phi(x)|, at x = 0.35 sqrt(2 ln 0.35 / (0.35^2 - 1)).
+    # The KS distance of 0.35 N(0, 1) to N(0, 1) is max |Phi(x / 0.35) - Phi(x)|, where the two densities
+    # cross: x = 0.35 sqrt(2 ln 0.35 / (0.35^2 - 1)).
     x = 0.35 * math.sqrt(2 * math.log(0.35) / (0.35**2 - 1))
     phi = lambda v: 0.5 * (1 + math.erf(v / math.sqrt(2)))  # noqa: E731
     assert abs(small["ks_distance"] - (phi(x / 0.35) - phi(x))) < 0.005

@@ -93,7 +93,7 @@ def to_markdown(study: dict) -> str:
              f"iterations a step ((1 + K) model calls), and their {a} + {b} mixes at weight {study['weight']:g}; "
              f"N(0, I) noise has 1, 1, 1, 0 and KS distance near 0", "",
              f"| K | latents | norm / sqrt(dim) | std | per-pixel std | excess kurtosis | KS distance | "
-             f"distance to {target}s | to other digits | nearest is an {target} |", "|---|---|---|---|---|---|---|---|---|---|"]
+             f"distance to {target}s | to other digits | nearest is an {target} |", "|---" * 10 + "|"]
 
     def row(k, name, s):
         far = (f"{s['to_target']:.2f} | {s['to_others']:.2f} | {s['nearest_is_target']:.2f}" if "to_target" in s
