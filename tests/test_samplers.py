@@ -33,6 +33,13 @@ def test_levels_descend_to_clean_data(spacing):
             assert grid[-2] == (0 if n > 1 or spacing == "uniform" else 999)
 
 
+@pytest.mark.parametrize("spacing", ["uniform", "trailing"])
+def test_every_step_count_gives_distinct_descending_levels(spacing):
+    for n in range(1, 1001):
+        grid = levels(n, SCHEDULE, spacing)
+        assert len(grid) == n + 1 and grid[-1] == -1 and all(a > b for a, b in zip(grid, grid[1:])), n
+
+
 def test_trailing_levels_start_at_the_last_timestep():
     """Lin et al. 2024: T - 1 down in steps of T/n, as diffusers' timestep_spacing "trailing"."""
     assert levels(10, SCHEDULE, "trailing") == list(range(999, 0, -100)) + [-1]
