@@ -7,7 +7,9 @@ slider: with A's and B's latents cached (as after the first mix), the time from 
         HTTP to a local server (POST /api/mix: JSON both ways, as the page sends it);
 start:  `mnistdiff explore` as a new process: seconds until it answers, until the page's first
         picture (16 DDIM-10 samples) and until the first mix (two inversions and a decode), in
-        the order the page asks for them; with --browser, the same seen by headless Chromium.
+        the order the page asks for them; with --browser, the same seen by headless Chromium;
+invert: a new digit inverted (DDIM-10, refined by --inversion-iterations K: 10 (1 + K) model
+        calls) and decoded, as the page's first look at a digit.
 The target is 300 ms from a slider move to the new picture on 2 CPU cores.
 Timings on a machine busy with other work are not measurements: the JSON records the load average.
 """
@@ -71,8 +73,21 @@ def slider(explorer, repeats: int, rules: list[str]) -> dict:
     return out
 
 
+def inversion(explorer, repeats: int) -> dict:
+    """Explorer.invert of `repeats` digits it has not seen: each one's inversion is computed, not cached."""
+    a, b = two_digits(explorer)
+    seconds = []
+    for i in range(repeats):
+        image = list(a)
+        image[i % 784] = (image[i % 784] + 1 + i // 784) % 256  # one grey level off: a new hash, a new inversion
+        start = time.perf_counter()
+        explorer.invert(image, steps=10)
+        seconds.append(time.perf_counter() - start)
+    return summary(seconds)
+
+
 def first_start(checkpoint: str | None, threads: int, data_dir: str | None, browser: bool,
-                screenshot: str | None) -> dict:
+                screenshot: str | None, iterations: int = 0) -> dict:
     import httpx
     from explore_support import free_port
 
@@ -81,6 +96,7 @@ def first_start(checkpoint: str | None, threads: int, data_dir: str | None, brow
     command = [sys.executable, "-m", "mnistdiff", "explore", "--port", str(port), "--device", "cpu"]
     command += ["--data-dir", data_dir] if data_dir else []
     command += ["--checkpoint", checkpoint] if checkpoint else []
+    command += ["--inversion-iterations", str(iterations)] if iterations else []
     url = f"http://127.0.0.1:{port}"
     start = time.perf_counter()
     proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
@@ -158,6 +174,8 @@ def main() -> None:
     p.add_argument("--rules", default="slerp,linear,linear-norm")
     p.add_argument("--browser", action="store_true", help="also time the page in headless system Chromium")
     p.add_argument("--screenshot", help="with --browser: also save the page as this PNG")
+    p.add_argument("--inversion-iterations", type=int, default=0, metavar="K",
+                   help="the explorer's refinement of each inversion step (0: plain DDIM inversion)")
     p.add_argument("--out", default="explore-latency.json")
     args = p.parse_args()
 
@@ -165,13 +183,17 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
-    explorer = Explorer.from_checkpoint(args.checkpoint, data_dir=args.data_dir, device="cpu")
+    explorer = Explorer.from_checkpoint(args.checkpoint, data_dir=args.data_dir, device="cpu",
+                                        inversion_iterations=args.inversion_iterations)
     record = {
         "command": command_line(sys.argv[1:]),
         "model": explorer.name, "torch": torch.__version__, "threads": args.threads, "cpus": os.cpu_count(),
         "load_average_before": [round(x, 2) for x in load_before],
+        "inversion_iterations": args.inversion_iterations,
         "slider_ddim10": slider(explorer, args.repeats, args.rules.split(",")),
-        "start": first_start(args.checkpoint, args.threads, args.data_dir, args.browser, args.screenshot),
+        "invert_ddim10": inversion(explorer, max(args.repeats // 4, 1)),
+        "start": first_start(args.checkpoint, args.threads, args.data_dir, args.browser, args.screenshot,
+                             args.inversion_iterations),
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
         "target_ms": 300,
     }

@@ -73,10 +73,10 @@ def test_invert_merge_and_figures_from_the_cli(idx_folder, tmp_path):
     Image.fromarray(np.full((56, 56), 255, dtype=np.uint8)).save(png)  # dark-on-light, 56x56: converted
     common = ["--checkpoint", str(run), "--steps", "5", "--data-dir", str(idx_folder)]
     latents = tmp_path / "latents.npz"
-    assert main(["invert", "0", str(png), *common, "--out", str(latents)]) == 0
+    assert main(["invert", "0", str(png), *common, "--inversion-iterations", "1", "--out", str(latents)]) == 0
     assert np.load(latents)["latents"].shape == (2, 1, 28, 28)
     assert main(["invert", "--decode", str(latents), *common, "--out", str(tmp_path / "decoded.png")]) == 0
-    assert main(["merge", "0", "1", *common, "--rule", "slerp", "--weights", "0,0.5,1",
+    assert main(["merge", "0", "1", *common, "--rule", "slerp", "--weights", "0,0.5,1", "--inversion-iterations", "2",
                  "--out", str(tmp_path / "merge.png")]) == 0
     assert main(["figure", "forward", "3", *common, "--out", str(tmp_path / "forward")]) == 0
     assert main(["figure", "interpolate", "0", "1", *common, "--frames", "4", "--out", str(tmp_path / "interp")]) == 0
@@ -97,14 +97,20 @@ def test_reconstruction_and_merge_study_from_the_cli(idx_folder, tmp_path):
     assert main(["train", "--preset", "tiny", "--steps", "5", "--data-dir", str(idx_folder), "--out", str(run)]) == 0
     common = ["--checkpoint", str(run), "--data-dir", str(idx_folder)]
     out = tmp_path / "recon"
-    assert main(["reconstruction", *common, "--n", "4", "--steps", "2,5", "--out", str(out)]) == 0
+    assert main(["reconstruction", *common, "--n", "4", "--steps", "2,5", "--inversion-iterations", "0,2",
+                 "--out", str(out)]) == 0
     rows = json.loads((tmp_path / "recon.json").read_text())["rows"]
-    assert [r["steps"] for r in rows] == [2, 5] and all(0 <= r["mse"] <= 1 for r in rows)
+    assert [(r["steps"], r["iterations"], r["model_calls"]) for r in rows] == [(2, 0, 4), (5, 0, 10), (2, 2, 8),
+                                                                               (5, 2, 20)]
+    assert all(0 <= r["mse"] <= 1 for r in rows)
+    assert "| MNIST, ours, K = 2 (4 S calls) |" in (tmp_path / "recon.md").read_text()
     # The generated data set has random labels 0..9; two pairs per class need two images of each.
     out = tmp_path / "study"
-    result = main(["merge-study", *common, "--steps", "3", "--per-class", "1", "--out", str(out)])
+    result = main(["merge-study", *common, "--steps", "3", "--per-class", "1", "--inversion-iterations", "1",
+                   "--out", str(out)])
     assert result == 0
     study = json.loads((tmp_path / "study.json").read_text())
+    assert study["inversion_iterations"] == 1 and "refined with K = 1 iterations" in (tmp_path / "study.md").read_text()
     assert set(study["methods"]) == {"linear", "slerp", "linear-norm", "pixel"}
     for m in study["methods"].values():
         assert m["images"] == 45 and len(m["counts"]) == 45
@@ -121,6 +127,25 @@ def test_reconstruction_error_falls_with_steps_for_the_exact_model():
     rows = reconstruction_errors(model, SCHEDULE, x, (10, 100, 1000), progress=False)
     errors = [r["mse"] for r in rows]
     assert errors[0] > errors[1] > errors[2] and errors[2] < 1e-4
+
+
+def test_refined_inversion_rows_reconstruct_with_few_steps_and_state_their_model_calls():
+    from mnistdiff.experiments.reconstruction import reconstruction_errors, to_markdown
+
+    model = GaussianData(SCHEDULE, 0.1, 0.5)
+    x = torch.rand((8, 1, 4, 4), dtype=torch.float64, generator=torch.Generator().manual_seed(0)) * 2 - 1
+    rows = reconstruction_errors(model, SCHEDULE, x, (10,), progress=False, iterations=(0, 20))
+    assert [(r["iterations"], r["model_calls"]) for r in rows] == [(0, 20), (20, 220)]
+    assert rows[1]["mse"] < 1e-9 < 1e-3 < rows[0]["mse"]
+    assert "| MNIST, ours, K = 20 (22 S calls) |" in to_markdown(rows)
+
+
+def test_merge_with_refined_inversion_decodes_its_ends_back_to_the_inputs():
+    model = GaussianData(SCHEDULE, 0.1, 0.5)
+    a, b = (x.clamp(-1, 1) for x in gaussians(n=2, seed=1))
+    out = merge(model, SCHEDULE, a, b, [0.0, 1.0], levels=levels(10, SCHEDULE), iterations=30)
+    torch.testing.assert_close(out["recon_a"], a, atol=1e-6, rtol=0)
+    torch.testing.assert_close(out["latent_mix"][1], b, atol=1e-6, rtol=0)
 
 
 def test_trajectory_shows_x_t_and_the_predicted_x0_along_the_way():

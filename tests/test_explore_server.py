@@ -249,9 +249,11 @@ def test_the_latency_benchmark_runs_and_writes_json(tmp_path):
     out = tmp_path / "latency.json"
     script = Path(__file__).resolve().parent.parent / "benchmarks" / "explore_latency.py"
     subprocess.run([sys.executable, str(script), "--checkpoint", str(ckpt), "--data-dir", str(data), "--repeats", "2",
-                    "--threads", "1", "--rules", "slerp", "--out", str(out)], check=True, capture_output=True)
+                    "--threads", "1", "--rules", "slerp", "--inversion-iterations", "1", "--out", str(out)],
+                   check=True, capture_output=True)
     record = json.loads(out.read_text())
     assert record["slider_ddim10"]["slerp"]["http"]["runs"] == 2
+    assert record["inversion_iterations"] == 1 and record["invert_ddim10"]["runs"] == 1
     assert 0 < record["start"]["answers_s"] <= record["start"]["first_picture_s"] <= record["start"]["first_mix_s"]
     assert "--data-dir DIR" in record["command"]
 

@@ -165,3 +165,24 @@ def test_without_the_extra_the_command_says_what_to_install(monkeypatch, capsys)
     monkeypatch.chdir(clone / "tests")
     assert main(["explore"]) == 2
     assert f"pip install -e '{clone}[explore]'" in capsys.readouterr().err
+
+
+    assert "pip install 'mnistdiff[explore]'" in capsys.readouterr().err
+
+
+class Gaussian(OnePoint):
+    """The exact noise predictor of images drawn around `point` with std 0.5 per pixel."""
+
+    def __init__(self, point: torch.Tensor):
+        super().__init__(point)
+        self.exact = GaussianData(SCHEDULE, point, 0.5)
+
+
+def test_the_refined_inversion_reconstructs_closer_and_keeps_plain_as_the_default(point):
+    classifier = load_classifier("mnist")[0]
+    plain, refined = (Explorer(Gaussian(point), SCHEDULE, classifier, inversion_iterations=k) for k in (0, 10))
+    assert Explorer(Gaussian(point), SCHEDULE, classifier).inversion_iterations == service.INVERSION_ITERATIONS == 0
+    plain_mse, refined_mse = (e.invert(A, steps=10)["mse"] for e in (plain, refined))
+    assert refined_mse < 0.1 * plain_mse and refined_mse < 1e-4
+    with pytest.raises(ValueError, match="inversion_iterations"):
+        Explorer(Gaussian(point), SCHEDULE, classifier, inversion_iterations=-1)

@@ -9,7 +9,8 @@ from mnistdiff.model import UNet, get_preset
 
 
 @pytest.mark.parametrize("sampler, options", [("ddpm", {}), ("ddim", {"eta": 0.0}), ("ddim", {"eta": 1.0}),
-                                              ("dpm-solver", {})])
+                                              ("dpm-solver", {}), ("heun", {}), ("edm", {"s_tmax": 1e3}),
+                                              ("dpm-solver-sde", {})])
 def test_same_seed_same_samples_bit_for_bit(sampler, options):
     torch.manual_seed(0)
     model = UNet(get_preset("tiny").unet).eval()

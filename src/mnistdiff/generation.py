@@ -10,7 +10,7 @@ from tqdm.auto import tqdm
 from mnistdiff.data import to_uint8
 from mnistdiff.diffusion import Schedule
 from mnistdiff.runtime import prepare
-from mnistdiff.samplers import SAMPLERS, default_steps, levels
+from mnistdiff.samplers import SAMPLERS, sampler_levels
 
 
 def generate(
@@ -20,7 +20,7 @@ def generate(
     *,
     sampler: str = "ddim",
     steps: int | None = None,
-    spacing: str = "uniform",
+    spacing: str | None = None,
     t_end: int | None = None,
     clip_x0: bool = True,
     seed: int = 0,
@@ -31,11 +31,14 @@ def generate(
     progress: bool = False,
     **options,
 ) -> torch.Tensor:
-    """n images as uint8 (n, C, H, W) from SAMPLERS[sampler] over levels(steps, schedule, spacing, t_end);
-    batch k starts from noise seeded with seed + k, so the same seed and batch size give the same images.
+    """n images as uint8 (n, C, H, W) from SAMPLERS[sampler] over sampler_levels(sampler, steps, schedule,
+    spacing, t_end); batch k starts from noise seeded with seed + k, so the same seed and batch size give
+    the same images.
 
-    `steps` counts model evaluations: by default samplers.default_steps (50, or all T for "ddpm"). `options` go to the
-    sampler (eta for "ddim", variance for "ddpm"). precision "bf16" runs the model under bf16
+    `steps` counts model evaluations, at most: by default samplers.default_steps (50, or all T for "ddpm");
+    Heun and EDM take 2n - 1 for n steps, so an even count leaves one unused (samplers.steps_taken says
+    how many run). `spacing` None is the sampler's own grid (samplers.default_spacing). `options` go to the
+    sampler (eta for "ddim", variance for "ddpm", s_churn... for "edm"). precision "bf16" runs the model under bf16
     autocast, the sampler's arithmetic staying fp32; `compile` runs it through torch.compile, built
     once, on the first batch (runtime.prepare).
     """
@@ -48,9 +51,7 @@ def generate(
         inspect.signature(fn).bind(model, None, schedule, [], **options)
     except TypeError:
         raise ValueError(f"sampler {sampler!r} takes no option among {', '.join(options)}") from None
-    if steps is None:
-        steps = default_steps(sampler, schedule.T)
-    grid = levels(steps, schedule, spacing, t_end)
+    grid = sampler_levels(sampler, steps, schedule, spacing, t_end)
     device = next(model.parameters()).device
     model = prepare(model, precision=precision, compile=compile)
     batches = range(0, n, batch_size)

@@ -63,7 +63,7 @@ def cmd_invert(args) -> None:
         if not args.images:
             raise ValueError("invert needs images (test-set indices or PNG files), or --decode LATENTS.npz")
         x0, labels = _inputs(args, device, config)
-        latents = ddim_invert(model, x0, schedule, grid_levels, progress=True)
+        latents = ddim_invert(model, x0, schedule, grid_levels, progress=True, iterations=args.inversion_iterations)
         np.savez(args.out, latents=latents.cpu().numpy(), labels=np.array(labels), levels=np.array(grid_levels))
     print(f"wrote {args.out}")
 
@@ -77,9 +77,11 @@ def cmd_merge(args) -> None:
     model, schedule, config, grid_levels, device = _model_and_levels(args)
     args.images = [args.a, args.b]
     x, labels = _inputs(args, device, config, 2)
-    result = merge(model, schedule, x[:1], x[1:], args.weights, rule=args.rule, levels=grid_levels)
+    result = merge(model, schedule, x[:1], x[1:], args.weights, rule=args.rule, levels=grid_levels,
+                   iterations=args.inversion_iterations)
     rows = figures.merge_rows(labels, x[:1], x[1:], result, args.weights, args.rule)
-    figures.panel_figure(rows, args.out, title=f"{labels[0]} + {labels[1]}, DDIM-{args.steps} inversion")
+    refined = f" refined, K = {args.inversion_iterations}" if args.inversion_iterations else ""
+    figures.panel_figure(rows, args.out, title=f"{labels[0]} + {labels[1]}, DDIM-{args.steps} inversion{refined}")
     print(f"wrote {args.out}")
 
 
@@ -114,7 +116,7 @@ def cmd_reconstruction(args) -> None:
     model, schedule, config = load_model(args)
     images, _ = data.load(config["dataset"], "test", args.data_dir)
     x0 = to_model_range(fit(images[: args.n], image_shape(config))).to(next(model.parameters()).device)
-    rows = reconstruction_errors(model, schedule, x0, args.steps)
+    rows = reconstruction_errors(model, schedule, x0, args.steps, iterations=args.inversion_iterations)
     write_results(args.out, to_markdown(rows), {"rows": rows})
 
 
@@ -127,7 +129,8 @@ def cmd_merge_study(args) -> None:
     images, labels = data.load(config["dataset"], "test", args.data_dir)
     classifier, _ = load_classifier(config["dataset"])
     study = merge_study(model, schedule, images.to(device), labels, classifier,
-                        load_reference(config["dataset"])["test"], grid_levels, per_class=args.per_class, weight=args.weight, seed=args.seed)
+                        load_reference(config["dataset"])["test"], grid_levels, per_class=args.per_class, weight=args.weight, seed=args.seed,
+                        iterations=args.inversion_iterations)
     figures.merge_heatmaps(study, args.out + ".png")
     write_results(args.out, to_markdown(study), study)
 

@@ -42,7 +42,8 @@ def cmd_explore(args) -> None:
     listener = listen(args.host, args.port)  # a port in use fails now, not after loading the model
     print("mnistdiff explore: loading the model...", file=sys.stderr, flush=True)
     try:
-        explorer = Explorer.from_checkpoint(args.checkpoint, data_dir=args.data_dir, device=args.device)
+        explorer = Explorer.from_checkpoint(args.checkpoint, data_dir=args.data_dir, device=args.device,
+                                            inversion_iterations=args.inversion_iterations)
     except BaseException:
         listener.close()
         raise

@@ -177,6 +177,12 @@ def _steps_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=_positive_int, default=50, help="DDIM steps of the inversion and the decoding")
 
 
+def _inversion_iterations_arg(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--inversion-iterations", type=_non_negative_int, default=0, metavar="K",
+                   help="refine each inversion step by K fixed-point iterations, so that DDIM decodes the "
+                        "latent back: (1 + K) model calls a step (0: plain DDIM inversion)")
+
+
 def train_config_args(p: argparse.ArgumentParser) -> None:
     """One flag per field of TrainConfig: its name, type and choices, its help from the field's metadata,
     and each preset's value as its default (None here, so that the preset, or on --resume the run, decides)."""
@@ -198,12 +204,14 @@ def train_settings(args) -> dict:
 def _sampler_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sampler", default="ddim", choices=list(SAMPLERS), help="how to step from noise to images")
     p.add_argument("--steps", type=_positive_int,
-                   help="model evaluations (default: 50; ddpm: every one of the T steps, 1000 for the shipped model)")
+                   help="model evaluations (default: 50; ddpm: every one of the T steps, 1000 for the shipped model; "
+                        "heun and edm make 2n - 1 for n steps, so at most this many)")
     p.add_argument("--eta", type=_eta, help="ddim's noise, from 0 to 1: 0 (its default) deterministic, 1 like DDPM")
     p.add_argument("--variance", choices=["posterior", "beta"], help="ddpm's noise (its default: posterior)")
-    p.add_argument("--spacing", choices=SPACINGS, default="uniform",
-                   help="where the levels lie: uniform in t as the DDIM code, quadratic (denser near clean "
-                        "data) or evenly in log-SNR")
+    p.add_argument("--spacing", choices=SPACINGS,
+                   help="where the levels lie: uniform in t as the DDIM code, trailing (the same from T - 1), "
+                        "quadratic (denser near clean data) or evenly in log-SNR (default: the sampler's own; "
+                        "uniform for ddim and dpm-solver, logsnr for heun, edm and dpm-solver-sde)")
     p.add_argument("--t-end", type=_non_negative_int,
                    help="last timestep the model sees before the sampler jumps to clean data (default: 0)")
     _no_clip_arg(p)
@@ -369,6 +377,7 @@ def _experiment_parsers(sub) -> None:
     p.add_argument("--decode", help="a latents .npz (key 'latents') to decode instead")
     _experiment_args(p)
     _prompt_arg(p)
+    _inversion_iterations_arg(p)
     p.add_argument("--out", default="latents.npz", help="latents .npz, or with --decode a grid PNG")
 
     p = sub.add_parser("merge", help="invert two digits, mix their latents, decode; compare with mixing pixels")
@@ -379,6 +388,7 @@ def _experiment_parsers(sub) -> None:
                    default=list(WEIGHTS), help="mixing weights of B, comma-separated")
     _experiment_args(p)
     _prompt_arg(p)
+    _inversion_iterations_arg(p)
     p.add_argument("--out", type=_figure_file, default="merge.png", help="figure to write (.png, .pdf, .svg, ...)")
 
     p = sub.add_parser("reconstruction", help="DDIM invert-then-decode error of test images over S (DDIM Table 2)")
@@ -386,12 +396,16 @@ def _experiment_parsers(sub) -> None:
     _experiment_args(p, steps=False)
     p.add_argument("--steps", type=lambda t: [_positive_int(v) for v in t.split(",")],
                    default=list(RECONSTRUCTION_STEPS), help="DDIM steps S, comma-separated")
+    p.add_argument("--inversion-iterations", type=lambda t: [_non_negative_int(v) for v in t.split(",")],
+                   default=[0], metavar="K,...", help="refinements of each inversion step, one table row each, "
+                   "comma-separated (0: plain DDIM inversion; K costs (1 + K) model calls a step)")
     p.add_argument("--out", default="reconstruction", help="writes OUT.md and OUT.json")
 
     p = sub.add_parser("merge-study", help="what merges of each pair of digit classes give, by mixing rule")
     p.add_argument("--per-class", type=_positive_int, default=20, help="image pairs per class pair")
     p.add_argument("--weight", type=float, default=0.5, help="mixing weight of the second image")
     _experiment_args(p)
+    _inversion_iterations_arg(p)
     _seed_arg(p, "seed of the choice of images")
     p.add_argument("--out", default="merge-study", help="writes OUT.md, OUT.json and OUT.png (heat maps)")
 
@@ -425,3 +439,4 @@ def _explore_parser(sub) -> None:
     _data_dir_arg(p, help="folder with the test-set IDX files for the digit picker "
                           "(else $MNISTDIFF_DATA or the cache; never downloaded)")
     _device_arg(p, "where to run the model (auto: a CUDA GPU when there is one)")
+    _inversion_iterations_arg(p)

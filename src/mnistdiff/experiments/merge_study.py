@@ -31,13 +31,15 @@ def pick_per_class(labels: torch.Tensor, per_class: int, seed: int = 0) -> dict[
 
 def merge_study(model, schedule: Schedule, images: torch.Tensor, labels: torch.Tensor, classifier,
                 reference: tuple[torch.Tensor, torch.Tensor], levels: list[int], *, per_class: int = 20,
-                weight: float = 0.5, batch_size: int = 64, seed: int = 0, progress: bool = True) -> dict:
+                weight: float = 0.5, batch_size: int = 64, seed: int = 0, progress: bool = True,
+                iterations: int = 0) -> dict:
     """Mix image i of class a with image i of class b for every pair a < b, by each latent rule and
-    by pixels. images: uint8 (N, 1, 28, 28), on the model's device; `levels`: DDIM's (samplers.levels). Returns per-method summaries and per-pair class counts."""
+    by pixels. images: uint8 (N, 1, 28, 28), on the model's device; `levels`: DDIM's (samplers.levels);
+    `iterations`: ddim_invert's refinement. Returns per-method summaries and per-pair class counts."""
     picks = pick_per_class(labels, per_class, seed)
     order = torch.cat([picks[c] for c in range(10)])
     x0 = to_model_range(images[order])
-    latents = torch.cat([ddim_invert(model, x0[i : i + batch_size], schedule, levels)
+    latents = torch.cat([ddim_invert(model, x0[i : i + batch_size], schedule, levels, iterations=iterations)
                          for i in range(0, len(x0), batch_size)]).view(10, per_class, *x0.shape[1:])
     x0 = x0.view(10, per_class, *x0.shape[1:])
     pairs = list(itertools.combinations(range(10), 2))
@@ -50,7 +52,8 @@ def merge_study(model, schedule: Schedule, images: torch.Tensor, labels: torch.T
             mixed = torch.cat([sample_ddim(model, mixes[i : i + batch_size], schedule, levels)
                                for i in range(0, len(mixes), batch_size)])
         results[method] = _summarise(classifier, to_uint8(mixed).cpu(), pairs, per_class, reference)
-    return {"weight": weight, "per_class": per_class, "steps": len(levels) - 1, "methods": results}
+    return {"weight": weight, "per_class": per_class, "steps": len(levels) - 1, "inversion_iterations": iterations,
+            "methods": results}
 
 
 def _summarise(classifier, images: torch.Tensor, pairs, per_class: int, reference) -> dict:
@@ -92,10 +95,15 @@ def table(study: dict) -> tuple[list[str], list[list[str]]]:
 
 def to_markdown(study: dict) -> str:
     title = (f"Merges at weight {study['weight']:g}: {study['per_class']} image pairs for each of the 45 class "
-             f"pairs, DDIM-{study['steps']} inversion, judged by the shipped classifier")
+             f"pairs, DDIM-{study['steps']} inversion{_refined(study)}, judged by the shipped classifier")
     third = "\n".join(f"- {line}" for line in third_digits(study))
     return (f"{title}\n\n{markdown.table(*table(study))}\n"
             f"Class pairs whose most common result is a third digit (method: pair -> digit, share):\n\n{third}\n")
+
+
+def _refined(study: dict) -> str:
+    k = study.get("inversion_iterations", 0)  # studies written before the refinement have none
+    return f" refined with K = {k} iterations a step" if k else ""
 
 
 def third_digits(study: dict) -> list[str]:

@@ -35,12 +35,13 @@ MAX_IMAGES = 64
 MAX_WORK = MAX_STEPS * MAX_IMAGES  # model evaluations times images in one request (DDPM runs all T)
 WEIGHTS = (-1.0, 2.0)
 STRIP = 10  # frames of a trajectory strip, besides the result
+INVERSION_ITERATIONS = 0  # ddim_invert's refinement: K iterations cost (1 + K) model calls a step
 
 
 # The one place that calls the samplers: decoding and inversion are deterministic DDIM (Song et al.
 # 2021); decoding inverted latents does not clip x0 (see experiments.merge), sampling does.
-def _invert(model, schedule: Schedule, x0: torch.Tensor, steps: int) -> torch.Tensor:
-    return ddim_invert(model, x0, schedule, levels(steps, schedule))
+def _invert(model, schedule: Schedule, x0: torch.Tensor, steps: int, iterations: int) -> torch.Tensor:
+    return ddim_invert(model, x0, schedule, levels(steps, schedule), iterations=iterations)
 
 
 def _decode(model, schedule: Schedule, x_T: torch.Tensor, steps: int) -> torch.Tensor:
@@ -51,7 +52,7 @@ def _sample(model, schedule: Schedule, x_T: torch.Tensor, sampler: str, steps: i
             generator: torch.Generator) -> torch.Tensor:
     fn = samplers.SAMPLERS[sampler]
     options = {"eta": eta} if "eta" in inspect.signature(fn).parameters else {}  # the page sends eta to any sampler
-    grid = levels(samplers.steps_taken(sampler, steps, schedule.T), schedule)
+    grid = samplers.sampler_levels(sampler, None if getattr(fn, "every_step", False) else steps, schedule)
     return fn(model, x_T, schedule, grid, clip_x0=True, generator=generator, **options)
 
 
@@ -98,10 +99,15 @@ class Explorer:
     """A model, its schedule and the digit classifier, with a cache of inverted latents.
 
     digits: optional (images uint8 (N, 1, 28, 28), labels (N,)) offered by the picker.
+    inversion_iterations: the refinement of each DDIM inversion step (samplers.ddim_invert).
     """
 
     def __init__(self, model, schedule: Schedule, classifier, digits: tuple[torch.Tensor, torch.Tensor] | None = None,
-                 *, name: str = "", note: str = "", cache_size: int = 256):
+                 *, name: str = "", note: str = "", cache_size: int = 256,
+                 inversion_iterations: int = INVERSION_ITERATIONS):
+        if inversion_iterations < 0:
+            raise ValueError(f"inversion_iterations must be >= 0, got {inversion_iterations}")
+        self.inversion_iterations = inversion_iterations
         self.model, self.schedule, self.classifier = model, schedule, classifier
         self.device = next(model.parameters()).device
         self.digit_images, self.digit_labels = digits if digits is not None else (None, None)
@@ -111,7 +117,7 @@ class Explorer:
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path | None = None, *, data_dir: str | Path | None = None,
-                        device: str = "auto") -> Explorer:
+                        device: str = "auto", inversion_iterations: int = INVERSION_ITERATIONS) -> Explorer:
         """The checkpoint's model (default: the shipped one) on `device`, its data set's classifier, and
         the test set for the picker when it is on disk (never downloaded)."""
         from mnistdiff import load_checkpoint
@@ -135,7 +141,7 @@ class Explorer:
             note = f"no test digits to pick from ({err})"
         name = str(checkpoint) if checkpoint else "the shipped model"
         return cls(model.to(target), schedule, classifier.to(target), digits, name=f"{name} ({config['dataset']})",
-                   note=note)
+                   note=note, inversion_iterations=inversion_iterations)
 
     def info(self) -> dict:
         return {"model": self.name, "device": str(self.device), "T": self.schedule.T, "rules": list(RULES),
@@ -159,11 +165,12 @@ class Explorer:
 
     def _latent(self, image: torch.Tensor, steps: int) -> torch.Tensor:
         """The DDIM latent of a uint8 image (1, 28, 28), cached by the image's hash and steps."""
-        key = (hashlib.sha256(image.numpy().tobytes()).hexdigest(), steps)
+        key = (hashlib.sha256(image.numpy().tobytes()).hexdigest(), steps)  # one refinement per explorer
         if key in self._latents:
             self._latents.move_to_end(key)
             return self._latents[key]
-        latent = _invert(self.model, self.schedule, to_model_range(image[None]).to(self.device), steps)
+        latent = _invert(self.model, self.schedule, to_model_range(image[None]).to(self.device), steps,
+                         self.inversion_iterations)
         self._latents[key] = latent
         if len(self._latents) > self.cache_size:
             self._latents.popitem(last=False)

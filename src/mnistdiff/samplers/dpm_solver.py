@@ -50,3 +50,6 @@ def sample_dpm_solver(
                 callback(t, x, x0)
             bar.update()
     return x
+
+
+sample_dpm_solver.spacing = "uniform"  # the grid of the report's rows; "logsnr" is Lu et al.'s

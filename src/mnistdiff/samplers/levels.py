@@ -39,8 +39,19 @@ def logsnr_grid(n: int, schedule: Schedule, low: int = 0) -> list[int]:
     return _distinct([int((lam - v).abs().argmin()) for v in targets], low, T)
 
 
+def trailing_grid(n: int, schedule: Schedule, low: int = 0) -> list[int]:
+    """The uniform grid shifted to start at T - 1: T - 1, T - 1 - T/n, ..., rounded half to even as
+    numpy rounds in diffusers' timestep_spacing "trailing" (Lin et al. 2024), so that few steps start
+    from the level of pure noise. It ends at T/n - 1 and takes no t_end."""
+    T = schedule.T
+    if low:
+        raise ValueError("the trailing spacing ends at T/n - 1 and takes no t_end")
+    return [round(T - i * (T / n)) - 1 for i in range(n)][::-1]
+
+
 SPACINGS: dict[str, Callable[[int, Schedule, int], list[int]]] = {
     "uniform": uniform_grid,
+    "trailing": trailing_grid,
     "quadratic": quadratic_grid,
     "logsnr": logsnr_grid,
 }
