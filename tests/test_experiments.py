@@ -103,7 +103,7 @@ def test_reconstruction_and_merge_study_from_the_cli(idx_folder, tmp_path):
     assert [(r["steps"], r["iterations"], r["model_calls"]) for r in rows] == [(2, 0, 4), (5, 0, 10), (2, 2, 8),
                                                                                (5, 2, 20)]
     assert all(0 <= r["mse"] <= 1 for r in rows)
-    assert "| MNIST, ours, K = 2 (4 S calls) |" in (tmp_path / "recon.md").read_text()
+    assert "| MNIST, this model, K = 2 (4 S calls) |" in (tmp_path / "recon.md").read_text()
     # The generated data set has random labels 0..9; two pairs per class need two images of each.
     out = tmp_path / "study"
     result = main(["merge-study", *common, "--steps", "3", "--per-class", "1", "--inversion-iterations", "1",
@@ -137,7 +137,7 @@ def test_refined_inversion_rows_reconstruct_with_few_steps_and_state_their_model
     rows = reconstruction_errors(model, SCHEDULE, x, (10,), progress=False, iterations=(0, 20))
     assert [(r["iterations"], r["model_calls"]) for r in rows] == [(0, 20), (20, 220)]
     assert rows[1]["mse"] < 1e-9 < 1e-3 < rows[0]["mse"]
-    assert "| MNIST, ours, K = 20 (22 S calls) |" in to_markdown(rows)
+    assert "| MNIST, this model, K = 20 (22 S calls) |" in to_markdown(rows)
 
 
 def test_merge_with_refined_inversion_decodes_its_ends_back_to_the_inputs():

@@ -167,9 +167,6 @@ def test_without_the_extra_the_command_says_what_to_install(monkeypatch, capsys)
     assert f"pip install -e '{clone}[explore]'" in capsys.readouterr().err
 
 
-    assert "pip install 'mnistdiff[explore]'" in capsys.readouterr().err
-
-
 class Gaussian(OnePoint):
     """The exact noise predictor of images drawn around `point` with std 0.5 per pixel."""
 
