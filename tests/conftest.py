@@ -6,7 +6,7 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from mnistdiff.data.idx import write_idx  # noqa: E402
+from idx_support import write_idx  # noqa: E402
 
 
 def make_idx_folder(folder: Path, n: int = 64, seed: int = 0) -> Path:

@@ -9,10 +9,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mnistdiff import generation
+from idx_support import write_idx
+from mnistdiff import generation, loading
 from mnistdiff.cli import main
-from mnistdiff.data.idx import write_idx
-from mnistdiff.training import checkpoint
 
 FAST = ["--preset", "tiny", "--checkpoint-every", "5", "--sample-every", "1000"]
 
@@ -164,4 +163,4 @@ def test_a_log_row_cut_short_by_a_kill_is_dropped_on_resume(idx_folder, tmp_path
     rows = (run / "log.csv").read_text().splitlines()
     # The cut row is gone; each run logged the step it stopped at.
     assert rows[0] == "step,loss,lr,images_per_s,elapsed_s" and [r.split(",")[0] for r in rows[1:]] == ["1", "5", "6"]
-    assert checkpoint.find(run).name == "step_0000006"
+    assert loading.find(run).name == "step_0000006"

@@ -9,7 +9,8 @@ import pytest
 
 from mnistdiff import data
 from mnistdiff.data import locate as loc
-from mnistdiff.data.idx import DataFileError, IMAGES_MAGIC, read_idx, read_split, write_idx
+from idx_support import write_idx
+from mnistdiff.data.idx import DataFileError, IMAGES_MAGIC, read_idx, read_split
 
 
 def test_reads_gzip_and_raw_idx(tmp_path):

@@ -6,9 +6,10 @@ import time
 import pytest
 import torch
 
+from mnistdiff import files, loading
 from mnistdiff.cli import main
 from mnistdiff.model.presets import TrainConfig
-from mnistdiff.training import checkpoint, loop
+from mnistdiff.training import loop
 from mnistdiff.training.lr import learning_rate
 
 FAST = ["--preset", "tiny", "--checkpoint-every", "10", "--sample-every", "1000"]
@@ -47,7 +48,7 @@ def test_the_time_budget_counts_compiling(idx_folder, tmp_path, monkeypatch):
     monkeypatch.setattr(loop, "compile_for_training", slow_compile)
     run = tmp_path / "run"
     assert train_cli(run, idx_folder, "--steps", "1000000", "--minutes", "0.05", "--compile") == 0
-    assert checkpoint.find(run).name == "step_0000000"
+    assert loading.find(run).name == "step_0000000"
 
 
 def test_minutes_must_be_positive(idx_folder, tmp_path, capsys):
@@ -58,18 +59,18 @@ def test_minutes_must_be_positive(idx_folder, tmp_path, capsys):
 def test_init_from_starts_from_the_ema_weights_with_a_fresh_optimizer(idx_folder, tmp_path):
     first, second = tmp_path / "first", tmp_path / "second"
     assert train_cli(first, idx_folder, "--steps", "20") == 0
-    source = checkpoint.find(first)
-    _, before = checkpoint.read(source)
+    source = loading.find(first)
+    _, before = loading.read(source)
     # A learning rate of ~0 leaves the weights where they started.
     assert train_cli(second, idx_folder, "--steps", "10", "--lr", "1e-20", "--init-from", str(first)) == 0
-    config, after = checkpoint.read(checkpoint.find(second))
+    config, after = loading.read(loading.find(second))
     for name, value in before["ema"].items():
         torch.testing.assert_close(after["model"][name], value)
     assert config["init_from"]["step"] == 20
-    assert config["init_from"]["weights_sha256"] == checkpoint.sha256(source / "weights.safetensors")
+    assert config["init_from"]["weights_sha256"] == files.sha256(source / "weights.safetensors")
     # Resuming the new run keeps the record of where it started.
     assert train_cli(second, idx_folder, "--steps", "20", "--resume") == 0
-    resumed = json.loads((checkpoint.find(second) / "config.json").read_text())
+    resumed = json.loads((loading.find(second) / "config.json").read_text())
     assert resumed["init_from"] == config["init_from"]
 
 

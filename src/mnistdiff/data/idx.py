@@ -57,14 +57,3 @@ def read_split(images_path: Path, labels_path: Path) -> tuple[np.ndarray, np.nda
     if labels.size and labels.max() > 9:
         raise DataFileError(f"{labels_path}: label {labels.max()} is outside 0..9")
     return images, labels
-
-
-def write_idx(path: Path, array: np.ndarray) -> None:
-    """Write a uint8 array as IDX (gzip if the name ends in .gz); used to make test data."""
-    array = np.ascontiguousarray(array, dtype=np.uint8)
-    header = (0x0800 + array.ndim).to_bytes(4, "big")
-    header += b"".join(int(n).to_bytes(4, "big") for n in array.shape)
-    data = header + array.tobytes()
-    opener = gzip.open if str(path).endswith(".gz") else open
-    with opener(path, "wb") as f:
-        f.write(data)

@@ -51,19 +51,18 @@ def build_report(out: str | Path = "report", checkpoint: str | Path | None = Non
                  progress: bool = True, command: str | None = None) -> dict:
     """Compute every part (or reuse it from OUT/cache), then write OUT/index.html, summary.json and
     report.md. Returns the summary: the page's key numbers and provenance."""
-    from mnistdiff import load_checkpoint
+    from mnistdiff.loading import find, load_checkpoint
     from mnistdiff.precision import pick_device, pick_precision
     from mnistdiff.report import page, parts
     from mnistdiff.report.cache import Cache, model_checksum
     from mnistdiff.runtime import prepare
-    from mnistdiff.training import checkpoint as ckpt
 
     from mnistdiff.provenance import git_commit
 
     started, commit = time.perf_counter(), git_commit()  # the code that runs, not a later checkout
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    folder = ckpt.find(checkpoint)
+    folder = find(checkpoint)
     target = pick_device(device)
     settings = replace(settings, precision=pick_precision(settings.precision, target.type))  # the page names what ran
     model, schedule, config = load_checkpoint(checkpoint)

@@ -12,7 +12,7 @@ from typing import Callable
 
 def model_checksum(checkpoint_folder: Path) -> str:
     """The SHA-256 of the checkpoint's weights.safetensors: the same weights give the same numbers."""
-    from mnistdiff.training.checkpoint import sha256
+    from mnistdiff.files import sha256
 
     return sha256(checkpoint_folder / "weights.safetensors")
 

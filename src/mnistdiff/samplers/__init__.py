@@ -14,7 +14,6 @@ from collections.abc import Callable
 
 from mnistdiff.samplers.ddim import ddim_invert, ddim_update, sample_ddim
 from mnistdiff.samplers.ddpm import ddpm_step, sample_ddpm
-from mnistdiff.samplers.deprecated import ddim_sample, ddpm_sample, dpm_solver_sample, dpm_solver_timesteps, timesteps
 from mnistdiff.samplers.dpm_solver import sample_dpm_solver
 from mnistdiff.samplers.levels import SPACINGS, levels
 
@@ -40,6 +39,5 @@ def register(name: str, fn: Callable) -> None:
     SAMPLERS[name] = fn
 
 
-__all__ = ["DEFAULT_STEPS", "SAMPLERS", "SPACINGS", "ddim_invert", "ddim_sample", "ddim_update", "ddpm_sample",
-           "ddpm_step", "default_steps", "dpm_solver_sample", "dpm_solver_timesteps", "levels", "register",
-           "sample_ddim", "sample_ddpm", "sample_dpm_solver", "steps_taken", "timesteps"]
+__all__ = ["DEFAULT_STEPS", "SAMPLERS", "SPACINGS", "ddim_invert", "ddim_update", "ddpm_step", "default_steps",
+           "levels", "register", "sample_ddim", "sample_ddpm", "sample_dpm_solver", "steps_taken"]

@@ -10,12 +10,12 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from mnistdiff import data, files
+from mnistdiff import data, files, loading
 from mnistdiff.diffusion import eps_loss, level_density, level_weights, make_schedule
 from mnistdiff.evaluation.report import fid_test
 from mnistdiff.generation import generate
 from mnistdiff.images import grid, save_png
-from mnistdiff.model import UNet
+from mnistdiff.model import UNet, precondition
 from mnistdiff.model.grow import deepen
 from mnistdiff.precision import autocast, pick_precision
 from mnistdiff.runtime import adamw
@@ -45,11 +45,14 @@ class Run:
         self.out, self.config, self.images = out, config, images  # images: (N, C, H, W) uint8, on the CPU
         self.group, self.device = group, group.device
         device = group.device
-        unet_cfg, self.cfg, sched_cfg = checkpoint.parse_config(config)
+        unet_cfg, self.cfg, sched_cfg = loading.parse_config(config)
         torch.manual_seed(self.cfg.seed)  # the weights' initialisation, and dropout
         self.schedule = make_schedule(sched_cfg)
-        self.model = UNet(unet_cfg, self.schedule).to(device)
+        self.model = UNet(unet_cfg).to(device)  # the network, whose weights a checkpoint holds
         self.ema = EMA(self.model, self.cfg.ema_decay)
+        # What the loss and the samplers call: eps, from the network through its preconditioning, if any.
+        self.denoiser = precondition(self.model, self.schedule.alpha_bar).to(device)
+        self.ema_denoiser = precondition(self.ema.shadow, self.schedule.alpha_bar).to(device).eval()
         # The fused kernel: the same update in one pass over the weights (about 2% of a CPU training step).
         self.optimizer = adamw(self.model.parameters(), device, lr=self.cfg.lr, weight_decay=self.cfg.weight_decay)
         # How the loss weighs and draws the levels (diffusion.py): the plain MSE over uniform t by default.
@@ -58,13 +61,13 @@ class Run:
         self.density = level_density(self.schedule, self.cfg.level_density, self.cfg.level_mean,
                                      self.cfg.level_std, self.cfg.level_uniform)
         # The training forward may run through torch.compile; weights and state_dict stay the model's.
-        self.compiled = self.model
+        self.compiled = self.denoiser
         self.paused_s = 0.0  # wall time of FID checks, which the time budget does not count
         self.setup_s = 0.0  # wall time of compiling, which the time budget counts
         if compile:
             begin = time.monotonic()
             x0 = data.to_model_range(images[: self.cfg.batch_size]).to(device)
-            self.compiled, message = compile_for_training(self.model, self.schedule, x0, self.cfg.precision)
+            self.compiled, message = compile_for_training(self.denoiser, self.schedule, x0, self.cfg.precision)
             self.setup_s = time.monotonic() - begin
             print(f"{message}; {self.setup_s:.0f} s, counted in --minutes", flush=True)
         self.compiled = distributed.wrap(self.compiled, group)
@@ -80,9 +83,9 @@ class Run:
 
     def restore(self, folder: Path) -> None:
         """Continue from checkpoint `folder`: weights, optimizer, RNG and data order."""
-        _, weights = checkpoint.read(folder)
-        checkpoint.load_weights(self.model, weights["model"], folder / "weights.safetensors")
-        checkpoint.load_weights(self.ema.shadow, weights["ema"], folder / "weights.safetensors")
+        _, weights = loading.read(folder)
+        loading.load_weights(self.model, weights["model"], folder / "weights.safetensors")
+        loading.load_weights(self.ema.shadow, weights["ema"], folder / "weights.safetensors")
         saved = checkpoint.read_state(folder)
         try:
             self.optimizer.load_state_dict(state_io.optimizer_state(saved["optimizer"], self.optimizer))
@@ -95,7 +98,7 @@ class Run:
             if len(rng["perm"]) != len(self.images):
                 raise ValueError(f"its data order covers {len(rng['perm'])} images, the data set has {len(self.images)}")
         except (KeyError, TypeError, ValueError, RuntimeError) as err:
-            raise checkpoint.CheckpointError(f"{folder}: training state does not fit this run ({err})") from err
+            raise loading.CheckpointError(f"{folder}: training state does not fit this run ({err})") from err
         self.state = {"skipped": 0} | rng | {"step": saved["step"]}
         self._seed_dropout(saved["step"])
 
@@ -107,7 +110,7 @@ class Run:
         return checkpoint.save(self.out, self.state["step"], self.model, self.ema, self.optimizer, rng, self.config)
 
     def sample_grid(self) -> None:
-        pics = generate(self.ema.shadow, self.schedule, self.cfg.grid_images, sampler="ddim",
+        pics = generate(self.ema_denoiser, self.schedule, self.cfg.grid_images, sampler="ddim",
                         steps=self.cfg.grid_steps, clip_x0=True, seed=self.cfg.seed,
                         image_shape=tuple(self.images.shape[1:]))
         save_png(self.out / "samples" / f"step_{self.state['step']:07d}.png", grid(pics))
@@ -116,7 +119,7 @@ class Run:
         """FID of fresh DDIM samples of the EMA model against the test statistics, in the run's
         precision; its time is not the time budget's (`paused_s`)."""
         t0 = time.monotonic()
-        pics = generate(self.ema.shadow, self.schedule, self.cfg.fid_images, sampler="ddim",
+        pics = generate(self.ema_denoiser, self.schedule, self.cfg.fid_images, sampler="ddim",
                         steps=self.cfg.fid_steps, clip_x0=True, seed=self.cfg.seed + 1, precision=self.cfg.precision,
                         image_shape=tuple(self.images.shape[1:]))
         fid = fid_test(pics, self.config["dataset"])
@@ -138,15 +141,15 @@ class Run:
     def init_from(self, source: Path) -> None:
         """Start from another checkpoint's EMA weights (model and EMA alike), with a fresh optimizer;
         deepened first where this run has more blocks per level than the source."""
-        config, weights = checkpoint.read(source)
+        config, weights = loading.read(source)
         ema = weights["ema"]
-        unet_cfg, _, _ = checkpoint.parse_config(config)
+        unet_cfg, _, _ = loading.parse_config(config)
         if unet_cfg.blocks != self.model.config.blocks:
             old = UNet(unet_cfg)
-            checkpoint.load_weights(old, ema, source / "weights.safetensors")
+            loading.load_weights(old, ema, source / "weights.safetensors")
             ema = deepen(old, self.model.config.blocks).state_dict()
-        checkpoint.load_weights(self.model, ema, source / "weights.safetensors")
-        checkpoint.load_weights(self.ema.shadow, ema, source / "weights.safetensors")
+        loading.load_weights(self.model, ema, source / "weights.safetensors")
+        loading.load_weights(self.ema.shadow, ema, source / "weights.safetensors")
 
     def step(self, time_done: float | None = None) -> tuple[float | None, float]:
         """One optimizer step; returns (loss, lr), loss None for a skipped batch. `time_done`: the
@@ -186,7 +189,7 @@ class Run:
                       f"{self.cfg.skip_nonfinite} allowed)", file=sys.stderr, flush=True)
             return None
         root = self.out / "checkpoints"
-        kept = f"the last good checkpoint, {checkpoint.find(self.out).name}, is kept" \
+        kept = f"the last good checkpoint, {loading.find(self.out).name}, is kept" \
             if (root / "latest").is_file() else "no checkpoint was saved yet"
         raise NonFiniteLoss(f"{what} at step {step}: training stopped and {kept}; lower --lr, or pass "
                             f"--skip-nonfinite N to skip up to N such batches")
@@ -237,7 +240,7 @@ def train(
 def _train(out: Path, group: distributed.Group, preset, dataset, data_dir, resume, init_from, minutes,
            compile, progress, command, overrides) -> Path:
     folder = resume_from(out, resume, group.main)
-    source = checkpoint.find(init_from) if init_from is not None else None
+    source = loading.find(init_from) if init_from is not None else None
     config = resolve(preset, dataset, folder, overrides, source)
     config["train"]["precision"] = pick_precision(config["train"]["precision"], group.device.type)
     if group.main:
@@ -302,7 +305,7 @@ def _loop(run: Run, minutes: float | None, progress: bool, resumed: bool) -> Pat
                   elapsed_s=state["elapsed_s"])
     final = out / "checkpoints" / f"step_{state['step']:07d}"
     if main:
-        final = checkpoint.find(out) if state["step"] == last_saved else run.save()
+        final = loading.find(out) if state["step"] == last_saved else run.save()
         if not stop.signalled and state["step"] % cfg.sample_every != 0:
             run.sample_grid()
     distributed.barrier(run.group)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
+from mnistdiff import files, loading
 from mnistdiff.diffusion import ScheduleConfig
 from mnistdiff.model import get_preset
 from mnistdiff.model.presets import MODEL_SETTINGS
@@ -21,19 +22,19 @@ def resolve(preset: str, dataset: str, resume: Path | None, overrides: dict, ini
     """
     extra = {}
     if resume is not None:
-        config, _ = checkpoint.read(resume)
-        unet_cfg, train_cfg, sched_cfg = checkpoint.parse_config(config)
+        config, _ = loading.read(resume)
+        unet_cfg, train_cfg, sched_cfg = loading.parse_config(config)
         preset, dataset = config["preset"], config["dataset"]
         extra = {k: config[k] for k in ("init_from",) if k in config}
     else:
         p = get_preset(preset)
         unet_cfg, train_cfg, sched_cfg = p.unet, p.train, ScheduleConfig()
     if init_from is not None:
-        source, _ = checkpoint.read(init_from)
-        unet_cfg, _, sched_cfg = checkpoint.parse_config(source)
+        source, _ = loading.read(init_from)
+        unet_cfg, _, sched_cfg = loading.parse_config(source)
         dataset = source["dataset"]
         extra["init_from"] = {"path": str(init_from), "step": checkpoint.step_of(init_from),
-                              "weights_sha256": checkpoint.sha256(init_from / "weights.safetensors")}
+                              "weights_sha256": files.sha256(init_from / "weights.safetensors")}
     given = {k: v for k, v in overrides.items() if v is not None}
     model = {k: given.pop(k) for k in MODEL_SETTINGS if k in given}
     changed = {k: v for k, v in model.items() if getattr(unet_cfg, k) != v}
