@@ -70,6 +70,13 @@ def test_top_level_names_load_lazily():
     assert out.stdout.strip() == "['ddim', 'ddpm', 'dpm-solver'] [500, 0, -1]"
 
 
+def test_loading_a_model_does_not_import_training():
+    code = ("import sys; from mnistdiff import load_checkpoint; model, schedule, config = load_checkpoint(); "
+            "import mnistdiff.cli; print(sorted(m for m in sys.modules if m.startswith('mnistdiff.training')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=_env())
+    assert out.stdout.strip() == "[]"
+
+
 def test_the_api_example_runs_and_reconstructs():
     """With 20 steps instead of 50, to be quick."""
     out = subprocess.run([sys.executable, str(ROOT / "examples" / "api.py"), "20"], capture_output=True, text=True,
