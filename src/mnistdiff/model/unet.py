@@ -100,8 +100,9 @@ class ResBlock(nn.Module):
         self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
 
     def forward(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
-        h = h + self.time(temb)[:, :, None, None]
+        """x: (B, c_in, H, W); temb: (B, t_dim). Returns (B, c_out, H, W)."""
+        h = self.conv1(F.silu(self.norm1(x)))  # (B, c_out, H, W)
+        h = h + self.time(temb)[:, :, None, None]  # the timestep, added to every position
         h = self.conv2(self.dropout(F.silu(self.norm2(h))))
         return self.skip(x) + h
 
@@ -116,9 +117,9 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
-        qkv = self.qkv(self.norm(x)).reshape(b, 3, self.heads, c // self.heads, h * w)
+        qkv = self.qkv(self.norm(x)).reshape(b, 3, self.heads, c // self.heads, h * w)  # (B, 3, heads, C/heads, HW)
         q, k, v = (qkv[:, i].transpose(-1, -2) for i in range(3))  # (B, heads, HW, C/heads)
-        y = F.scaled_dot_product_attention(q, k, v)
+        y = F.scaled_dot_product_attention(q, k, v)  # (B, heads, HW, C/heads)
         return x + self.out(y.transpose(-1, -2).reshape(b, c, h, w))
 
 
@@ -135,7 +136,7 @@ class Level(nn.Module):
 
 
 class FullRes(nn.Module):
-    """A correction at the image's own resolution, for a UNet that sees pixel patches: the head's
+    """A correction at the image's own resolution, for a UNet that sees pixel patches: the output layer's
     features mapped to `width` channels per pixel (a pixel shuffle), the noisy image beside them, two
     3x3 convolutions with the time embedding between. Its last convolution starts at zero, so a new
     model starts as the plain patch model would."""
@@ -151,8 +152,9 @@ class FullRes(nn.Module):
         nn.init.zeros_(self.conv2.bias)
 
     def forward(self, a: torch.Tensor, xt: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
-        f = self.features(a)
-        f = F.pixel_shuffle(f, self.patch) if self.patch > 1 else f
+        """a: (B, c, H / patch, W / patch), the UNet's last features; xt: (B, C, H, W). Returns (B, C, H, W)."""
+        f = self.features(a)  # (B, width patch^2, H / patch, W / patch)
+        f = F.pixel_shuffle(f, self.patch) if self.patch > 1 else f  # (B, width, H, W)
         h = self.conv1(torch.cat([F.silu(f), xt], dim=1)) + self.time(temb)[:, :, None, None]
         return self.conv2(F.silu(h))
 

@@ -9,7 +9,7 @@
 
 A save writes every file into a temporary folder, syncs it to disk, renames it, then replaces
 `latest`; a kill at any moment leaves `latest` naming a complete checkpoint. Nothing is
-unpickled: a state.pt of older versions is read only with torch.load(weights_only=True).
+unpickled: the training state is safetensors and JSON.
 """
 
 from __future__ import annotations
@@ -167,28 +167,19 @@ def config_dict(preset: str, dataset: str, unet: UNetConfig, train: TrainConfig,
 
 
 def read_state(folder: Path) -> dict:
-    """{"step", "optimizer", "rng"} of a checkpoint: from state.safetensors and state.json, or a
-    state.pt of older versions read with torch.load(weights_only=True), which runs no code."""
-    if (folder / "state.json").is_file() or not (folder / "state.pt").is_file():
-        try:
-            files.verify_checksums(folder, ["state.safetensors", "state.json"])
-        except files.ChecksumError as err:
-            raise CheckpointError(str(err)) from err
-        tree = load_json(folder / "state.json")
-        try:
-            saved = state_io.join(tree, load_tensors(folder / "state.safetensors"))
-            saved["optimizer"]["state"] = {int(k): v for k, v in saved["optimizer"]["state"].items()}
-        except KeyError as err:
-            raise CheckpointError(f"{folder / 'state.safetensors'}: tensor {err} missing") from err
-        except (TypeError, ValueError, AttributeError) as err:
-            raise CheckpointError(f"{folder / 'state.json'}: not the training state of a checkpoint") from err
-    else:
-        try:
-            saved = torch.load(folder / "state.pt", weights_only=True, map_location="cpu")
-        except Exception as err:  # UnpicklingError for unsafe content, RuntimeError for damage
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise CheckpointError(f"{folder / 'state.pt'}: refused: not a plain tensor file (loading it "
-                                  f"could run code) or damaged: {first}") from err
+    """{"step", "optimizer", "rng"} of a checkpoint, from state.safetensors and state.json, checked."""
+    try:
+        files.verify_checksums(folder, ["state.safetensors", "state.json"])
+    except files.ChecksumError as err:
+        raise CheckpointError(str(err)) from err
+    tree = load_json(folder / "state.json")
+    try:
+        saved = state_io.join(tree, load_tensors(folder / "state.safetensors"))
+        saved["optimizer"]["state"] = {int(k): v for k, v in saved["optimizer"]["state"].items()}
+    except KeyError as err:
+        raise CheckpointError(f"{folder / 'state.safetensors'}: tensor {err} missing") from err
+    except (TypeError, ValueError, AttributeError) as err:
+        raise CheckpointError(f"{folder / 'state.json'}: not the training state of a checkpoint") from err
     if not isinstance(saved, dict) or not isinstance(saved.get("step"), int) or "optimizer" not in saved:
         raise CheckpointError(f"{folder}: training state has no step or optimizer")
     return saved
