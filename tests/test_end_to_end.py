@@ -227,7 +227,7 @@ def test_export_keeps_the_ema_alone_and_loads(idx_folder, tmp_path):
 
 
 def test_missing_shipped_model_is_a_clear_error(monkeypatch, tmp_path, capsys):
-    monkeypatch.setattr(checkpoint, "DEFAULT_MODEL", tmp_path / "nothing")
+    monkeypatch.setattr(loading, "DEFAULT_MODEL", tmp_path / "nothing")
     assert main(["sample", "--out", str(tmp_path / "x.png")]) == 2
     assert "pass --checkpoint" in capsys.readouterr().err
 
