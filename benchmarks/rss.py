@@ -43,7 +43,7 @@ def main(job: str, preset: str, data_dir: str | None) -> dict:
             train(out, preset=preset, data_dir=data_dir, steps=20, checkpoint_every=10**9, grid_images=1,
                   grid_steps=1, progress=False)
     else:
-        model = UNet(get_preset(preset).unet, linear_schedule()).eval()
+        model = UNet(get_preset(preset).unet).eval()
         generate(model, linear_schedule(), 64, steps=5, batch_size=64)
         source = "-"
     return {"job": job, "preset": preset, "data": source, "peak_rss_mib": peak_mib()}

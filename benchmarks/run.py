@@ -121,7 +121,7 @@ def main() -> None:
 
     record["peak_gflops"] = peaks()
     if "speed" not in skip:
-        models = {name: (lambda name=name: UNet(get_preset(name).unet, linear_schedule())) for name in presets}
+        models = {name: (lambda name=name: UNet(get_preset(name).unet)) for name in presets}
         models["diffusers UNet2DModel"] = DiffusersUNet
         record["speed"] = speed_rows(models, device, args.repeats, args.compile, precisions, args.batch_size,
                                      keep=lambda rows: write(record | {"speed": rows}, args.out))

@@ -14,15 +14,15 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from mnistdiff import files
+from mnistdiff import files, loading
 from mnistdiff.training import checkpoint
 
 
 def average(a: Path, b: Path, weight: float, out: Path, names: tuple[str, str] | None = None) -> Path:
     """Write weight * a + (1 - weight) * b (EMA weights, in fp32, stored in b's dtypes) to `out`;
     `names`: how the record names a and b (default: their paths)."""
-    _, wa = checkpoint.read(a)
-    _, wb = checkpoint.read(b)
+    _, wa = loading.read(a)
+    _, wb = loading.read(b)
     if wa["ema"].keys() != wb["ema"].keys() or any(wa["ema"][k].shape != v.shape for k, v in wb["ema"].items()):
         raise ValueError(f"{a} and {b} differ in shape: only models of one shape can be averaged")
     mixed = {k: (weight * wa["ema"][k].float() + (1 - weight) * v.float()).to(v.dtype) for k, v in wb["ema"].items()}
@@ -39,7 +39,7 @@ def main() -> None:
     parser.add_argument("--weight", type=float, default=0.5, help="A's share (default: %(default)s)")
     parser.add_argument("--out", required=True, help="folder for the averaged model")
     args = parser.parse_args()
-    a, b = (checkpoint.find(None if p == "shipped" else p) for p in (args.a, args.b))
+    a, b = (loading.find(None if p == "shipped" else p) for p in (args.a, args.b))
     print(average(a, b, args.weight, Path(args.out), names=(args.a, args.b)))
 
 

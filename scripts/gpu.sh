@@ -62,10 +62,10 @@ check() {
     part compare 30 python - "$runs" "$out/resume.json" <<'PY'
 import json, sys
 from pathlib import Path
-from mnistdiff.training import checkpoint
+from mnistdiff import loading
 
 runs, dest = Path(sys.argv[1]), Path(sys.argv[2])
-weights = {n: checkpoint.read(checkpoint.find(runs / n))[1]["model"] for n in ("seed-a", "seed-b", "seed-resumed")}
+weights = {n: loading.read(loading.find(runs / n))[1]["model"] for n in ("seed-a", "seed-b", "seed-resumed")}
 
 def rel(x, y):  # relative L2 distance over all weights
     num = sum((x[k].float() - y[k].float()).pow(2).sum() for k in x)

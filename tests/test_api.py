@@ -15,7 +15,7 @@ from mnistdiff.diffusion import linear_schedule
 from mnistdiff.generation import generate
 from mnistdiff.model import UNet, get_preset
 from mnistdiff.model.presets import TrainConfig, option
-from mnistdiff.samplers import SAMPLERS, common, levels, register
+from mnistdiff.samplers import SAMPLERS, levels, register
 
 SCHEDULE = linear_schedule()
 ROOT = Path(__file__).resolve().parents[1]
@@ -62,45 +62,19 @@ def test_a_registered_sampler_serves_generate():
         SAMPLERS.pop("grey")
 
 
-def test_old_names_still_work_and_warn_once_each(monkeypatch):
-    from mnistdiff.samplers import ddim_invert, ddim_sample, ddpm_sample, dpm_solver_sample, dpm_solver_timesteps
-    from mnistdiff.samplers import sample_ddim, sample_ddpm, sample_dpm_solver, timesteps
-
-    monkeypatch.setattr(common, "_warned", set())
-    model = GaussianData(SCHEDULE, 0.2, 0.5)
-    x = torch.randn((2, 1, 4, 4), dtype=torch.float64, generator=torch.Generator().manual_seed(0))
-    with pytest.warns(DeprecationWarning, match="timesteps"):
-        steps = timesteps(10, 1000)
-    assert steps == list(range(0, 1000, 100)) == levels(10, SCHEDULE)[-2::-1]
-    with pytest.warns(DeprecationWarning, match="ddim_sample"):
-        old = ddim_sample(model, x, SCHEDULE, steps)
-    torch.testing.assert_close(old, sample_ddim(model, x, SCHEDULE, levels(10, SCHEDULE)))
-    with pytest.warns(DeprecationWarning, match="ddim_invert"):
-        torch.testing.assert_close(ddim_invert(model, x, SCHEDULE, steps), ddim_invert(model, x, SCHEDULE,
-                                                                                         levels(10, SCHEDULE)))
-    with pytest.warns(DeprecationWarning, match="dpm_solver_timesteps"):
-        grid = dpm_solver_timesteps(10, SCHEDULE, "logsnr")
-    with pytest.warns(DeprecationWarning, match="dpm_solver_sample"):
-        old = dpm_solver_sample(model, x, SCHEDULE, grid)
-    torch.testing.assert_close(old, sample_dpm_solver(model, x, SCHEDULE, levels(10, SCHEDULE, "logsnr")))
-    with pytest.warns(DeprecationWarning, match="ddpm_sample"):
-        old = ddpm_sample(model, x, SCHEDULE, generator=torch.Generator().manual_seed(1))
-    new = sample_ddpm(model, x, SCHEDULE, levels(1000, SCHEDULE), generator=torch.Generator().manual_seed(1))
-    torch.testing.assert_close(old, new)
-    import warnings
-
-    with warnings.catch_warnings():
-        warnings.simplefilter("error")  # a second use warns no more
-        timesteps(10, 1000)
-        ddim_sample(model, x, SCHEDULE, steps)
-
-
 def test_top_level_names_load_lazily():
     code = ("import sys, mnistdiff; assert 'torch' not in sys.modules, 'import mnistdiff loads torch'; "
             "from mnistdiff import (UNet, linear_schedule, cosine_schedule, levels, SAMPLERS, ddim_invert, "
             "generate, train, load_checkpoint); print(sorted(SAMPLERS), levels(2, linear_schedule()))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=_env())
     assert out.stdout.strip() == "['ddim', 'ddpm', 'dpm-solver', 'dpm-solver-sde', 'edm', 'heun'] [500, 0, -1]"
+
+
+def test_loading_a_model_does_not_import_training():
+    code = ("import sys; from mnistdiff import load_checkpoint; model, schedule, config = load_checkpoint(); "
+            "import mnistdiff.cli; print(sorted(m for m in sys.modules if m.startswith('mnistdiff.training')))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=_env())
+    assert out.stdout.strip() == "[]"
 
 
 def test_the_api_example_runs_and_reconstructs():

@@ -10,11 +10,10 @@ import pytest
 import torch
 from PIL import Image
 
-from mnistdiff import generation
+from mnistdiff import generation, loading
 from mnistdiff.cli import main
 from mnistdiff.data.idx import write_idx
 from mnistdiff.diffusion import linear_schedule
-from mnistdiff.training import checkpoint
 
 FAST = ["--preset", "tiny", "--checkpoint-every", "5", "--sample-every", "1000"]
 
@@ -166,7 +165,7 @@ def test_a_log_row_cut_short_by_a_kill_is_dropped_on_resume(idx_folder, tmp_path
     rows = (run / "log.csv").read_text().splitlines()
     # The cut row is gone; each run logged the step it stopped at.
     assert rows[0] == "step,loss,lr,images_per_s,elapsed_s" and [r.split(",")[0] for r in rows[1:]] == ["1", "5", "6"]
-    assert checkpoint.find(run).name == "step_0000006"
+    assert loading.find(run).name == "step_0000006"
 
 
 @pytest.mark.parametrize("argv, words", [

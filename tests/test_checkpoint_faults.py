@@ -11,7 +11,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from conftest import make_idx_folder
-from mnistdiff import files, load_checkpoint
+from mnistdiff import files, load_checkpoint, loading
 from mnistdiff.cli import main
 from mnistdiff.training import checkpoint
 
@@ -47,47 +47,32 @@ class Payload:
         return exec, (f"open({str(self.marker)!r}, 'w').write('ran')",)
 
 
-def test_a_crafted_state_pt_is_refused_and_runs_nothing(trained, run, tmp_path, capsys):
+def test_a_state_pt_is_never_unpickled(trained, run, tmp_path, capsys):
     marker = tmp_path / "payload-ran"
-    latest = checkpoint.find(run)
+    latest = loading.find(run)
     step = checkpoint.read_state(latest)["step"]
     for name in ("state.json", "state.safetensors", "checksums.json"):
         (latest / name).unlink()
-    torch.save({"step": step, "optimizer": Payload(marker)}, latest / "state.pt")
-    alone = tmp_path / "alone"  # the same run without an older checkpoint to fall back to
-    shutil.copytree(run, alone)
-    shutil.rmtree(alone / "checkpoints" / "step_0000010")
+    torch.save({"step": step, "optimizer": Payload(marker)}, tmp_path / "state.pt")
+    shutil.copy(tmp_path / "state.pt", latest / "state.pt")
     capsys.readouterr()
     assert main(["export", "--checkpoint", str(run), "--out", str(tmp_path / "exported")]) == 2
-    assert "state.pt: refused" in capsys.readouterr().err and not (tmp_path / "exported").exists()
-    assert resume(alone, trained[0]) == 2
-    assert "state.pt: refused" in capsys.readouterr().err
-    # With an older checkpoint, resume skips this one, with a warning naming it, and goes on.
+    assert "state.json: missing" in capsys.readouterr().err and not (tmp_path / "exported").exists()
+    # Resume skips this checkpoint, with a warning naming it, and goes on from the older one.
     assert resume(run, trained[0]) == 0
-    err = capsys.readouterr().err
-    assert "skipped checkpoint step_0000020" in err and "state.pt: refused" in err
+    assert "skipped checkpoint step_0000020" in capsys.readouterr().err
     assert not marker.exists()
-    torch.load(alone / "checkpoints" / latest.name / "state.pt", weights_only=False)  # live: unpickled, it runs
+    torch.load(tmp_path / "state.pt", weights_only=False)  # live: unpickled, it runs
     assert marker.read_text() == "ran"
 
 
-def test_a_state_pt_of_plain_tensors_still_resumes(trained, run):
-    latest = checkpoint.find(run)
-    saved = checkpoint.read_state(latest)
-    for name in ("state.json", "state.safetensors", "checksums.json"):
-        (latest / name).unlink()
-    torch.save(saved, latest / "state.pt")
-    assert resume(run, trained[0]) == 0
-    assert checkpoint.read_state(checkpoint.find(run))["step"] == 21
-
-
 def test_shipped_files_are_checked_against_their_checksums(tmp_path, monkeypatch):
-    files.verify_checksums(checkpoint.DEFAULT_MODEL)
+    files.verify_checksums(loading.DEFAULT_MODEL)
     copy = tmp_path / "small-mnist"
-    shutil.copytree(checkpoint.DEFAULT_MODEL, copy)
+    shutil.copytree(loading.DEFAULT_MODEL, copy)
     load_checkpoint(copy)
     _flip_byte(copy / "weights.safetensors", -100)
-    with pytest.raises(checkpoint.CheckpointError, match="weights.safetensors: SHA-256 differs"):
+    with pytest.raises(loading.CheckpointError, match="weights.safetensors: SHA-256 differs"):
         load_checkpoint(copy)
 
     from mnistdiff.evaluation import classifier, reference
@@ -170,7 +155,7 @@ def _edit_config(folder: Path, change) -> None:
 @pytest.mark.parametrize("kind", list(DAMAGE))
 def test_a_damaged_latest_checkpoint_is_named_and_resume_falls_back(kind, trained, run, tmp_path, capsys):
     damage, message = DAMAGE[kind]
-    damage(checkpoint.find(run))
+    damage(loading.find(run))
     capsys.readouterr()
     if kind != "state missing":  # sampling needs only the weights and config
         assert main(["sample", "--checkpoint", str(run), "--n", "2", "--steps", "2", "--out", str(tmp_path / "s.png")]) == 2
@@ -180,11 +165,11 @@ def test_a_damaged_latest_checkpoint_is_named_and_resume_falls_back(kind, traine
     assert resume(run, trained[0]) == 0
     err = capsys.readouterr().err
     assert "warning: skipped checkpoint step_0000020" in err and message in err
-    assert checkpoint.find(run).name == "step_0000021"
-    assert checkpoint.read_state(checkpoint.find(run))["step"] == 21
+    assert loading.find(run).name == "step_0000021"
+    assert checkpoint.read_state(loading.find(run))["step"] == 21
     # Step 20 was saved again on the way, whole this time; step 10 made way for it.
     assert sorted(p.name for p in (run / "checkpoints").glob("step_*")) == ["step_0000020", "step_0000021"]
-    checkpoint.read(run / "checkpoints" / "step_0000020")
+    loading.read(run / "checkpoints" / "step_0000020")
 
 
 def test_latest_naming_a_missing_folder(trained, run, capsys):
@@ -196,7 +181,7 @@ def test_latest_naming_a_missing_folder(trained, run, capsys):
     assert "'../../elsewhere' is not the name of a checkpoint folder" in capsys.readouterr().err
     assert resume(run, trained[0], steps=22) == 0
     assert "skipped the latest checkpoint" in capsys.readouterr().err
-    assert checkpoint.read_state(checkpoint.find(run))["step"] == 22
+    assert checkpoint.read_state(loading.find(run))["step"] == 22
 
 
 def test_no_space_left_leaves_the_last_checkpoint_and_no_temporary_folder(trained, run, monkeypatch, capsys):
@@ -217,7 +202,7 @@ def test_no_space_left_leaves_the_last_checkpoint_and_no_temporary_folder(traine
     error = err.splitlines()[-1]
     assert error.startswith("mnistdiff: error: no space left on device") and "step 30" in error, err
     assert not list((run / "checkpoints").glob(".tmp-*"))
-    assert checkpoint.find(run).name == "step_0000020"
+    assert loading.find(run).name == "step_0000020"
 
 
 def test_written_files_follow_the_umask_and_are_synced(trained, tmp_path, monkeypatch):
@@ -231,7 +216,7 @@ def test_written_files_follow_the_umask_and_are_synced(trained, tmp_path, monkey
                      "--out", str(tmp_path / "s.png"), "--npz", str(tmp_path / "s.npz")]) == 0
     finally:
         os.umask(old)
-    folder = checkpoint.find(tmp_path / "r")
+    folder = loading.find(tmp_path / "r")
     assert folder.stat().st_mode & 0o777 == 0o750
     for path in [*folder.iterdir(), folder.parent / "latest", tmp_path / "s.png", tmp_path / "s.npz"]:
         assert path.stat().st_mode & 0o777 == 0o640, path
@@ -241,9 +226,9 @@ def test_written_files_follow_the_umask_and_are_synced(trained, tmp_path, monkey
 def test_init_from_reads_a_checked_checkpoint(trained, run, tmp_path, capsys):
     assert main(["train", *FAST, "--steps", "2", "--data-dir", str(trained[0]), "--out", str(tmp_path / "new"),
                  "--init-from", str(run)]) == 0
-    config, _ = checkpoint.read(checkpoint.find(tmp_path / "new"))
+    config, _ = loading.read(loading.find(tmp_path / "new"))
     assert config["init_from"]["step"] == 20 and config["world_size"] == 1
-    _flip_byte(checkpoint.find(run) / "weights.safetensors", -3)
+    _flip_byte(loading.find(run) / "weights.safetensors", -3)
     assert main(["train", *FAST, "--steps", "2", "--data-dir", str(trained[0]), "--out", str(tmp_path / "other"),
                  "--init-from", str(run)]) == 2
     assert "SHA-256 differs" in capsys.readouterr().err and not (tmp_path / "other").exists()

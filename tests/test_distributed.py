@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from mnistdiff import loading
 from mnistdiff.cli import main
 from mnistdiff.training import checkpoint
 
@@ -47,16 +48,16 @@ def test_two_processes_follow_one_and_checkpoints_move_between_them(idx_folder, 
     by_two = chain / "checkpoints" / "step_0000020"
     shutil.copytree(by_two, tmp_path / "by-two")  # the next run prunes it
     assert main(["train", *FAST, *data, "--steps", "30", "--out", str(chain), "--resume"]) == 0
-    assert json.loads((checkpoint.find(chain) / "config.json").read_text())["world_size"] == 1
+    assert json.loads((loading.find(chain) / "config.json").read_text())["world_size"] == 1
 
     a, b = losses(straight), losses(chain)
     assert sorted(a) == sorted(b) == [1, 10, 20, 30]  # no row twice
     for step in a:
         assert b[step] == pytest.approx(a[step], rel=LOSS_RTOL), step
     for mine, theirs in ((tmp_path / "by-two", straight / "checkpoints" / "step_0000020"),
-                         (checkpoint.find(chain), checkpoint.find(straight))):
-        _, w_mine = checkpoint.read(mine)
-        _, w_theirs = checkpoint.read(theirs)
+                         (loading.find(chain), loading.find(straight))):
+        _, w_mine = loading.read(mine)
+        _, w_theirs = loading.read(theirs)
         for part in ("model", "ema"):
             for name, value in w_theirs[part].items():
                 torch.testing.assert_close(w_mine[part][name], value, atol=WEIGHT_ATOL, rtol=1e-4)

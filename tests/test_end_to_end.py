@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from mnistdiff import load_checkpoint
+from mnistdiff import load_checkpoint, loading
 from mnistdiff.cli import main
 from mnistdiff.training import checkpoint
 
@@ -27,7 +27,7 @@ def test_train_writes_checkpoint_log_and_grids(idx_folder, tmp_path):
     run = tmp_path / "run"
     assert train_cli(run, idx_folder, "--steps", "20") == 0
     assert (run / "checkpoints" / "latest").read_text().strip() == "step_0000020"
-    folder = checkpoint.find(run)
+    folder = loading.find(run)
     assert {p.name for p in folder.iterdir()} == {"weights.safetensors", "config.json", "state.safetensors",
                                                  "state.json", "checksums.json"}
     assert sorted(p.name for p in (run / "samples").iterdir()) == ["step_0000010.png", "step_0000020.png"]
@@ -48,13 +48,13 @@ def test_resume_continues_exactly_where_it_stopped(idx_folder, tmp_path):
     assert train_cli(tmp_path / "straight", idx_folder, "--steps", "20") == 0
     assert train_cli(tmp_path / "split", idx_folder, "--steps", "10") == 0
     assert train_cli(tmp_path / "split", idx_folder, "--steps", "20", "--resume") == 0
-    a_cfg, a = checkpoint.read(checkpoint.find(tmp_path / "straight"))
-    b_cfg, b = checkpoint.read(checkpoint.find(tmp_path / "split"))
+    a_cfg, a = loading.read(loading.find(tmp_path / "straight"))
+    b_cfg, b = loading.read(loading.find(tmp_path / "split"))
     for part in ("model", "ema"):
         for name in a[part]:
             torch.testing.assert_close(a[part][name], b[part][name], atol=1e-6, rtol=1e-5)
-    state_a = checkpoint.read_state(checkpoint.find(tmp_path / "straight"))
-    state_b = checkpoint.read_state(checkpoint.find(tmp_path / "split"))
+    state_a = checkpoint.read_state(loading.find(tmp_path / "straight"))
+    state_b = checkpoint.read_state(loading.find(tmp_path / "split"))
     assert state_a["step"] == state_b["step"] == 20
     assert state_a["optimizer"]["state"][0]["step"] == state_b["optimizer"]["state"][0]["step"]
     steps_logged = [int(r.split(",")[0]) for r in (tmp_path / "split" / "log.csv").read_text().splitlines()[1:]]
@@ -81,12 +81,12 @@ def test_sigterm_saves_a_checkpoint_and_resume_goes_on(idx_folder, tmp_path):
     _, err = proc.communicate(timeout=60)
     assert proc.returncode == 130, err
     assert "checkpoint saved" in err
-    saved = int(checkpoint.find(run).name.split("_")[1])
+    saved = int(loading.find(run).name.split("_")[1])
     assert saved >= 10
     # A save killed half-way leaves a temporary folder, which is never taken for the latest.
     (run / "checkpoints" / ".tmp-killed").mkdir()
     assert train_cli(run, idx_folder, "--steps", str(saved + 5), "--resume") == 0
-    assert checkpoint.find(run).name == f"step_{saved + 5:07d}"
+    assert loading.find(run).name == f"step_{saved + 5:07d}"
     assert not list((run / "checkpoints").glob(".tmp-*"))
 
 
@@ -99,7 +99,7 @@ def test_sample_grid_npz_and_api(idx_folder, tmp_path):
     images = np.load(npz)["images"]
     assert images.shape == (5, 1, 28, 28) and images.dtype == np.uint8
     assert out.stat().st_size > 100
-    for path in (run, checkpoint.find(run), checkpoint.find(run) / "weights.safetensors"):
+    for path in (run, loading.find(run), loading.find(run) / "weights.safetensors"):
         model, schedule, config = load_checkpoint(path)
         assert config["preset"] == "tiny" and schedule.T == 1000
         x = torch.randn(2, 1, 28, 28)
@@ -227,7 +227,7 @@ def test_export_keeps_the_ema_alone_and_loads(idx_folder, tmp_path):
 
 
 def test_missing_shipped_model_is_a_clear_error(monkeypatch, tmp_path, capsys):
-    monkeypatch.setattr(checkpoint, "DEFAULT_MODEL", tmp_path / "nothing")
+    monkeypatch.setattr(loading, "DEFAULT_MODEL", tmp_path / "nothing")
     assert main(["sample", "--out", str(tmp_path / "x.png")]) == 2
     assert "pass --checkpoint" in capsys.readouterr().err
 
@@ -237,7 +237,7 @@ def test_same_seed_gives_the_same_run(idx_folder, tmp_path):
     assert train_cli(tmp_path / "a", idx_folder, "--steps", "3") == 0
     torch.randn(1000)
     assert train_cli(tmp_path / "b", idx_folder, "--steps", "3") == 0
-    _, a = checkpoint.read(checkpoint.find(tmp_path / "a"))
-    _, b = checkpoint.read(checkpoint.find(tmp_path / "b"))
+    _, a = loading.read(loading.find(tmp_path / "a"))
+    _, b = loading.read(loading.find(tmp_path / "b"))
     for name in a["model"]:
         torch.testing.assert_close(a["model"][name], b["model"][name], atol=1e-6, rtol=1e-5)

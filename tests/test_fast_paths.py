@@ -130,7 +130,7 @@ def test_compiled_bf16_training_reaches_every_level_of_small():
     """The compiled bf16 backward of interpolate gave zero gradients at 14x14, so `small` fell back to
     plain training; its upsampling is a broadcast under compile now, and the gradients match."""
     torch.manual_seed(0)
-    model = UNet(get_preset("small").unet, linear_schedule())
+    model = UNet(get_preset("small").unet)
     x0 = torch.rand(8, 1, 28, 28, generator=torch.Generator().manual_seed(3)) * 2 - 1
     ok, error = compiled_grads_match(model, torch.compile(model), linear_schedule(), x0, "bf16")
     assert ok, f"compiled bf16 gradients {error:.0%} off"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import torch
 
-from mnistdiff import load_checkpoint
+from mnistdiff import load_checkpoint, loading
 from mnistdiff.training import checkpoint
 
 STEPS, EVERY = 24, 3
@@ -53,7 +53,7 @@ def step_of_latest(run: Path) -> int | None:
     """The step of the latest checkpoint, after checking that it loads; None before the first one."""
     if not (run / "checkpoints" / "latest").is_file():
         return None
-    folder = checkpoint.find(run)
+    folder = loading.find(run)
     load_checkpoint(folder)
     saved = checkpoint.read_state(folder)
     assert folder.name == f"step_{saved['step']:07d}"
@@ -80,12 +80,12 @@ def test_sigkill_at_random_moments_then_resume_ends_as_an_unbroken_run(idx_folde
     assert proc.wait(timeout=120) == 0, proc.stderr.read().decode()[-2000:]
     assert "killed" in outcomes, outcomes
     assert step_of_latest(run) == STEPS
-    _, a = checkpoint.read(checkpoint.find(straight))
-    _, b = checkpoint.read(checkpoint.find(run))
+    _, a = loading.read(loading.find(straight))
+    _, b = loading.read(loading.find(run))
     for part in ("model", "ema"):
         for name in a[part]:
             assert torch.equal(a[part][name], b[part][name]), (part, name)
-    state_a, state_b = checkpoint.read_state(checkpoint.find(straight)), checkpoint.read_state(checkpoint.find(run))
+    state_a, state_b = checkpoint.read_state(loading.find(straight)), checkpoint.read_state(loading.find(run))
     for index, moments in state_a["optimizer"]["state"].items():
         assert torch.equal(moments["exp_avg_sq"], state_b["optimizer"]["state"][index]["exp_avg_sq"])
     rows = lambda r: [line.split(",")[:3] for line in (r / "log.csv").read_text().splitlines()]  # noqa: E731

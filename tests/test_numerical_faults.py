@@ -5,6 +5,7 @@ import math
 import pytest
 import torch
 
+from mnistdiff import loading
 from mnistdiff.cli import main
 from mnistdiff.training import checkpoint, loop
 
@@ -18,7 +19,7 @@ def train(run, data, *extra) -> int:
 def all_finite(run) -> bool:
     folders = sorted((run / "checkpoints").glob("step_*"))
     return bool(folders) and all(torch.isfinite(t).all() for f in folders
-                                 for part in checkpoint.read(f)[1].values() for t in part.values())
+                                 for part in loading.read(f)[1].values() for t in part.values())
 
 
 def test_a_diverging_lr_stops_with_the_step_and_keeps_the_last_good_checkpoint(idx_folder, tmp_path, capsys):
@@ -28,7 +29,7 @@ def test_a_diverging_lr_stops_with_the_step_and_keeps_the_last_good_checkpoint(i
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert err.startswith("mnistdiff: error: ") and " at step " in err and "is kept" in err, err
     assert all_finite(run)
-    step = checkpoint.read_state(checkpoint.find(run))["step"]
+    step = checkpoint.read_state(loading.find(run))["step"]
     assert step >= 10 and f"step_{step:07d}" in err
 
 
@@ -65,9 +66,9 @@ def test_skip_nonfinite_skips_that_many_batches(idx_folder, tmp_path, nan_at_cal
     err = capsys.readouterr().err
     assert "loss is nan at step 3: batch skipped (1 of 2 allowed)" in err
     assert "batch skipped (2 of 2 allowed)" in err
-    saved = checkpoint.read_state(checkpoint.find(tmp_path / "run"))
+    saved = checkpoint.read_state(loading.find(tmp_path / "run"))
     assert saved["step"] == 8 and saved["rng"]["skipped"] == 2 and all_finite(tmp_path / "run")
-    config, _ = checkpoint.read(checkpoint.find(tmp_path / "run"))
+    config, _ = loading.read(loading.find(tmp_path / "run"))
     assert config["train"]["skip_nonfinite"] == 2
     nan_at_call(2, 3, 4)
     assert train(tmp_path / "two", idx_folder, "--steps", "8", "--skip-nonfinite", "2") == 2
@@ -80,6 +81,6 @@ def test_a_non_finite_weight_is_never_saved(idx_folder, tmp_path):
         model.weight[0, 0] = math.inf
     ema = type("EMA", (), {"shadow": model})()
     optimizer = torch.optim.AdamW(model.parameters())
-    with pytest.raises(checkpoint.CheckpointError, match="model.weight is not finite"):
+    with pytest.raises(loading.CheckpointError, match="model.weight is not finite"):
         checkpoint.save(tmp_path, 1, model, ema, optimizer, {}, {})
     assert not list((tmp_path / "checkpoints").iterdir())

@@ -6,12 +6,11 @@ import json
 import pytest
 import torch
 
-from mnistdiff import bench, precision
+from mnistdiff import bench, loading, precision
 from mnistdiff.cli import main
 from mnistdiff.model import TrainConfig
 from mnistdiff.report.settings import QUICK
 from mnistdiff.runtime import Runner, prepare
-from mnistdiff.training import checkpoint
 
 
 @pytest.fixture(params=[True, False], ids=["bf16-units", "no-bf16-units"])
@@ -46,7 +45,7 @@ def test_a_run_records_the_precision_it_trained_in(units, idx_folder, tmp_path):
     out = tmp_path / "run"
     assert main(["train", "--preset", "tiny", "--precision", "auto", "--steps", "2", "--data-dir", str(idx_folder),
                  "--out", str(out)]) == 0
-    config = json.loads((checkpoint.find(out) / "config.json").read_text())
+    config = json.loads((loading.find(out) / "config.json").read_text())
     assert config["train"]["precision"] == ("bf16" if units else "fp32")
 
 

@@ -8,15 +8,16 @@ import pytest
 import torch
 
 from exact import GaussianData
-from mnistdiff import load_checkpoint
+from mnistdiff import load_checkpoint, loading
 from mnistdiff.diffusion import EdmLoss, EpsLoss, MinSnrLoss, draw_levels, level_density, linear_schedule, training_loss
 from mnistdiff.generation import generate
-from mnistdiff.model import UNet, get_preset
+from mnistdiff.model import EDMPreconditioning, UNet, get_preset, precondition
 from mnistdiff.samplers import SAMPLERS, default_steps
-from mnistdiff.training import checkpoint, train
+from mnistdiff.training import train
 
 SCHEDULE = linear_schedule()
 OLD = Path(__file__).parent / "data" / "tiny-old-checkpoint"  # written by the code before preconditioning
+EDM = Path(__file__).parent / "data" / "tiny-edm-checkpoint"  # written by the code before the EDM wrapper
 
 
 def best_scale(model, perturbation, loss_fn: EpsLoss, seed=0) -> float:
@@ -97,15 +98,16 @@ def test_the_patch_preset_draws_the_middle_levels_most():
 
 def test_edm_preconditioning_is_edms_formula_and_its_loss_is_the_plain_mse_of_f():
     torch.manual_seed(0)
-    model = UNet(replace(get_preset("tiny").unet, preconditioning="edm", sigma_data=0.5), SCHEDULE).double().eval()
+    network = UNet(replace(get_preset("tiny").unet, preconditioning="edm", sigma_data=0.5)).double().eval()
     seen = {}
-    network = model.network
 
     def spy(x, t):
         seen["input"], seen["f"] = x, network(x, t)
         return seen["f"]
 
-    model.network = spy
+    spy.config = network.config
+    model = precondition(spy, SCHEDULE.alpha_bar).double()
+    assert isinstance(model, EDMPreconditioning) and precondition(network, SCHEDULE.alpha_bar) is not network
     x0 = torch.rand((4, 1, 28, 28), dtype=torch.float64) * 2 - 1
     eps = torch.randn_like(x0)
     t = torch.tensor([0, 250, 700, 999])
@@ -129,10 +131,11 @@ def test_edm_preconditioning_is_edms_formula_and_its_loss_is_the_plain_mse_of_f(
     torch.testing.assert_close(eps_weighted, f_mse, rtol=1e-5, atol=1e-9)
 
 
-def test_edm_needs_its_schedule_and_refuses_min_snr():
-    model = UNet(replace(get_preset("tiny").unet, preconditioning="edm"))
-    with pytest.raises(ValueError, match="needs its schedule"):
-        model(torch.zeros(1, 1, 28, 28), torch.zeros(1, dtype=torch.long))
+def test_a_plain_model_is_not_wrapped_and_edm_refuses_min_snr():
+    network = UNet(get_preset("tiny").unet)
+    assert precondition(network, SCHEDULE.alpha_bar) is network
+    with pytest.raises(ValueError, match="unknown preconditioning"):
+        replace(get_preset("tiny").unet, preconditioning="edn")
     with pytest.raises(ValueError, match="min-snr"):
         training_loss("edm", min_snr_gamma=5)
 
@@ -172,6 +175,24 @@ def test_an_old_checkpoint_loads_and_gives_the_images_it_gave():
     for name, kw in {"ddim": dict(steps=10), "ddpm": dict(), "dpm-solver": dict(steps=10)}.items():
         images = generate(model, schedule, 3, sampler=name, seed=0, progress=False, **kw).numpy()
         # Written on another machine: its float rounding may move a pixel by one grey level.
+        diff = np.abs(images.astype(int) - expected[name].astype(int))
+        assert diff.max() <= 1 and (diff > 0).mean() < 0.01, name
+
+
+def test_an_edm_checkpoint_loads_and_gives_the_eps_and_images_it_gave():
+    """Written when the preconditioning lived inside UNet.forward; the wrapper computes the same numbers
+    (bit for bit on the machine that wrote them)."""
+    model, schedule, config = load_checkpoint(EDM)
+    assert config["unet"]["preconditioning"] == "edm" and isinstance(model, EDMPreconditioning)
+    expected = np.load(EDM / "expected-images.npz")
+    xt = torch.randn(4, 1, 28, 28, generator=torch.Generator().manual_seed(1))
+    t = torch.tensor([0, 10, 500, 999])
+    torch.testing.assert_close(model(xt, t), torch.from_numpy(expected["eps"]), rtol=1e-5, atol=1e-5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        bf16 = model(xt, t).float()
+    torch.testing.assert_close(bf16, torch.from_numpy(expected["eps_bf16"]), rtol=0.05, atol=0.05)
+    for name, kw in {"ddim": dict(steps=10), "ddpm": dict(), "dpm-solver": dict(steps=10)}.items():
+        images = generate(model, schedule, 3, sampler=name, seed=0, progress=False, **kw).numpy()
         diff = np.abs(images.astype(int) - expected[name].astype(int))
         assert diff.max() <= 1 and (diff > 0).mean() < 0.01, name
 
@@ -218,7 +239,7 @@ def test_width_and_depth_are_a_new_runs_flags(idx_folder, tmp_path):
     model, _, _ = load_checkpoint(run)
     assert (model.config.base, model.config.blocks) == (12, 2)
     with pytest.raises(ValueError, match="--base: the model's is 12"):
-        resolve("tiny", "mnist", None, {"base": 16}, init_from=checkpoint.find(run))
+        resolve("tiny", "mnist", None, {"base": 16}, init_from=loading.find(run))
 
 
 @pytest.mark.parametrize("shape, message", [(dict(base=20), "multiple of the 8 GroupNorm groups"),

@@ -11,12 +11,11 @@ from pathlib import Path
 import pytest
 
 from conftest import make_idx_folder
-from mnistdiff import files
+from mnistdiff import files, loading
 from mnistdiff.cli import main
 from mnistdiff.precision import pick_precision
 from mnistdiff.report import QUICK, build_report
 from mnistdiff.report.cache import Cache
-from mnistdiff.training import checkpoint
 
 TINY = replace(QUICK, name="tiny", fid_images=10, headline_images=10, ddpm_images=10, timing_batch=2,
                timing_repeats=2, reconstruction_images=2, reconstruction_steps=(2, 5), merge_per_class=1,
@@ -32,7 +31,7 @@ def tiny_run(tmp_path_factory) -> tuple[Path, Path]:
     run = root / "run"
     assert main(["train", "--preset", "tiny", "--steps", "2", "--fid-every", "2", "--fid-images", "10",
                  "--data-dir", str(data), "--out", str(run)]) == 0
-    config_path = checkpoint.find(run) / "config.json"
+    config_path = loading.find(run) / "config.json"
     config = json.loads(config_path.read_text())
     config["schedule"]["T"] = 100
     config_path.write_text(json.dumps(config))

@@ -227,6 +227,9 @@ def test_bad_arguments():
     for bad in ([0, 20, -1], [1000, 0, -1], [20], [20, -2], [20, 20, -1]):
         with pytest.raises(ValueError, match="levels"):
             sample_ddim(model, x_star, SCHEDULE, bad)
+    for bad in ([0, 20, 40], [20]):  # ascending timesteps, or one level: inversion walks `levels` too
+        with pytest.raises(ValueError, match="levels"):
+            ddim_invert(model, x_star, SCHEDULE, bad)
     with pytest.raises(ValueError, match="variance"):
         sample_ddpm(model, x_star, SCHEDULE, levels(1000, SCHEDULE), variance="large")
 

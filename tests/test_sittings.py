@@ -5,6 +5,7 @@ import json
 
 import pytest
 
+from mnistdiff import loading
 from mnistdiff.cli import main
 from mnistdiff.training import checkpoint, sittings
 
@@ -36,7 +37,7 @@ def test_an_exported_record_holds_every_sitting_with_its_time_and_speed(idx_fold
     assert training["median_images_per_s"] > 0
 
     # Exported at an earlier checkpoint, the record leaves out the sitting that came after it.
-    earlier = checkpoint.find(run).parent / "step_0000010"
+    earlier = loading.find(run).parent / "step_0000010"
     assert main(["export", "--checkpoint", str(earlier), "--out", str(tmp_path / "earlier")]) == 0
     training = json.loads((tmp_path / "earlier" / "record.json").read_text())["training"]
     assert [s["from_step"] for s in training["sittings"]] == [0]

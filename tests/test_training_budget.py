@@ -5,10 +5,10 @@ import json
 import pytest
 import torch
 
-from mnistdiff import files
+from mnistdiff import files, loading
 from mnistdiff.cli import main
 from mnistdiff.model.presets import TrainConfig
-from mnistdiff.training import checkpoint, loop, train
+from mnistdiff.training import loop, train
 from mnistdiff.training.lr import learning_rate
 
 FAST = ["--preset", "tiny", "--checkpoint-every", "10", "--sample-every", "1000"]
@@ -56,7 +56,7 @@ def test_the_time_budget_counts_compiling(idx_folder, tmp_path, monkeypatch, ste
     run = tmp_path / "run"
     train(run, preset="tiny", data_dir=idx_folder, steps=1_000_000, minutes=0.5, compile=True, progress=False,
           clock=step_clock)
-    assert checkpoint.find(run).name == f"step_{steps:07d}"
+    assert loading.find(run).name == f"step_{steps:07d}"
 
 
 def test_the_bar_ends_where_the_budget_or_the_steps_end_first():
@@ -74,18 +74,18 @@ def test_minutes_must_be_positive(idx_folder, tmp_path, capsys):
 def test_init_from_starts_from_the_ema_weights_with_a_fresh_optimizer(idx_folder, tmp_path):
     first, second = tmp_path / "first", tmp_path / "second"
     assert train_cli(first, idx_folder, "--steps", "20") == 0
-    source = checkpoint.find(first)
-    _, before = checkpoint.read(source)
+    source = loading.find(first)
+    _, before = loading.read(source)
     # A learning rate of ~0 leaves the weights where they started.
     assert train_cli(second, idx_folder, "--steps", "10", "--lr", "1e-20", "--init-from", str(first)) == 0
-    config, after = checkpoint.read(checkpoint.find(second))
+    config, after = loading.read(loading.find(second))
     for name, value in before["ema"].items():
         torch.testing.assert_close(after["model"][name], value)
     assert config["init_from"]["step"] == 20
     assert config["init_from"]["weights_sha256"] == files.sha256(source / "weights.safetensors")
     # Resuming the new run keeps the record of where it started.
     assert train_cli(second, idx_folder, "--steps", "20", "--resume") == 0
-    resumed = json.loads((checkpoint.find(second) / "config.json").read_text())
+    resumed = json.loads((loading.find(second) / "config.json").read_text())
     assert resumed["init_from"] == config["init_from"]
 
 

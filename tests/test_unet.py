@@ -43,16 +43,16 @@ def test_a_patched_unet_sees_every_pixel_and_puts_each_output_in_its_place():
     torch.manual_seed(0)
     cfg = replace(get_preset("tiny").unet, patch=2)
     model = UNet(cfg).eval()
-    assert model.stem.in_channels == 4 and model.head[-1].out_channels == 4
+    assert model.stem.in_channels == 4 and model.out.out_channels == 4
     x = torch.randn(2, 1, 28, 28, requires_grad=True)
     y = model(x, torch.tensor([3, 700]))
     assert y.shape == x.shape
     (grad,) = torch.autograd.grad(y[0, 0, 27, 0], x)
     assert grad[0].abs().gt(0).float().mean() > 0.5 and grad[1].abs().max() == 0  # a wide view, its own image
-    # The head's 4 channels at each 14x14 position are that position's 2x2 block of pixels, in reading order.
+    # The output layer's 4 channels at each 14x14 position are that position's 2x2 block of pixels, in reading order.
     with torch.no_grad():
-        model.head[-1].weight.zero_()
-        model.head[-1].bias.copy_(torch.tensor([1.0, 2.0, 3.0, 4.0]))
+        model.out.weight.zero_()
+        model.out.bias.copy_(torch.tensor([1.0, 2.0, 3.0, 4.0]))
         out = model(x, torch.tensor([3, 700]))
     assert torch.equal(out, torch.tensor([[1.0, 2.0], [3.0, 4.0]]).repeat(2, 1, 14, 14))
 

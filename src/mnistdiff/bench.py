@@ -105,7 +105,7 @@ def bench_preset(preset: str, *, batch_size: int = 64, precision: str = "auto", 
                  device: str = "cpu", compile: bool = False) -> dict:
     """Speed of a preset's UNet (random weights: timing does not depend on them)."""
     precision = pick_precision(precision, torch.device(device).type)
-    model = UNet(get_preset(preset).unet, linear_schedule()).to(device)
+    model = UNet(get_preset(preset).unet).to(device)
     timed = compile_model(model) if compile else model  # built during the warm-up steps
     speed = model_speed(timed, batch_size=batch_size, precision=precision, repeats=repeats, warmup=warmup)
     return {

@@ -17,9 +17,6 @@ from torch import nn
 
 from mnistdiff.precision import autocast, pick_precision
 
-is_compiling = getattr(torch.compiler, "is_compiling", None) or torch._dynamo.is_compiling  # torch < 2.3
-
-
 class GroupNorm(nn.GroupNorm):
     """nn.GroupNorm, written out under torch.compile on a CPU in a form that compiles to faster code.
 
@@ -30,7 +27,7 @@ class GroupNorm(nn.GroupNorm):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.device.type != "cpu" or not is_compiling():
+        if x.device.type != "cpu" or not torch.compiler.is_compiling():
             return super().forward(x)
         b, c, g = x.shape[0], x.shape[1], self.num_groups
         x32 = x.float()  # statistics in fp32, as torch's kernel keeps them; the result in x's dtype

@@ -20,7 +20,6 @@ from pathlib import Path
 import torch
 
 from mnistdiff import bench, keep_freed_memory
-from mnistdiff.diffusion import linear_schedule
 from mnistdiff.model import UNet, get_preset
 from mnistdiff.precision import PRECISIONS, pick_precision
 from mnistdiff.provenance import git_commit
@@ -40,7 +39,7 @@ def main() -> None:
     args = p.parse_args()
     args.precision = pick_precision(args.precision)
     keep_freed_memory()  # as the CLI does, for both models
-    models = {"ours": UNet(get_preset("small").unet, linear_schedule()), "diffusers": DiffusersUNet()}
+    models = {"ours": UNet(get_preset("small").unet), "diffusers": DiffusersUNet()}
     rounds = []
     for k in range(args.rounds):
         speed = {name: bench.model_speed(model, precision=args.precision, repeats=args.repeats)

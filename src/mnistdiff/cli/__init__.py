@@ -12,9 +12,7 @@ from mnistdiff.cli.parser import UsageError, build_parser
 from mnistdiff.data import DataFileError
 from mnistdiff.evaluation.inception import InceptionUnavailable
 from mnistdiff.files import NoSpace
-from mnistdiff.training import Interrupted
-from mnistdiff.training.checkpoint import CheckpointError
-from mnistdiff.training.loop import NonFiniteLoss
+from mnistdiff.loading import CheckpointError
 
 COMMANDS = {
     "train": commands.cmd_train,
@@ -49,10 +47,13 @@ def main(argv: list[str] | None = None) -> int:
         keep_freed_memory()  # freed activations are reused, not faulted in afresh (runtime.py)
         COMMANDS[args.command](args)
     except (UsageError, ValueError, FileNotFoundError, FileExistsError, DataFileError, InceptionUnavailable,
-            CheckpointError, NonFiniteLoss, NoSpace) as err:
+            CheckpointError, NoSpace) as err:
         print(f"mnistdiff: error: {err}", file=sys.stderr)
         return 2
-    except (Interrupted, KeyboardInterrupt) as err:
+    except commands.Stopped as err:
+        print(f"mnistdiff: {err}", file=sys.stderr)
+        return err.status
+    except KeyboardInterrupt as err:
         print(f"mnistdiff: {str(err) or 'interrupted'}", file=sys.stderr)
         return 130
     return 0

@@ -7,13 +7,27 @@ import os
 from pathlib import Path
 
 
+class Stopped(Exception):
+    """Training that ended early, as the CLI reports it: the message and the exit status. (Training's own
+    exceptions are caught here, so that the other commands never import the training package.)"""
+
+    def __init__(self, message: str, status: int):
+        super().__init__(message)
+        self.status = status
+
+
 def cmd_train(args) -> None:
     from mnistdiff.cli.parser import train_settings
-    from mnistdiff.training import train
+    from mnistdiff.training import Interrupted, NonFiniteLoss, train
 
-    final = train(args.out, preset=args.preset, dataset=args.dataset, data_dir=args.data_dir, resume=args.resume,
-                  init_from=args.init_from, minutes=args.minutes, device=args.device, compile=args.compile,
-                  command=getattr(args, "command_line", None), **train_settings(args))
+    try:
+        final = train(args.out, preset=args.preset, dataset=args.dataset, data_dir=args.data_dir, resume=args.resume,
+                      init_from=args.init_from, minutes=args.minutes, device=args.device, compile=args.compile,
+                      command=getattr(args, "command_line", None), **train_settings(args))
+    except NonFiniteLoss as err:
+        raise Stopped(f"error: {err}", 2) from err
+    except Interrupted as err:
+        raise Stopped(str(err) or "interrupted", 130) from err
     if os.environ.get("RANK", "0") == "0":  # under torchrun, process 0 alone reports
         print(f"checkpoint: {final}")
 
@@ -185,9 +199,9 @@ def cmd_export(args) -> None:
 
 def cmd_plot_fid(args) -> None:
     from mnistdiff.evaluation.plots import plot_fid_curve
-    from mnistdiff.training import checkpoint
+    from mnistdiff.loading import DEFAULT_MODEL
 
-    folder = Path(args.run) if args.run else checkpoint.DEFAULT_MODEL
+    folder = Path(args.run) if args.run else DEFAULT_MODEL
     plot_fid_curve(folder / "fid.csv", args.out)
     print(f"wrote {args.out}")
 
@@ -221,7 +235,7 @@ def cmd_bench(args) -> None:
             model, schedule, _ = load_model(args)
         else:  # timing does not depend on the weights
             schedule = linear_schedule()
-            model = place_model(UNet(get_preset(args.preset).unet, schedule).eval(), args)
+            model = place_model(UNet(get_preset(args.preset).unet).eval(), args)
         result = bench.bench_sampling(model, schedule, ddim_steps=args.ddim_steps, batch_size=args.batch_size,
                                       precision=args.precision, compile=args.compile)
         result["model"] = args.checkpoint or args.preset

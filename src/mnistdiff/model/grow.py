@@ -19,16 +19,15 @@ from torch import nn
 
 from mnistdiff.model.unet import Attention, ResBlock, UNet
 
-SHARED = ("time_mlp", "stem", "downsample", "mid", "upsample", "head", "full_res")
+SHARED = ("time_mlp", "stem", "downsample", "mid", "upsample", "out_norm", "out", "full_res")
 
 
-def deepen(model: UNet, blocks: int, schedule=None) -> UNet:
-    """A copy of `model` with `blocks` ResBlocks per level (at least the model's), same outputs.
-    `schedule`: the one an EDM-preconditioned model needs (as for UNet)."""
+def deepen(model: UNet, blocks: int) -> UNet:
+    """A copy of `model` with `blocks` ResBlocks per level (at least the model's), same outputs."""
     cfg = model.config
     if blocks < cfg.blocks:
         raise ValueError(f"--blocks {blocks}: a model can only grow deeper; it has {cfg.blocks} per level")
-    new = UNet(replace(cfg, blocks=blocks), schedule)
+    new = UNet(replace(cfg, blocks=blocks))
     for name in SHARED:
         if hasattr(model, name):  # full_res only where the shape has it
             getattr(new, name).load_state_dict(getattr(model, name).state_dict())
@@ -37,9 +36,9 @@ def deepen(model: UNet, blocks: int, schedule=None) -> UNet:
         for k in range(blocks):
             _copy_or_identity(old.res, old.attn, k if k < cfg.blocks else None, level.res[k], level.attn[k])
     order = [0] + [None] * extra + list(range(1, cfg.blocks + 1))  # old block for each new one, going up
-    for (old_res, old_attn), (res, attn) in zip(model.up, new.up):
+    for old, level in zip(model.up, new.up):
         for j, k in enumerate(order):
-            _copy_or_identity(old_res, old_attn, k, res[j], attn[j])
+            _copy_or_identity(old.res, old.attn, k, level.res[j], level.attn[j])
     return new.to(next(model.parameters()).device)
 
 

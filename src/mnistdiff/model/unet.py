@@ -1,8 +1,7 @@
 """The UNet noise predictor: model(xt, t) -> eps.
 
-With `preconditioning="edm"` the network's own output is EDM's F (Karras et al. 2022) on the
-discrete levels: the input is scaled by c_in, the denoised image is D = c_skip x + c_out F, and
-forward still returns eps, so every sampler and the inversion use it unchanged.
+A plain network: with `preconditioning="edm"` in its config it is trained as EDM's F, and
+model/preconditioning.py wraps it to give eps.
 
 ResNet blocks with a time embedding added in the middle (Ho et al. 2020,
 App. B), multi-head self-attention at chosen levels, stride-2 convolutions
@@ -19,6 +18,7 @@ layout) are in mnistdiff/runtime.py.
 from __future__ import annotations
 
 import math
+import re
 from dataclasses import dataclass
 
 import torch
@@ -39,12 +39,16 @@ class UNetConfig:
     heads: int = 4
     groups: int = 32
     dropout: float = 0.1
-    preconditioning: str = "none"  # or "edm"; needs the schedule's alpha_bar (UNet(config, schedule))
+    preconditioning: str = "none"  # or "edm": the network is EDM's F, wrapped (model/preconditioning.py)
     sigma_data: float = 0.5  # EDM's data standard deviation
     patch: int = 1  # side of the pixel blocks the network sees as channels (1: each pixel)
     full_res: int = 0  # channels of a refinement at the image's own resolution after the head (0: none)
 
     def __post_init__(self):
+        if self.preconditioning not in ("none", "edm"):
+            raise ValueError(f"unknown preconditioning {self.preconditioning!r}: use 'none' or 'edm'")
+        if not (self.sigma_data > 0 and math.isfinite(self.sigma_data)):
+            raise ValueError(f"--sigma-data must be a positive number, got {self.sigma_data}")
         if self.patch < 1 or self.image_size % self.patch:
             raise ValueError(f"patch {self.patch}: must be at least 1 and divide the image side {self.image_size}")
         side, halvings = self.image_size // self.patch, len(self.mults) - 1
@@ -96,8 +100,9 @@ class ResBlock(nn.Module):
         self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
 
     def forward(self, x: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
-        h = self.conv1(F.silu(self.norm1(x)))
-        h = h + self.time(temb)[:, :, None, None]
+        """x: (B, c_in, H, W); temb: (B, t_dim). Returns (B, c_out, H, W)."""
+        h = self.conv1(F.silu(self.norm1(x)))  # (B, c_out, H, W)
+        h = h + self.time(temb)[:, :, None, None]  # the timestep, added to every position
         h = self.conv2(self.dropout(F.silu(self.norm2(h))))
         return self.skip(x) + h
 
@@ -112,27 +117,26 @@ class Attention(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
-        qkv = self.qkv(self.norm(x)).reshape(b, 3, self.heads, c // self.heads, h * w)
+        qkv = self.qkv(self.norm(x)).reshape(b, 3, self.heads, c // self.heads, h * w)  # (B, 3, heads, C/heads, HW)
         q, k, v = (qkv[:, i].transpose(-1, -2) for i in range(3))  # (B, heads, HW, C/heads)
-        y = F.scaled_dot_product_attention(q, k, v)
+        y = F.scaled_dot_product_attention(q, k, v)  # (B, heads, HW, C/heads)
         return x + self.out(y.transpose(-1, -2).reshape(b, c, h, w))
 
 
 class Level(nn.Module):
-    """ResBlocks at one resolution, each optionally followed by attention."""
+    """ResBlocks at one resolution, from each of `c_ins` channels to `c_out`, each followed by attention
+    where the level has it (else an identity)."""
 
-    def __init__(self, channels: list[int], t_dim: int, attn: bool, cfg: UNetConfig):
+    def __init__(self, c_ins: list[int], c_out: int, t_dim: int, attn: bool, cfg: UNetConfig):
         super().__init__()
-        self.res = nn.ModuleList(
-            ResBlock(a, b, t_dim, cfg.groups, cfg.dropout) for a, b in zip(channels[:-1], channels[1:])
-        )
+        self.res = nn.ModuleList(ResBlock(c, c_out, t_dim, cfg.groups, cfg.dropout) for c in c_ins)
         self.attn = nn.ModuleList(
-            Attention(b, cfg.heads, cfg.groups) if attn else nn.Identity() for b in channels[1:]
+            Attention(c_out, cfg.heads, cfg.groups) if attn else nn.Identity() for _ in c_ins
         )
 
 
 class FullRes(nn.Module):
-    """A correction at the image's own resolution, for a UNet that sees pixel patches: the head's
+    """A correction at the image's own resolution, for a UNet that sees pixel patches: the output layer's
     features mapped to `width` channels per pixel (a pixel shuffle), the noisy image beside them, two
     3x3 convolutions with the time embedding between. Its last convolution starts at zero, so a new
     model starts as the plain patch model would."""
@@ -148,105 +152,96 @@ class FullRes(nn.Module):
         nn.init.zeros_(self.conv2.bias)
 
     def forward(self, a: torch.Tensor, xt: torch.Tensor, temb: torch.Tensor) -> torch.Tensor:
-        f = self.features(a)
-        f = F.pixel_shuffle(f, self.patch) if self.patch > 1 else f
+        """a: (B, c, H / patch, W / patch), the UNet's last features; xt: (B, C, H, W). Returns (B, C, H, W)."""
+        f = self.features(a)  # (B, width patch^2, H / patch, W / patch)
+        f = F.pixel_shuffle(f, self.patch) if self.patch > 1 else f  # (B, width, H, W)
         h = self.conv1(torch.cat([F.silu(f), xt], dim=1)) + self.time(temb)[:, :, None, None]
         return self.conv2(F.silu(h))
 
 
 class UNet(nn.Module):
-    def __init__(self, cfg: UNetConfig, schedule=None):
+    """The noise predictor: forward(xt, t) -> eps, or EDM's F where the config says so (the wrapper in
+    model/preconditioning.py turns F into eps)."""
+
+    def __init__(self, cfg: UNetConfig):
         super().__init__()
         self.config = cfg
-        if cfg.preconditioning not in ("none", "edm"):
-            raise ValueError(f"unknown preconditioning {cfg.preconditioning!r}: use 'none' or 'edm'")
-        if not (cfg.sigma_data > 0 and math.isfinite(cfg.sigma_data)):
-            raise ValueError(f"--sigma-data must be a positive number, got {cfg.sigma_data}")
-        if cfg.preconditioning == "edm" and schedule is not None:
-            # Not in the state dict: the checkpoint's schedule rebuilds it, and old weights load as they were.
-            self.register_buffer("alpha_bar", schedule.alpha_bar.float(), persistent=False)
-        widths = [cfg.base * m for m in cfg.mults]
+        widths = [cfg.base * m for m in cfg.mults]  # channels at each resolution, full first
         t_dim = 4 * cfg.base
+        channels = cfg.in_channels * cfg.patch**2  # what the network sees per position
         self.time_mlp = nn.Sequential(nn.Linear(cfg.base, t_dim), nn.SiLU(), nn.Linear(t_dim, t_dim))
-        channels = cfg.in_channels * cfg.patch**2
         self.stem = nn.Conv2d(channels, cfg.base, 3, padding=1)
 
-        self.down = nn.ModuleList()
-        self.downsample = nn.ModuleList()
+        # Down: `blocks` ResBlocks per level, then a stride-2 convolution; every output is kept as a skip.
+        self.down, self.downsample = nn.ModuleList(), nn.ModuleList()
         skips, c = [cfg.base], cfg.base
         for i, w in enumerate(widths):
-            level = Level([c] + [w] * cfg.blocks, t_dim, i in cfg.attn_levels, cfg)
-            self.down.append(level)
+            self.down.append(Level([c] + [w] * (cfg.blocks - 1), w, t_dim, i in cfg.attn_levels, cfg))
             skips += [w] * cfg.blocks
             c = w
             if i < len(widths) - 1:
                 self.downsample.append(nn.Conv2d(c, c, 3, stride=2, padding=1))
                 skips.append(c)
 
-        self.mid = Level([c, c, c], t_dim, True, cfg)
+        self.mid = Level([c, c], c, t_dim, True, cfg)
 
-        self.up = nn.ModuleList()
-        self.upsample = nn.ModuleList()
+        # Up: `blocks` + 1 ResBlocks per level, each reading one skip, then nearest upsampling and a convolution.
+        self.up, self.upsample = nn.ModuleList(), nn.ModuleList()
         for i, w in reversed(list(enumerate(widths))):
-            level = nn.ModuleList()
+            c_ins = []
             for _ in range(cfg.blocks + 1):
-                level.append(ResBlock(c + skips.pop(), w, t_dim, cfg.groups, cfg.dropout))
+                c_ins.append(c + skips.pop())
                 c = w
-            attn = nn.ModuleList(
-                Attention(w, cfg.heads, cfg.groups) if i in cfg.attn_levels else nn.Identity()
-                for _ in range(cfg.blocks + 1)
-            )
-            self.up.append(nn.ModuleList([level, attn]))
+            self.up.append(Level(c_ins, w, t_dim, i in cfg.attn_levels, cfg))
             if i > 0:
                 self.upsample.append(nn.Conv2d(c, c, 3, padding=1))
 
-        self.head = nn.Sequential(nn.GroupNorm(cfg.groups, c), nn.SiLU(), nn.Conv2d(c, channels, 3, padding=1))
+        self.out_norm = nn.GroupNorm(cfg.groups, c)
+        self.out = nn.Conv2d(c, channels, 3, padding=1)
         if cfg.full_res:
             self.full_res = FullRes(c, cfg.full_res, cfg.patch, cfg.in_channels, t_dim)
 
     def forward(self, xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """xt: (B, C, H, W) in [-1, 1]; t: (B,) int64 in 0..T-1. Returns eps, (B, C, H, W)."""
-        if self.config.preconditioning == "none":
-            return self.network(xt, t)
-        if not hasattr(self, "alpha_bar"):
-            raise ValueError("an EDM-preconditioned UNet needs its schedule: UNet(config, schedule)")
-        return self._edm(xt, t)
-
-    def _edm(self, xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """eps from F. With sigma^2 = (1 - ab) / ab, EDM's variable x = xt / sqrt(ab) and
-        r = 1 - ab (1 - sigma_data^2): c_in x = xt / sqrt(r), and eps = (x - D) / sigma
-        = sqrt(1 - ab) / r * xt - sigma_data sqrt(ab / r) F, which has no cancellation at any level."""
-        dtype = torch.promote_types(xt.dtype, torch.float32)  # the scaling in fp32 at least, under autocast too
-        with torch.autocast(xt.device.type, enabled=False):
-            ab = self.alpha_bar[t].to(dtype).view(-1, *([1] * (xt.dim() - 1)))
-            sd = self.config.sigma_data
-            r = 1 - ab * (1 - sd**2)
-            x = xt.to(dtype)
-        f = self.network((x / r.sqrt()).to(xt.dtype), t)
-        with torch.autocast(xt.device.type, enabled=False):
-            return ((1 - ab).sqrt() / r * x - sd * (ab / r).sqrt() * f.to(dtype)).to(xt.dtype)
-
-    def network(self, xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """The network's own output: eps, or with EDM preconditioning F, for the scaled input."""
-        temb = self.time_mlp(sinusoidal_embedding(t, self.config.base).to(xt.dtype))
+        """xt: (B, C, H, W) in [-1, 1]; t: (B,) int64 in 0..T-1. Returns eps (or F), (B, C, H, W)."""
         patch = self.config.patch
-        h = self.stem(F.pixel_unshuffle(xt, patch) if patch > 1 else xt)
+        temb = self.time_mlp(sinusoidal_embedding(t, self.config.base).to(xt.dtype))  # (B, 4 base)
+        x = F.pixel_unshuffle(xt, patch) if patch > 1 else xt  # (B, C patch^2, H / patch, W / patch)
+        h = self.stem(x)  # (B, base, h, w) with h, w the network's side
         skips = [h]
         for i, level in enumerate(self.down):
             for res, attn in zip(level.res, level.attn):
-                h = attn(res(h, temb))
+                h = attn(res(h, temb))  # (B, width of level i, h / 2^i, w / 2^i)
                 skips.append(h)
             if i < len(self.downsample):
-                h = self.downsample[i](h)
+                h = self.downsample[i](h)  # half the side
                 skips.append(h)
         for res, attn in zip(self.mid.res, self.mid.attn):
-            h = attn(res(h, temb))
-        for i, (level, attns) in enumerate(self.up):
-            for res, attn in zip(level, attns):
-                h = attn(res(torch.cat([h, skips.pop()], dim=1), temb))
+            h = attn(res(h, temb))  # (B, widest, smallest side)
+        for i, level in enumerate(self.up):
+            for res, attn in zip(level.res, level.attn):
+                h = attn(res(torch.cat([h, skips.pop()], dim=1), temb))  # the skip's side and this level's width
             if i < len(self.upsample):
-                h = self.upsample[i](upsample_nearest(h))
-        a = self.head[1](self.head[0](h))
-        out = self.head[2](a)
-        out = F.pixel_shuffle(out, patch) if patch > 1 else out
+                h = self.upsample[i](upsample_nearest(h))  # twice the side
+        a = F.silu(self.out_norm(h))  # (B, base, h, w)
+        out = self.out(a)  # (B, C patch^2, h, w)
+        out = F.pixel_shuffle(out, patch) if patch > 1 else out  # (B, C, H, W)
         return out + self.full_res(a, xt, temb) if self.config.full_res else out
+
+
+# Tensor names of checkpoints written before the up levels and the output layers had names -> today's.
+_RENAMED = [
+    (re.compile(r"^up\.(\d+)\.0\."), r"up.\1.res."),
+    (re.compile(r"^up\.(\d+)\.1\."), r"up.\1.attn."),
+    (re.compile(r"^head\.0\."), "out_norm."),
+    (re.compile(r"^head\.2\."), "out."),
+]
+
+
+def renamed(weights: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A UNet state dict with the tensor names of older checkpoints changed to today's; others kept."""
+    out = {}
+    for name, value in weights.items():
+        for pattern, new in _RENAMED:
+            name = pattern.sub(new, name)
+        out[name] = value
+    return out

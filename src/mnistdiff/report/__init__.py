@@ -57,16 +57,16 @@ def build_report(out: str | Path = "report", checkpoint: str | Path | None = Non
     """Compute every part (or reuse it from OUT/cache), then write OUT/index.html, summary.json and
     report.md. Returns the summary: the page's key numbers and provenance."""
     from mnistdiff.external.diffusers import is_diffusers_folder
+    from mnistdiff.loading import find
     from mnistdiff.precision import pick_device, pick_precision
     from mnistdiff.provenance import git_commit
     from mnistdiff.report import page, parts
     from mnistdiff.report.cache import Cache, model_checksum
-    from mnistdiff.training import checkpoint as ckpt
 
     started, commit = time.perf_counter(), git_commit()  # the code that runs, not a later checkout
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    folder = Path(checkpoint) if is_diffusers_folder(checkpoint) else ckpt.find(checkpoint)
+    folder = Path(checkpoint) if is_diffusers_folder(checkpoint) else find(checkpoint)
     target = pick_device(device)
     settings = replace(settings, precision=pick_precision(settings.precision, target.type))  # the page names what ran
     ctx = _context(out, checkpoint, settings, target, data_dir)

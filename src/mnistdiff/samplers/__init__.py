@@ -18,7 +18,6 @@ from collections.abc import Callable
 
 from mnistdiff.samplers.ddim import ddim_invert, ddim_update, sample_ddim
 from mnistdiff.samplers.ddpm import ddpm_step, sample_ddpm
-from mnistdiff.samplers.deprecated import ddim_sample, ddpm_sample, dpm_solver_sample, dpm_solver_timesteps, timesteps
 from mnistdiff.samplers.dpm_solver import sample_dpm_solver
 from mnistdiff.samplers.dpm_solver_sde import sample_dpm_solver_sde
 from mnistdiff.samplers.heun import sample_edm, sample_heun
@@ -76,7 +75,6 @@ def register(name: str, fn: Callable) -> None:
     SAMPLERS[name] = fn
 
 
-__all__ = ["DEFAULT_STEPS", "SAMPLERS", "SPACINGS", "ddim_invert", "ddim_sample", "ddim_update", "ddpm_sample",
-           "ddpm_step", "default_spacing", "default_steps", "dpm_solver_sample", "dpm_solver_timesteps",
-           "grid_steps", "levels", "register", "sample_ddim", "sample_ddpm", "sample_dpm_solver",
-           "sample_dpm_solver_sde", "sample_edm", "sample_heun", "sampler_levels", "steps_taken", "timesteps"]
+__all__ = ["DEFAULT_STEPS", "SAMPLERS", "SPACINGS", "ddim_invert", "ddim_update", "ddpm_step", "default_spacing",
+           "default_steps", "grid_steps", "levels", "register", "sample_ddim", "sample_ddpm", "sample_dpm_solver",
+           "sample_dpm_solver_sde", "sample_edm", "sample_heun", "sampler_levels", "steps_taken"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import warnings
 from collections.abc import Callable
 
 import torch
@@ -54,13 +53,3 @@ def progress_bar(total: int, enabled: bool, desc: str) -> tqdm:
     """A bar over a sampler's steps, to use as a context manager: it closes at its total and stays on screen."""
     return tqdm(total=total, desc=desc, disable=not enabled, dynamic_ncols=True)
 
-
-_warned: set[str] = set()
-
-
-def warn_once(name: str, instead: str) -> None:
-    """A DeprecationWarning for the old API `name`, the first time it is used."""
-    if name not in _warned:
-        _warned.add(name)
-        warnings.warn(f"mnistdiff.samplers.{name} is deprecated and goes in the next release: use {instead}",
-                      DeprecationWarning, stacklevel=3)

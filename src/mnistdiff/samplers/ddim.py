@@ -7,8 +7,7 @@ import math
 import torch
 
 from mnistdiff.diffusion import Schedule
-from mnistdiff.samplers.common import (Callback, alpha_bar, call, check_levels, noise_like, predict_x0, progress_bar,
-                                     warn_once)
+from mnistdiff.samplers.common import Callback, alpha_bar, call, check_levels, noise_like, predict_x0, progress_bar
 
 
 def ddim_update(
@@ -70,9 +69,6 @@ def ddim_invert(
     """
     if iterations < 0:
         raise ValueError(f"iterations must be >= 0, got {iterations}")
-    if len(levels) == 1 or levels[0] < levels[-1]:  # the ascending timesteps of the old API
-        warn_once("ddim_invert over ascending timesteps", "levels(n, schedule), descending")
-        levels = sorted(levels, reverse=True) + [-1]
     levels = check_levels(levels, schedule.T)
     return _walk(model, x0, schedule, levels[::-1], "DDIM inversion", callback=callback, progress=progress,
                  iterations=iterations)

@@ -1,5 +1,5 @@
 """Training a noise predictor, with checkpoints that survive a kill."""
 
-from mnistdiff.training.loop import Interrupted, train
+from mnistdiff.training.loop import Interrupted, NonFiniteLoss, train
 
-__all__ = ["Interrupted", "train"]
+__all__ = ["Interrupted", "NonFiniteLoss", "train"]

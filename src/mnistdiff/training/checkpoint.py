@@ -9,7 +9,7 @@
 
 A save writes every file into a temporary folder, syncs it to disk, renames it, then replaces
 `latest`; a kill at any moment leaves `latest` naming a complete checkpoint. Nothing is
-unpickled: a state.pt of older versions is read only with torch.load(weights_only=True).
+unpickled: the training state is safetensors and JSON.
 """
 
 from __future__ import annotations
@@ -17,25 +17,20 @@ from __future__ import annotations
 import json
 import shutil
 import sys
-from dataclasses import asdict, fields
+from dataclasses import asdict
 from pathlib import Path
 
 import torch
-from safetensors.torch import load as load_tensors
 from safetensors.torch import save as tensor_bytes
 
 from mnistdiff import files, lock
 from mnistdiff.diffusion import ScheduleConfig
-from mnistdiff.model import TrainConfig, UNet, UNetConfig
+from mnistdiff.loading import MODEL_FILES, CheckpointError, find, load_json, load_tensors, read
+from mnistdiff.model import TrainConfig, UNetConfig
 from mnistdiff.training import state as state_io
 
 KEEP = 2
-DEFAULT_MODEL = Path(__file__).resolve().parent.parent / "weights" / "small-mnist"
-FILES = ("weights.safetensors", "config.json", "state.safetensors", "state.json")
-
-
-class CheckpointError(ValueError):
-    """A checkpoint file that is missing, damaged, unsafe or does not fit the model."""
+FILES = (*MODEL_FILES, "state.safetensors", "state.json")
 
 
 def save(run: Path, step: int, model, ema, optimizer, rng: dict, config: dict) -> Path:
@@ -173,36 +168,6 @@ def _write_model(out: Path, ema: dict[str, torch.Tensor], config: Path, record: 
     files.record_checksums(out, ["weights.safetensors", "config.json"])
 
 
-def find(path: str | Path | None) -> Path:
-    """The checkpoint folder for a run folder, a checkpoint folder or a file inside one;
-    None means the model shipped with the package."""
-    path = given = Path(path) if path is not None else DEFAULT_MODEL
-    if path.is_file():
-        path = path.parent
-    if (path / "checkpoints" / "latest").is_file():
-        path = path / "checkpoints"
-    if (path / "latest").is_file():
-        pointer = path / "latest"
-        try:
-            name = pointer.read_bytes().decode().strip()
-        except UnicodeDecodeError as err:
-            raise CheckpointError(f"{pointer}: not a checkpoint name (not UTF-8 text)") from err
-        if not name or name in (".", "..") or "/" in name or "\\" in name or "\0" in name:
-            raise CheckpointError(f"{pointer}: {name[:40]!r} is not the name of a checkpoint folder")
-        path = path / name
-        if not path.is_dir():
-            raise CheckpointError(f"{pointer} names {path.name}, which does not exist")
-    if not (path / "weights.safetensors").is_file() or not (path / "config.json").is_file():
-        if path == DEFAULT_MODEL:
-            raise FileNotFoundError("no trained model is shipped in this installation: pass --checkpoint")
-        missing = [n for n in ("weights.safetensors", "config.json") if not (path / n).is_file()]
-        if given.is_file():  # named by the file, not by its folder (which may be ".")
-            raise FileNotFoundError(f"{given} is not a checkpoint: a file, whose folder {path.resolve()} has no "
-                                    f"{' and no '.join(missing)} (pass a run folder, a checkpoint folder or a file in one)")
-        raise FileNotFoundError(f"no checkpoint at {path} ({' and '.join(missing)} missing)")
-    return path
-
-
 def resumable(run: Path, warn: bool = True) -> Path:
     """The newest checkpoint of a run that reads back whole; warns on stderr about each one skipped."""
     root = run / "checkpoints"
@@ -230,152 +195,32 @@ def config_dict(preset: str, dataset: str, unet: UNetConfig, train: TrainConfig,
             "schedule": asdict(schedule)}
 
 
-def parse_config(config: dict) -> tuple[UNetConfig, TrainConfig, ScheduleConfig]:
-    unet = {k: tuple(v) if isinstance(v, list) else v for k, v in config["unet"].items()}
-    return UNetConfig(**unet), TrainConfig(**config["train"]), ScheduleConfig(**config["schedule"])
-
-
-def _check_config(config, path: Path) -> None:
-    """Raise CheckpointError unless `config` has every section, with known fields of the right types."""
-    if not isinstance(config, dict):
-        raise CheckpointError(f"{path}: not a JSON object")
-    for key in ("preset", "dataset"):
-        if not isinstance(config.get(key), str):
-            raise CheckpointError(f"{path}: no {key!r} name")
-    for key, cls in (("unet", UNetConfig), ("train", TrainConfig), ("schedule", ScheduleConfig)):
-        section = config.get(key)
-        if not isinstance(section, dict):
-            raise CheckpointError(f"{path}: no {key!r} section")
-        known = {f.name: getattr(cls(), f.name) for f in fields(cls)}
-        unknown = sorted(set(section) - set(known))
-        if unknown:
-            raise CheckpointError(f"{path}: unknown {key} field {unknown[0]!r}")
-        # A field missing from the file was added after it was written: it keeps its default.
-        for name, value in section.items():
-            if not _fits(value, known[name]):
-                raise CheckpointError(f"{path}: {key}.{name} is {value!r}, expected a value like {known[name]!r}")
+def read_state(folder: Path) -> dict:
+    """{"step", "optimizer", "rng"} of a checkpoint, from state.safetensors and state.json, checked."""
     try:
-        parse_config(config)
-    except (TypeError, ValueError) as err:
-        raise CheckpointError(f"{path}: {err}") from err
-
-
-def _fits(value, default) -> bool:
-    """Whether a JSON value can stand for a config field whose default is `default`."""
-    if isinstance(default, bool):
-        return isinstance(value, bool)
-    if isinstance(default, tuple):
-        return isinstance(value, list) and all(_fits(v, 0) and v >= 0 for v in value)
-    if isinstance(default, int):
-        return isinstance(value, int) and not isinstance(value, bool)
-    if isinstance(default, float):
-        return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
-    return isinstance(value, type(default))
-
-
-def _load_json(path: Path):
-    if not path.is_file():
-        raise CheckpointError(f"{path}: missing")
-    try:
-        return json.loads(path.read_bytes().decode("utf-8"))
-    except UnicodeDecodeError as err:
-        raise CheckpointError(f"{path}: not UTF-8 text (byte {err.start})") from err
-    except ValueError as err:
-        raise CheckpointError(f"{path}: not valid JSON ({err})") from err
-
-
-def _load_tensors(path: Path) -> dict[str, torch.Tensor]:
-    if not path.is_file():
-        raise CheckpointError(f"{path}: missing")
-    payload = path.read_bytes()
-    if not payload:
-        raise CheckpointError(f"{path}: empty file")
-    try:
-        return load_tensors(payload)
-    except Exception as err:  # safetensors reports a damaged file with its own error type
-        raise CheckpointError(f"{path}: not a readable safetensors file (truncated or corrupt: {err})") from err
-
-
-def read(folder: Path) -> tuple[dict, dict[str, dict[str, torch.Tensor]]]:
-    """The config and the `model` and `ema` state dicts of a checkpoint folder, checked."""
-    try:
-        files.verify_checksums(folder, [n for n in FILES if n != "state.safetensors" and n != "state.json"])
+        files.verify_checksums(folder, ["state.safetensors", "state.json"])
     except files.ChecksumError as err:
         raise CheckpointError(str(err)) from err
-    config = _load_json(folder / "config.json")
-    _check_config(config, folder / "config.json")
-    weights: dict[str, dict[str, torch.Tensor]] = {"model": {}, "ema": {}}
-    for key, value in _load_tensors(folder / "weights.safetensors").items():
-        part, _, name = key.partition(".")
-        if part not in weights or not name:
-            raise CheckpointError(f"{folder / 'weights.safetensors'}: unexpected tensor {key!r}")
-        weights[part][name] = value
-    if not weights["ema"]:
-        raise CheckpointError(f"{folder / 'weights.safetensors'}: holds no ema.* tensors")
-    with torch.device("meta"):  # shapes alone, no memory
-        model = UNet(parse_config(config)[0])
-    for part in ("model", "ema"):
-        if weights[part]:
-            check_fit(model, weights[part], folder / "weights.safetensors")
-    return config, weights
-
-
-def read_state(folder: Path) -> dict:
-    """{"step", "optimizer", "rng"} of a checkpoint: from state.safetensors and state.json, or a
-    state.pt of older versions read with torch.load(weights_only=True), which runs no code."""
-    if (folder / "state.json").is_file() or not (folder / "state.pt").is_file():
-        try:
-            files.verify_checksums(folder, ["state.safetensors", "state.json"])
-        except files.ChecksumError as err:
-            raise CheckpointError(str(err)) from err
-        tree = _load_json(folder / "state.json")
-        try:
-            saved = state_io.join(tree, _load_tensors(folder / "state.safetensors"))
-            saved["optimizer"]["state"] = {int(k): v for k, v in saved["optimizer"]["state"].items()}
-        except KeyError as err:
-            raise CheckpointError(f"{folder / 'state.safetensors'}: tensor {err} missing") from err
-        except (TypeError, ValueError, AttributeError) as err:
-            raise CheckpointError(f"{folder / 'state.json'}: not the training state of a checkpoint") from err
-    else:
-        try:
-            saved = torch.load(folder / "state.pt", weights_only=True, map_location="cpu")
-        except Exception as err:  # UnpicklingError for unsafe content, RuntimeError for damage
-            first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-            raise CheckpointError(f"{folder / 'state.pt'}: refused: not a plain tensor file (loading it "
-                                  f"could run code) or damaged: {first}") from err
+    tree = load_json(folder / "state.json")
+    try:
+        saved = state_io.join(tree, load_tensors(folder / "state.safetensors"))
+        saved["optimizer"]["state"] = {int(k): v for k, v in saved["optimizer"]["state"].items()}
+    except KeyError as err:
+        raise CheckpointError(f"{folder / 'state.safetensors'}: tensor {err} missing") from err
+    except (TypeError, ValueError, AttributeError) as err:
+        raise CheckpointError(f"{folder / 'state.json'}: not the training state of a checkpoint") from err
     if not isinstance(saved, dict) or not isinstance(saved.get("step"), int) or "optimizer" not in saved:
         raise CheckpointError(f"{folder}: training state has no step or optimizer")
     return saved
-
-
-def load_weights(model: torch.nn.Module, weights: dict[str, torch.Tensor], path: Path) -> None:
-    """model.load_state_dict, with a one-line CheckpointError naming `path` for a missing or misshapen tensor."""
-    check_fit(model, weights, path)
-    model.load_state_dict(weights)
-
-
-def check_fit(model: torch.nn.Module, weights: dict[str, torch.Tensor], path: Path) -> None:
-    """Raise CheckpointError naming `path` unless `weights` has exactly the model's tensors and shapes."""
-    expected = model.state_dict()
-    missing = sorted(set(expected) - set(weights))
-    extra = sorted(set(weights) - set(expected))
-    if missing or extra:
-        what = f"missing {missing[0]}" if missing else f"unexpected {extra[0]}"
-        raise CheckpointError(f"{path}: does not fit the model its config describes ({what}, "
-                              f"{len(missing)} missing, {len(extra)} unexpected)")
-    for name, value in weights.items():
-        if value.shape != expected[name].shape:
-            raise CheckpointError(f"{path}: {name} has shape {tuple(value.shape)}, the model needs "
-                                  f"{tuple(expected[name].shape)}")
 
 
 def step_of(folder: Path) -> int | None:
     """The step a checkpoint (or exported model) was saved at, where it says, without unpickling."""
     record = folder / "record.json"
     if record.is_file():
-        return _load_json(record).get("step")
+        return load_json(record).get("step")
     if (folder / "state.json").is_file():
-        step = _load_json(folder / "state.json")
+        step = load_json(folder / "state.json")
         return step.get("step") if isinstance(step, dict) else None
     return _step_of_name(folder)
 

@@ -11,12 +11,12 @@ from pathlib import Path
 import torch
 from tqdm.auto import tqdm
 
-from mnistdiff import data, files, lock
+from mnistdiff import data, files, loading, lock
 from mnistdiff.diffusion import level_density, make_schedule, training_loss
 from mnistdiff.evaluation.report import fid_test
 from mnistdiff.generation import generate
 from mnistdiff.images import grid, save_png
-from mnistdiff.model import UNet
+from mnistdiff.model import UNet, precondition
 from mnistdiff.model.grow import deepen
 from mnistdiff.precision import autocast, pick_precision
 from mnistdiff.runtime import adamw
@@ -48,12 +48,15 @@ class Run:
         self.group, self.device = group, group.device
         device = group.device
         # config: the whole dict, as config.json holds it; train_config: its TrainConfig.
-        unet_config, self.train_config, schedule_config = checkpoint.parse_config(config)
+        unet_config, self.train_config, schedule_config = loading.parse_config(config)
         settings = self.train_config
         torch.manual_seed(settings.seed)  # the weights' initialisation, and dropout
         self.schedule = make_schedule(schedule_config)
-        self.model = UNet(unet_config, self.schedule).to(device)
+        self.model = UNet(unet_config).to(device)  # the network, whose weights a checkpoint holds
         self.ema = EMA(self.model, settings.ema_decay)
+        # What the loss and the samplers call: eps, from the network through its preconditioning, if any.
+        self.denoiser = precondition(self.model, self.schedule.alpha_bar).to(device)
+        self.ema_denoiser = precondition(self.ema.shadow, self.schedule.alpha_bar).to(device).eval()
         # The fused kernel: the same update in one pass over the weights (about 2% of a CPU training step).
         self.optimizer = adamw(self.model.parameters(), device, lr=settings.lr, weight_decay=settings.weight_decay)
         # How the loss weighs and draws the levels (diffusion.py): the plain MSE over uniform t by default.
@@ -62,13 +65,13 @@ class Run:
         self.loss = training_loss(unet_config.preconditioning, unet_config.sigma_data, settings.min_snr_gamma,
                                   density, stratified=settings.level_draw == "stratified")
         # The training forward may run through torch.compile; weights and state_dict stay the model's.
-        self.compiled = self.model
+        self.compiled = self.denoiser
         self.paused_s = 0.0  # wall time of FID checks, which the time budget does not count
         self.setup_s = 0.0  # wall time of compiling, which the time budget counts
         if compile:
             begin = self.clock()
             x0 = data.to_model_range(images[: settings.batch_size]).to(device)
-            self.compiled, message = compile_for_training(self.model, self.schedule, x0, settings.precision)
+            self.compiled, message = compile_for_training(self.denoiser, self.schedule, x0, settings.precision)
             self.setup_s = self.clock() - begin
             print(f"{message}; {self.setup_s:.0f} s, counted in --minutes", flush=True)
         self.compiled = distributed.wrap(self.compiled, group)
@@ -84,9 +87,9 @@ class Run:
 
     def restore(self, folder: Path) -> None:
         """Continue from checkpoint `folder`: weights, optimizer, RNG and data order."""
-        _, weights = checkpoint.read(folder)
-        checkpoint.load_weights(self.model, weights["model"], folder / "weights.safetensors")
-        checkpoint.load_weights(self.ema.shadow, weights["ema"], folder / "weights.safetensors")
+        _, weights = loading.read(folder)
+        loading.load_weights(self.model, weights["model"], folder / "weights.safetensors")
+        loading.load_weights(self.ema.shadow, weights["ema"], folder / "weights.safetensors")
         saved = checkpoint.read_state(folder)
         try:
             self.optimizer.load_state_dict(state_io.optimizer_state(saved["optimizer"], self.optimizer))
@@ -99,7 +102,7 @@ class Run:
             if len(rng["perm"]) != len(self.images):
                 raise ValueError(f"its data order covers {len(rng['perm'])} images, the data set has {len(self.images)}")
         except (KeyError, TypeError, ValueError, RuntimeError) as err:
-            raise checkpoint.CheckpointError(f"{folder}: training state does not fit this run ({err})") from err
+            raise loading.CheckpointError(f"{folder}: training state does not fit this run ({err})") from err
         self.state = {"skipped": 0} | rng | {"step": saved["step"]}
         self._seed_dropout(saved["step"])
 
@@ -111,7 +114,7 @@ class Run:
         return checkpoint.save(self.out, self.state["step"], self.model, self.ema, self.optimizer, rng, self.config)
 
     def sample_grid(self) -> None:
-        pics = generate(self.ema.shadow, self.schedule, self.train_config.grid_images, sampler="ddim",
+        pics = generate(self.ema_denoiser, self.schedule, self.train_config.grid_images, sampler="ddim",
                         steps=self.train_config.grid_steps, clip_x0=True, seed=self.train_config.seed,
                         image_shape=tuple(self.images.shape[1:]))
         save_png(self.out / "samples" / f"step_{self.state['step']:07d}.png", grid(pics))
@@ -120,7 +123,7 @@ class Run:
         """FID of fresh DDIM samples of the EMA model against the test statistics, in the run's
         precision; its time is not the time budget's (`paused_s`)."""
         settings, t0 = self.train_config, self.clock()
-        pics = generate(self.ema.shadow, self.schedule, settings.fid_images, sampler="ddim", steps=settings.fid_steps,
+        pics = generate(self.ema_denoiser, self.schedule, settings.fid_images, sampler="ddim", steps=settings.fid_steps,
                         clip_x0=True, seed=settings.seed + 1, precision=settings.precision,
                         image_shape=tuple(self.images.shape[1:]))
         fid = fid_test(pics, self.config["dataset"])
@@ -142,15 +145,15 @@ class Run:
     def init_from(self, source: Path) -> None:
         """Start from another checkpoint's EMA weights (model and EMA alike), with a fresh optimizer;
         deepened first where this run has more blocks per level than the source."""
-        config, weights = checkpoint.read(source)
+        config, weights = loading.read(source)
         ema = weights["ema"]
-        unet_config, _, _ = checkpoint.parse_config(config)
+        unet_config, _, _ = loading.parse_config(config)
         if unet_config.blocks != self.model.config.blocks:
             old = UNet(unet_config)
-            checkpoint.load_weights(old, ema, source / "weights.safetensors")
+            loading.load_weights(old, ema, source / "weights.safetensors")
             ema = deepen(old, self.model.config.blocks).state_dict()
-        checkpoint.load_weights(self.model, ema, source / "weights.safetensors")
-        checkpoint.load_weights(self.ema.shadow, ema, source / "weights.safetensors")
+        loading.load_weights(self.model, ema, source / "weights.safetensors")
+        loading.load_weights(self.ema.shadow, ema, source / "weights.safetensors")
 
     def step(self, time_done: float | None = None) -> tuple[float | None, float]:
         """One optimizer step; returns (loss, lr), loss None for a skipped batch. `time_done`: the
@@ -189,7 +192,7 @@ class Run:
                       f"{self.train_config.skip_nonfinite} allowed)", file=sys.stderr, flush=True)
             return None
         root = self.out / "checkpoints"
-        kept = f"the last good checkpoint, {checkpoint.find(self.out).name}, is kept" \
+        kept = f"the last good checkpoint, {loading.find(self.out).name}, is kept" \
             if (root / "latest").is_file() else "no checkpoint was saved yet"
         raise NonFiniteLoss(f"{what} at step {step}: training stopped and {kept}; lower --lr, or pass "
                             f"--skip-nonfinite N to skip up to N such batches")
@@ -238,7 +241,7 @@ def train(
         if group.main and out.is_dir():
             lock.take(out)  # before reading the run: a second writer changes nothing (lock.py)
         folder = resume_from(out, resume, group.main)
-        source = checkpoint.find(init_from) if init_from is not None else None
+        source = loading.find(init_from) if init_from is not None else None
         config = resolve(preset, dataset, folder, overrides, source)
         run = _new_run(out, config, data_dir, group, compile, clock)
         if folder is not None:
@@ -372,7 +375,7 @@ def _finish(run: Run, last_saved: int, signalled: bool) -> Path:
     step = run.state["step"]
     final = run.out / "checkpoints" / f"step_{step:07d}"
     if run.group.main:
-        final = checkpoint.find(run.out) if step == last_saved else run.save()
+        final = loading.find(run.out) if step == last_saved else run.save()
         if not signalled and step % run.train_config.sample_every != 0:
             run.sample_grid()
     distributed.barrier(run.group)

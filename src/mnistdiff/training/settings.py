@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import replace
 from pathlib import Path
 
-from mnistdiff import files
+from mnistdiff import files, loading
 from mnistdiff.diffusion import ScheduleConfig
 from mnistdiff.model import get_preset
 from mnistdiff.model.presets import MODEL_SETTINGS
@@ -50,11 +50,11 @@ def _starting_point(preset: str | None, dataset: str | None, resume: Path | None
     if resume is None:
         p = get_preset(preset or "small")
         return preset or "small", dataset or "mnist", p.unet, p.train, ScheduleConfig(), {}
-    config, _ = checkpoint.read(resume)
+    config, _ = loading.read(resume)
     for flag, given, have in (("preset", preset, config["preset"]), ("dataset", dataset, config["dataset"])):
         if given is not None and given != have:
             raise ValueError(f"--{flag} {given}: the run's is {have}; a resumed run keeps it")
-    unet, train, schedule = checkpoint.parse_config(config)
+    unet, train, schedule = loading.parse_config(config)
     extra = {k: config[k] for k in ("init_from",) if k in config}
     return config["preset"], config["dataset"], unet, train, schedule, extra
 
@@ -62,8 +62,8 @@ def _starting_point(preset: str | None, dataset: str | None, resume: Path | None
 def _continued_from(init_from: Path) -> tuple:
     """(dataset, UNetConfig, ScheduleConfig, record) of the checkpoint a run starts from: the record
     says where it is, its step and its weights' SHA-256."""
-    source, _ = checkpoint.read(init_from)
-    unet, _, schedule = checkpoint.parse_config(source)
+    source, _ = loading.read(init_from)
+    unet, _, schedule = loading.parse_config(source)
     record = {"path": str(init_from), "step": checkpoint.step_of(init_from),
               "weights_sha256": files.sha256(init_from / "weights.safetensors")}
     return source["dataset"], unet, schedule, record
