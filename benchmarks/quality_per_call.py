@@ -5,6 +5,9 @@ the same count, precision and recall), written as JSON, a Markdown table and a p
     python benchmarks/quality_per_call.py [--checkpoint RUN] [--n 2048] [--nfes 5,10,20,50,100]
         [--curves ddim,heun,...] [--precision auto] [--out benchmarks/results/quality-per-call]
 
+Budgets run in ascending order over every curve. Rows are kept in OUT.partial.jsonl as they finish;
+rerunning the same command reuses them, and --kept-only writes the table from them alone.
+
 Heun and EDM make 2n - 1 evaluations over n steps, so an even budget runs one fewer: the table gives
 the evaluations that ran (samplers.steps_taken) beside the budget. Each curve is a sampler on a grid
 with its options (CURVES); a budget a curve cannot take (DDPM's) is left out. The data for the floor
@@ -30,26 +33,36 @@ from mnistdiff.samplers import default_spacing, steps_taken
 # label -> (sampler, spacing (None: its own), options)
 CURVES = {
     "ddim": ("ddim", None, {}),
-    "ddim, trailing": ("ddim", "trailing", {}),
-    "ddim, eta 1": ("ddim", None, {"eta": 1.0}),
+    "ddim trailing": ("ddim", "trailing", {}),
+    "ddim eta 1": ("ddim", None, {"eta": 1.0}),
     "dpm-solver": ("dpm-solver", None, {}),
-    "dpm-solver, logsnr": ("dpm-solver", "logsnr", {}),
-    "dpm-solver, trailing": ("dpm-solver", "trailing", {}),
+    "dpm-solver logsnr": ("dpm-solver", "logsnr", {}),
+    "dpm-solver trailing": ("dpm-solver", "trailing", {}),
     "dpm-solver-sde": ("dpm-solver-sde", None, {}),
     "heun": ("heun", None, {}),
-    "heun, trailing": ("heun", "trailing", {}),
+    "heun trailing": ("heun", "trailing", {}),
     "edm": ("edm", None, {}),
 }
 NFES = (5, 10, 20, 50, 100)
 
 
 def measure(model, schedule, *, n: int, nfes=NFES, curves=tuple(CURVES), dataset: str = "mnist", data_dir=None,
-            seed: int = 0, batch_size: int = 64, precision: str = "fp32", progress: bool = True) -> list[dict]:
-    """One row per (curve, budget of model evaluations): the evaluations that ran and the scores."""
+            seed: int = 0, batch_size: int = 64, precision: str = "fp32", progress: bool = True,
+            partial: Path | None = None, kept_only: bool = False) -> list[dict]:
+    """One row per (curve, budget of model evaluations): the evaluations that ran and the scores. With
+    `partial`, each row is appended to that JSON-lines file as it finishes, and rows already there (same
+    curve, budget, n, seed and precision) are reused, so a killed run picks up where it stopped;
+    `kept_only` gives those rows alone and computes nothing."""
+    done = _read_partial(partial, n=n, seed=seed, precision=precision)
     rows = []
-    for label in curves:
-        sampler, spacing, options = CURVES[label]
-        for nfe in nfes:
+    for nfe in nfes:  # the cheap budgets of every curve first, so a run cut short still has them
+        for label in curves:
+            sampler, spacing, options = CURVES[label]
+            if (label, nfe) in done:
+                rows.append(done[label, nfe])
+                continue
+            if kept_only:
+                continue
             t0 = time.perf_counter()
             images = generate(model, schedule, n, sampler=sampler, steps=nfe, spacing=spacing, seed=seed,
                               batch_size=batch_size, precision=precision, **options)
@@ -59,12 +72,23 @@ def measure(model, schedule, *, n: int, nfes=NFES, curves=tuple(CURVES), dataset
                          "options": options, "nfe_budget": nfe, "nfe": steps_taken(sampler, nfe, schedule.T),
                          "n": n, "seconds": seconds, "fid_test": scores["fid_test"],
                          "floor_fid_test": scores["floor_fid_test"], "precision": scores["precision"],
-                         "recall": scores["recall"]})
+                         "recall": scores["recall"], "seed": seed, "precision_mode": precision})
+            if partial is not None:
+                with partial.open("a") as f:
+                    f.write(json.dumps(rows[-1]) + "\n")
             if progress:
                 r = rows[-1]
                 print(f"{label:>22} NFE {r['nfe']:>3}: FID {r['fid_test']:.3f} (floor {r['floor_fid_test']:.3f}), "
                       f"precision {r['precision']:.3f}, recall {r['recall']:.3f}, {seconds:.0f} s", flush=True)
     return rows
+
+
+def _read_partial(path: Path | None, *, n: int, seed: int, precision: str) -> dict:
+    if path is None or not path.exists():
+        return {}
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip().endswith("}")]
+    return {(r["curve"], r["nfe_budget"]): r for r in rows
+            if r["n"] == n and r.get("seed") == seed and r.get("precision_mode") == precision}
 
 
 def to_markdown(rows: list[dict], command: str) -> str:
@@ -130,6 +154,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--kept-only", action="store_true",
+                   help="write the table from the rows OUT.partial.jsonl keeps, computing nothing")
     p.add_argument("--out", default="benchmarks/results/quality-per-call", help="writes OUT.json, OUT.md, OUT.png")
     args = p.parse_args(argv)
     curves = args.curves.split(",")
@@ -140,14 +166,14 @@ def main(argv: list[str] | None = None) -> None:
     precision = pick_precision(args.precision, device.type)
     model, schedule, config = load_checkpoint(args.checkpoint)
     model = model.to(device)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     rows = measure(model, schedule, n=args.n, nfes=[int(k) for k in args.nfes.split(",")], curves=curves,
                    dataset=config["dataset"], data_dir=args.data_dir, seed=args.seed, batch_size=args.batch_size,
-                   precision=precision)
+                   precision=precision, partial=out.with_suffix(".partial.jsonl"), kept_only=args.kept_only)
     command = (f"python benchmarks/quality_per_call.py --n {args.n} --nfes {args.nfes} --seed {args.seed} "
                f"--precision {args.precision}" + (f" --checkpoint {args.checkpoint}" if args.checkpoint else "")
                + (f" --curves '{args.curves}'" if curves != list(CURVES) else ""))
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     record = {"command": command, "commit": git_commit(), "device": str(device), "precision": precision,
               "threads": torch.get_num_threads(), "rows": rows}
     out.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
