@@ -96,7 +96,7 @@ def first_start(checkpoint: str | None, threads: int, data_dir: str | None, brow
     command = [sys.executable, "-m", "mnistdiff", "explore", "--port", str(port), "--device", "cpu"]
     command += ["--data-dir", data_dir] if data_dir else []
     command += ["--checkpoint", checkpoint] if checkpoint else []
-    command += ["--inversion-iterations", str(iterations)] if iterations else []
+    command += ["--inversion-iterations", str(iterations)]
     url = f"http://127.0.0.1:{port}"
     start = time.perf_counter()
     proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL)
@@ -174,12 +174,17 @@ def main() -> None:
     p.add_argument("--rules", default="slerp,linear,linear-norm")
     p.add_argument("--browser", action="store_true", help="also time the page in headless system Chromium")
     p.add_argument("--screenshot", help="with --browser: also save the page as this PNG")
-    p.add_argument("--inversion-iterations", type=int, default=0, metavar="K",
-                   help="the explorer's refinement of each inversion step (0: plain DDIM inversion)")
+    p.add_argument("--inversion-iterations", type=int, default=None, metavar="K",
+                   help="the explorer's refinement of each inversion step (0: plain DDIM inversion; "
+                        "default: the explorer's own)")
     p.add_argument("--out", default="explore-latency.json")
     args = p.parse_args()
 
     from mnistdiff.explore import Explorer
+    from mnistdiff.explore.service import INVERSION_ITERATIONS
+
+    if args.inversion_iterations is None:
+        args.inversion_iterations = INVERSION_ITERATIONS
 
     torch.set_num_threads(args.threads)
     load_before = os.getloadavg()

@@ -12,6 +12,7 @@ from mnistdiff.evaluation.grid import ETAS, NFES, STEPS as GRID_STEPS
 from mnistdiff.experiments import RULES
 from mnistdiff.experiments.merge import WEIGHTS
 from mnistdiff.experiments.reconstruction import STEPS as RECONSTRUCTION_STEPS
+from mnistdiff.explore.service import INVERSION_ITERATIONS as EXPLORER_INVERSION_ITERATIONS
 from mnistdiff.model import PRESETS, TrainConfig
 from mnistdiff.model.presets import MODEL_SETTINGS
 from mnistdiff.precision import PRECISIONS
@@ -177,8 +178,8 @@ def _steps_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--steps", type=_positive_int, default=50, help="DDIM steps of the inversion and the decoding")
 
 
-def _inversion_iterations_arg(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--inversion-iterations", type=_non_negative_int, default=0, metavar="K",
+def _inversion_iterations_arg(p: argparse.ArgumentParser, default: int = 0) -> None:
+    p.add_argument("--inversion-iterations", type=_non_negative_int, default=default, metavar="K",
                    help="refine each inversion step by K fixed-point iterations, so that DDIM decodes the "
                         "latent back: (1 + K) model calls a step (0: plain DDIM inversion)")
 
@@ -439,4 +440,4 @@ def _explore_parser(sub) -> None:
     _data_dir_arg(p, help="folder with the test-set IDX files for the digit picker "
                           "(else $MNISTDIFF_DATA or the cache; never downloaded)")
     _device_arg(p, "where to run the model (auto: a CUDA GPU when there is one)")
-    _inversion_iterations_arg(p)
+    _inversion_iterations_arg(p, default=EXPLORER_INVERSION_ITERATIONS)

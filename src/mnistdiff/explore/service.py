@@ -35,7 +35,9 @@ MAX_IMAGES = 64
 MAX_WORK = MAX_STEPS * MAX_IMAGES  # model evaluations times images in one request (DDPM runs all T)
 WEIGHTS = (-1.0, 2.0)
 STRIP = 10  # frames of a trajectory strip, besides the result
-INVERSION_ITERATIONS = 0  # ddim_invert's refinement: K iterations cost (1 + K) model calls a step
+# ddim_invert's refinement: K iterations cost (1 + K) model calls a step. With 2, DDIM-10 decodes a
+# test digit back with MSE 0.0003 instead of plain inversion's 0.038 (docs/experiments.md).
+INVERSION_ITERATIONS = 2
 
 
 # The one place that calls the samplers: decoding and inversion are deterministic DDIM (Song et al.
