@@ -228,7 +228,7 @@ def _label_args(p: argparse.ArgumentParser) -> None:
                         "all (0..classes-1 in turn); without --checkpoint the shipped conditional model")
     p.add_argument("--guidance", type=_guidance,
                    help=f"with --label: classifier-free guidance scale, 1 the conditional model, more follows the "
-                        f"label harder at twice the cost per step (default: {DEFAULT_GUIDANCE:g})")
+                        f"label harder at one call of a doubled batch per step (default: {DEFAULT_GUIDANCE:g})")
 
 
 def _sampler_args(p: argparse.ArgumentParser) -> None:
