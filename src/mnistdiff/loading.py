@@ -36,15 +36,17 @@ class CheckpointError(ValueError):
 
 def load_checkpoint(path: str | Path | None = None, *, ema: bool = True) -> tuple[nn.Module, Schedule, dict]:
     """(model, schedule, config) from a run folder or checkpoint, or without a path the model shipped
-    with the package (a name in SHIPPED, as "conditional": the model shipped by that name); the EMA weights unless ema=False. A folder diffusers saved (a pipeline or a
-    UNet2DModel with its scheduler config) loads too, behind the same interface.
+    with the package (a name in SHIPPED, as "conditional": the model shipped by that name); the EMA
+    weights unless ema=False. A folder diffusers saved (a pipeline or a UNet2DModel with its scheduler
+    config) loads too, behind the same interface.
 
     The model is in eval mode; model(xt, t) takes xt (B, C, H, W) in [-1, 1] and t (B,) int64
     in 0..T-1 and returns the predicted eps.
     """
     from mnistdiff.external.diffusers import is_diffusers_folder, load_diffusers
 
-    if path not in SHIPPED and is_diffusers_folder(path):  # a folder diffusers saved: its UNet2DModel and scheduler (docs/diffusers.md)
+    # a folder diffusers saved: its UNet2DModel and scheduler (docs/diffusers.md); a shipped name is ours
+    if path not in SHIPPED and is_diffusers_folder(path):
         return load_diffusers(path)
     folder = find(path)
     config, weights = read(folder)  # checked against the checksums recorded beside them
