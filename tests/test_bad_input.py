@@ -234,3 +234,29 @@ def test_a_checkpoint_that_is_some_other_file_is_named(tmp_path, capsys, monkeyp
     assert main(["sample", "--checkpoint", "notes.txt", "--n", "1", "--out", "x.png"]) == 2
     err = capsys.readouterr().err
     assert "notes.txt is not a checkpoint" in err and str(tmp_path) in err and "weights.safetensors" in err
+
+
+@pytest.mark.parametrize("argv", [["sample", "--checkpoint", "conditional"], ["sample", "--label", "7"],
+                                  ["fid", "--label", "all"]])
+def test_the_conditional_model_when_none_is_shipped(argv, no_sampling, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setitem(loading.SHIPPED, "conditional", tmp_path / "conditional-mnist")
+    assert main([*argv, "--n", "16", "--steps", "2"]) == 2
+    assert one_error(capsys) == "mnistdiff: error: no conditional model is shipped in this installation: pass --checkpoint"
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("argv, words", [
+    (["--label", "seven"], "use a class number (7), a comma list (2,5,8) or all"),
+    (["--label", "2,-5"], "class numbers are 0 or more"),
+    (["--label", "7", "--guidance", "-1"], "guidance must be a finite number >= 0"),
+    (["--label", "7", "--guidance", "inf"], "guidance must be a finite number >= 0"),
+    (["--guidance", "2"], "--guidance needs --label"),
+    (["--label", "7"], "labels need a conditional model"),  # the shipped model is unconditional
+])
+def test_bad_labels_and_guidance_on_the_command_line(argv, words, no_sampling, tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    checkpoint = ["--checkpoint", str(loading.DEFAULT_MODEL)] if argv == ["--label", "7"] else []
+    assert main(["sample", *argv, *checkpoint, "--n", "1", "--steps", "2"]) == 2
+    one_error(capsys, words)
+    assert not list(tmp_path.iterdir())

@@ -11,6 +11,7 @@ from mnistdiff.data import to_uint8
 from mnistdiff.diffusion import Schedule
 from mnistdiff.runtime import prepare
 from mnistdiff.samplers import SAMPLERS, sampler_levels
+from mnistdiff.samplers.guidance import DEFAULT_GUIDANCE, Guided, check_guidance, classes, label_list
 
 
 def generate(
@@ -29,6 +30,8 @@ def generate(
     precision: str = "fp32",
     compile: bool = False,
     progress: bool = False,
+    labels=None,
+    guidance: float | None = None,
     **options,
 ) -> torch.Tensor:
     """n images as uint8 (n, C, H, W) from SAMPLERS[sampler] over sampler_levels(sampler, steps, schedule,
@@ -41,6 +44,12 @@ def generate(
     sampler (eta for "ddim", variance for "ddpm", s_churn... for "edm"). precision "bf16" runs the model under bf16
     autocast, the sampler's arithmetic staying fp32; `compile` runs it through torch.compile, built
     once, on the first batch (runtime.prepare).
+
+    `labels` (a conditional model only): an int, or a sequence or tensor of ints in 0..classes-1 that
+    repeats in turn (image i gets labels[i % len], so range(10) gives balanced batches); `guidance` is
+    the classifier-free guidance scale s (None: samplers.DEFAULT_GUIDANCE), which costs one model call of
+    a doubled batch per evaluation unless s is 1 or 0 (samplers.Guided). Without labels the model runs
+    unconditionally, as before.
     """
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}: choose one of {', '.join(SAMPLERS)}")
@@ -51,6 +60,11 @@ def generate(
         inspect.signature(fn).bind(model, None, schedule, [], **options)
     except TypeError:
         raise ValueError(f"sampler {sampler!r} takes no option among {', '.join(options)}") from None
+    if labels is None and guidance is not None:
+        raise ValueError("guidance needs labels: pass labels to guide towards")
+    if labels is not None:
+        labels = label_list(labels, n, classes(model))
+        guidance = check_guidance(DEFAULT_GUIDANCE if guidance is None else guidance)
     grid = sampler_levels(sampler, steps, schedule, spacing, t_end)
     device = next(model.parameters()).device
     model = prepare(model, precision=precision, compile=compile)
@@ -60,7 +74,8 @@ def generate(
     for k, start in enumerate(tqdm(batches, desc=f"{n} images", disable=not progress or len(batches) == 1)):
         g = torch.Generator(device=device).manual_seed(seed + k)
         x_T = torch.randn((min(batch_size, n - start), *image_shape), generator=g, device=device)
-        x0 = fn(model, x_T, schedule, grid, generator=g, clip_x0=clip_x0, progress=progress and len(batches) == 1,
+        batch = model if labels is None else Guided(model, labels[start : start + len(x_T)].to(device), guidance)
+        x0 = fn(batch, x_T, schedule, grid, generator=g, clip_x0=clip_x0, progress=progress and len(batches) == 1,
                 **options)
         out.append(to_uint8(x0).cpu())
     return torch.cat(out)

@@ -37,9 +37,13 @@ def save_figure(fig, path: str | Path, **options) -> None:
     _atomic(path, lambda f: fig.savefig(f, format=path.suffix.lstrip(".").lower() or None, **options))
 
 
-def save_npz(path: str | Path, images: torch.Tensor) -> None:
-    """Write uint8 images (N, C, H, W) under the key `images`, atomically."""
-    _atomic(Path(path), lambda f: np.savez_compressed(f, images=images.cpu().numpy()))
+def save_npz(path: str | Path, images: torch.Tensor, labels: torch.Tensor | None = None) -> None:
+    """Write uint8 images (N, C, H, W) under the key `images`, and their int64 class labels (N,) under
+    `labels` when given, atomically."""
+    arrays = {"images": images.cpu().numpy()}
+    if labels is not None:
+        arrays["labels"] = labels.cpu().numpy().astype(np.int64)
+    _atomic(Path(path), lambda f: np.savez_compressed(f, **arrays))
 
 
 def _atomic(path: Path, write) -> None:

@@ -21,7 +21,12 @@ from mnistdiff.diffusion import Schedule, ScheduleConfig, make_schedule
 from mnistdiff.model import TrainConfig, UNet, UNetConfig, precondition
 from mnistdiff.model.unet import renamed
 
-DEFAULT_MODEL = Path(__file__).resolve().parent / "weights" / "small-mnist"
+WEIGHTS = Path(__file__).resolve().parent / "weights"
+DEFAULT_MODEL = WEIGHTS / "small-mnist"
+# Models shipped beside the default, by name: load_checkpoint(name), find(name) and `--checkpoint name`
+# take these folders. A name wins over a folder of that name in the working directory (reach such a
+# folder as ./name). An installation may lack a model named here: loading it then says so.
+SHIPPED = {"conditional": WEIGHTS / "conditional-mnist"}  # class-conditional MNIST (labels, guidance)
 MODEL_FILES = ("weights.safetensors", "config.json")
 
 
@@ -31,15 +36,17 @@ class CheckpointError(ValueError):
 
 def load_checkpoint(path: str | Path | None = None, *, ema: bool = True) -> tuple[nn.Module, Schedule, dict]:
     """(model, schedule, config) from a run folder or checkpoint, or without a path the model shipped
-    with the package; the EMA weights unless ema=False. A folder diffusers saved (a pipeline or a
-    UNet2DModel with its scheduler config) loads too, behind the same interface.
+    with the package (a name in SHIPPED, as "conditional": the model shipped by that name); the EMA
+    weights unless ema=False. A folder diffusers saved (a pipeline or a UNet2DModel with its scheduler
+    config) loads too, behind the same interface.
 
     The model is in eval mode; model(xt, t) takes xt (B, C, H, W) in [-1, 1] and t (B,) int64
     in 0..T-1 and returns the predicted eps.
     """
     from mnistdiff.external.diffusers import is_diffusers_folder, load_diffusers
 
-    if is_diffusers_folder(path):  # a folder diffusers saved: its UNet2DModel and scheduler (docs/diffusers.md)
+    # a folder diffusers saved: its UNet2DModel and scheduler (docs/diffusers.md); a shipped name is ours
+    if path not in SHIPPED and is_diffusers_folder(path):
         return load_diffusers(path)
     folder = find(path)
     config, weights = read(folder)  # checked against the checksums recorded beside them
@@ -56,8 +63,9 @@ def load_checkpoint(path: str | Path | None = None, *, ema: bool = True) -> tupl
 
 def find(path: str | Path | None) -> Path:
     """The checkpoint folder for a run folder, a checkpoint folder or a file inside one;
-    None means the model shipped with the package."""
-    path = given = Path(path) if path is not None else DEFAULT_MODEL
+    None means the model shipped with the package, a name in SHIPPED the model shipped by that name."""
+    name = path if isinstance(path, str) and path in SHIPPED else None
+    path = given = SHIPPED[name] if name else Path(path) if path is not None else DEFAULT_MODEL
     if path.is_file():
         path = path.parent
     if (path / "checkpoints" / "latest").is_file():
@@ -74,8 +82,8 @@ def find(path: str | Path | None) -> Path:
         if not path.is_dir():
             raise CheckpointError(f"{pointer} names {path.name}, which does not exist")
     if not (path / "weights.safetensors").is_file() or not (path / "config.json").is_file():
-        if path == DEFAULT_MODEL:
-            raise FileNotFoundError("no trained model is shipped in this installation: pass --checkpoint")
+        if path == DEFAULT_MODEL or name:
+            raise FileNotFoundError(f"no {name or 'trained'} model is shipped in this installation: pass --checkpoint")
         missing = [n for n in MODEL_FILES if not (path / n).is_file()]
         if given.is_file():  # named by the file, not by its folder (which may be ".")
             raise FileNotFoundError(f"{given} is not a checkpoint: a file, whose folder {path.resolve()} has no "

@@ -73,7 +73,7 @@ def memory_format(device: torch.device, precision: str, compile: bool) -> torch.
 
 
 class Runner(nn.Module):
-    """model(xt, t) under `precision` autocast and, with `compile`, through compile_model.
+    """model(xt, t[, labels]) under `precision` autocast and, with `compile`, through compile_model.
 
     Compiled, it pads a batch smaller than the largest it has seen, so that one graph serves the
     last, smaller batch of a run too; a batch's rows never mix in the model, so padding leaves them be.
@@ -87,15 +87,19 @@ class Runner(nn.Module):
         self.run = compile_model(model, dynamic=False) if compile else model
         self.batch = 0
 
-    def forward(self, xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+    def forward(self, xt: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """labels go to the model only when given, so models that take none keep working."""
         b = xt.shape[0]
         if self.compiled:
             self.batch = max(self.batch, b)
             pad = self.batch - b
             if pad:
                 xt, t = torch.cat([xt, xt.new_zeros(pad, *xt.shape[1:])]), torch.cat([t, t[:1].expand(pad)])
+                if labels is not None:  # padded rows get "no label", the integer config.classes
+                    labels = torch.cat([labels, labels.new_full((pad,), self.config.classes)])
         with autocast(self.precision, xt.device.type):
-            return self.run(xt, t)[:b]
+            out = self.run(xt, t) if labels is None else self.run(xt, t, labels=labels)
+            return out[:b]
 
 
 def prepare(model, *, precision: str = "fp32", compile: bool = False):

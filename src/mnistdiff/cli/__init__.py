@@ -12,7 +12,7 @@ from mnistdiff.cli.parser import UsageError, build_parser
 from mnistdiff.data import DataFileError
 from mnistdiff.evaluation.inception import InceptionUnavailable
 from mnistdiff.files import NoSpace
-from mnistdiff.loading import CheckpointError
+from mnistdiff.loading import SHIPPED, CheckpointError
 
 COMMANDS = {
     "train": commands.cmd_train,
@@ -41,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         args = parser.parse_args(argv)
         args.command_line = shlex.join(["mnistdiff", *argv])  # recorded beside shipped files
-        if getattr(args, "checkpoint", None) and not Path(args.checkpoint).exists():
+        if getattr(args, "checkpoint", None) and args.checkpoint not in SHIPPED and not Path(args.checkpoint).exists():
             raise FileNotFoundError(f"checkpoint {args.checkpoint} does not exist")
         fit_threads_to_load()  # on a shared CPU, spinning OpenMP threads on busy cores stall each other
         keep_freed_memory()  # freed activations are reused, not faulted in afresh (runtime.py)

@@ -61,21 +61,30 @@ MAX_IMAGES = 100_000  # more only with --yes: hours of sampling, and all of it h
 
 
 def generate_images(args, classified_by: str | None = None) -> tuple:
-    """Images from the checkpoint with the sampler arguments, and the checkpoint's config; with
-    `classified_by` (what reads them), only from a model that makes 1x28x28 digits."""
+    """Images from the checkpoint with the sampler arguments, the checkpoint's config and the images'
+    labels ((n,) int64, or None without --label); with `classified_by` (what reads them), only from a
+    model that makes 1x28x28 digits. --label without --checkpoint samples the shipped conditional model."""
     from mnistdiff.generation import generate
     from mnistdiff.images import image_shape, require_digits
+    from mnistdiff.samplers.guidance import classes, label_list
 
     if args.n > MAX_IMAGES and not args.yes:
         raise ValueError(f"--n {args.n:,} is more than {MAX_IMAGES:,} images: pass --yes if you mean it")
+    if args.guidance is not None and args.label is None:
+        raise ValueError("--guidance needs --label: the classes to guide towards")
+    if args.label is not None and args.checkpoint is None:
+        args.checkpoint = "conditional"
     model, schedule, config = load_model(args, ema=not args.raw_weights)
     if classified_by:
         require_digits(config, classified_by)
+    labels = args.label
+    if labels is not None:
+        labels = label_list(list(range(classes(model))) if labels == "all" else labels, args.n, classes(model))
     images = generate(model, schedule, args.n, sampler=args.sampler, steps=args.steps, spacing=args.spacing,
                       t_end=args.t_end, clip_x0=not args.no_clip, seed=args.seed, batch_size=args.batch_size,
                       image_shape=image_shape(config), precision=args.precision, compile=args.compile, progress=True,
-                      **sampler_options(args))
-    return images, config
+                      labels=labels, guidance=args.guidance, **sampler_options(args))
+    return images, config, labels
 
 
 def cmd_sample(args) -> None:
@@ -84,11 +93,11 @@ def cmd_sample(args) -> None:
     check_output(args.out, "--out")
     if args.npz:
         check_output(args.npz, "--npz")
-    images, _ = generate_images(args)
+    images, _, labels = generate_images(args)
     save_png(args.out, grid(images))
     print(f"wrote {args.out}")
     if args.npz:
-        save_npz(args.npz, images)
+        save_npz(args.npz, images, labels)
         print(f"wrote {args.npz}")
 
 
@@ -112,7 +121,7 @@ def cmd_fid(args) -> None:
         images = torch.from_numpy(load_array(args.npz, "images", (None, 1, 28, 28), np.uint8))
     else:
         check_count(args.n)  # before minutes of sampling
-        images, config = generate_images(args, classified_by="fid")
+        images, config, _ = generate_images(args, classified_by="fid")
         dataset = args.dataset or config["dataset"]
     result = evaluate(images, dataset, args.data_dir, seed=args.seed)
     print(f"images: {result['n']}")

@@ -18,6 +18,7 @@ from mnistdiff.model.presets import MODEL_SETTINGS
 from mnistdiff.precision import PRECISIONS
 from mnistdiff.samplers import SAMPLERS, SPACINGS
 from mnistdiff.samplers.ddim import check_eta
+from mnistdiff.samplers.guidance import DEFAULT_GUIDANCE, check_guidance
 
 
 class HelpFormatter(argparse.HelpFormatter):
@@ -202,6 +203,35 @@ def train_settings(args) -> dict:
     return {f.name: getattr(args, f.name) for f in dataclasses.fields(TrainConfig)} | model
 
 
+def _labels(text: str) -> list[int] | str:
+    """'all', or comma-separated class numbers such as 7 or 2,5,8."""
+    if text == "all":
+        return text
+    try:
+        labels = [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text}: use a class number (7), a comma list (2,5,8) or all") from None
+    if any(v < 0 for v in labels):
+        raise argparse.ArgumentTypeError(f"{text}: class numbers are 0 or more")
+    return labels
+
+
+def _guidance(text: str) -> float:
+    try:
+        return check_guidance(float(text))
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
+def _label_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--label", type=_labels,
+                   help="draw these classes from a conditional model: 7, a comma list 2,5,8 (repeated in turn) or "
+                        "all (0..classes-1 in turn); without --checkpoint the shipped conditional model")
+    p.add_argument("--guidance", type=_guidance,
+                   help=f"with --label: classifier-free guidance scale, 1 the conditional model, more follows the "
+                        f"label harder at one call of a doubled batch per step (default: {DEFAULT_GUIDANCE:g})")
+
+
 def _sampler_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sampler", default="ddim", choices=list(SAMPLERS), help="how to step from noise to images")
     p.add_argument("--steps", type=_positive_int,
@@ -219,6 +249,7 @@ def _sampler_args(p: argparse.ArgumentParser) -> None:
     _seed_arg(p)
     _batch_size_arg(p)
     p.add_argument("--raw-weights", action="store_true", help="use the raw weights instead of the EMA copy")
+    _label_args(p)
     _model_run_args(p)
 
 
@@ -259,7 +290,8 @@ def build_parser() -> argparse.ArgumentParser:
     _n_arg(p, 64, "number of images")
     _yes_arg(p)
     p.add_argument("--out", type=_png_file, default="samples.png", help="grid PNG to write")
-    p.add_argument("--npz", help="also write the images (uint8, key 'images') to this .npz")
+    p.add_argument("--npz", help="also write the images (uint8, key 'images') to this .npz, with --label their "
+                                 "labels too (int64, key 'labels')")
 
     p = sub.add_parser("fid", help="FID, precision/recall and class shares of generated images")
     source = p.add_mutually_exclusive_group()

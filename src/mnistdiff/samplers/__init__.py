@@ -10,6 +10,9 @@ data); callback(t, x, x0_pred) sees each step. SAMPLERS names them; register() a
 A sampler may carry three attributes, read by sampler_levels() for generate(), the CLI and the
 explorer: `spacing`, its default grid (else "uniform"); `evaluations(n)`, its model evaluations over
 n steps (else n); `every_step`, true for a sampler that takes no grid but all T levels (DDPM).
+
+A conditional model takes labels through Guided(model, labels, scale), which is such a `model(xt, t)`
+(classifier-free guidance, guidance.py).
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from mnistdiff.samplers.ddim import ddim_invert, ddim_update, sample_ddim
 from mnistdiff.samplers.ddpm import ddpm_step, sample_ddpm
 from mnistdiff.samplers.dpm_solver import sample_dpm_solver
 from mnistdiff.samplers.dpm_solver_sde import sample_dpm_solver_sde
+from mnistdiff.samplers.guidance import DEFAULT_GUIDANCE, Guided
 from mnistdiff.samplers.heun import sample_edm, sample_heun
 from mnistdiff.samplers.levels import SPACINGS, levels
 
@@ -75,6 +79,6 @@ def register(name: str, fn: Callable) -> None:
     SAMPLERS[name] = fn
 
 
-__all__ = ["DEFAULT_STEPS", "SAMPLERS", "SPACINGS", "ddim_invert", "ddim_update", "ddpm_step", "default_spacing",
+__all__ = ["DEFAULT_GUIDANCE", "DEFAULT_STEPS", "Guided", "SAMPLERS", "SPACINGS", "ddim_invert", "ddim_update", "ddpm_step", "default_spacing",
            "default_steps", "grid_steps", "levels", "register", "sample_ddim", "sample_ddpm", "sample_dpm_solver",
            "sample_dpm_solver_sde", "sample_edm", "sample_heun", "sampler_levels", "steps_taken"]
