@@ -14,6 +14,7 @@ from mnistdiff import load_checkpoint, loading
 from mnistdiff.cli import main
 from mnistdiff.diffusion import EpsLoss, linear_schedule
 from mnistdiff.model import TrainConfig, UNet, UNetConfig, get_preset, precondition
+from mnistdiff.model.grow import deepen
 from mnistdiff.training import checkpoint
 from mnistdiff.training.labels import drop_labels
 from test_kills import kill_later, start, step_of_latest
@@ -118,6 +119,16 @@ def test_a_zero_label_embedding_gives_the_unconditional_models_outputs_and_a_non
             assert (by_label[k] - by_label[k + 1]).abs().max() > 1e-3  # each label its own output
 
 
+def test_a_deepened_conditional_model_keeps_its_labels_outputs():
+    torch.manual_seed(0)
+    model = UNet(replace(TINY, classes=10)).eval()
+    torch.nn.init.normal_(model.label_embedding.weight)
+    deeper = deepen(model, 2).eval()
+    labels = torch.tensor([0, 4, 9, 10])
+    with torch.no_grad():
+        torch.testing.assert_close(deeper(XT, T, labels), model(XT, T, labels), rtol=1e-5, atol=1e-5)
+
+
 def test_the_loss_passes_labels_only_when_given():
     x0 = torch.zeros(4, 1, 2, 2)
     seen = []
@@ -178,7 +189,8 @@ def test_a_killed_conditional_run_resumes_bit_identically(idx_folder, tmp_path):
     outcomes, last = [], None
     for delay_s in (None, 0.3):  # None: during a save
         outcomes.append(kill_later(start(run, idx_folder, resume=last is not None, extra=extra), run, delay_s))
-        last = step_of_latest(run) if step_of_latest(run) is not None else last
+        step = step_of_latest(run)
+        last = step if step is not None else last
         if outcomes[-1] == "finished":
             break
     proc = start(run, idx_folder, resume=last is not None, extra=extra)

@@ -34,7 +34,8 @@ def torchrun(*argv: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="this torch has no torch.distributed")
-@pytest.mark.parametrize("model", [[], ["--conditional", "--label-dropout", "0.5"]], ids=["unconditional", "conditional"])
+@pytest.mark.parametrize("model", [[], ["--conditional", "--label-dropout", "0.5"]],
+                         ids=["unconditional", "conditional"])
 def test_two_processes_follow_one_and_checkpoints_move_between_them(model, idx_folder, tmp_path):
     data = ["--data-dir", str(idx_folder), *model]
     straight, chain = tmp_path / "straight", tmp_path / "chain"

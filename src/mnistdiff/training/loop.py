@@ -23,8 +23,8 @@ from mnistdiff.runtime import adamw
 from mnistdiff.training import checkpoint, distributed, sittings
 from mnistdiff.training import state as state_io
 from mnistdiff.training.compiled import compile_for_training
-from mnistdiff.training.labels import drop_labels
 from mnistdiff.training.ema import EMA
+from mnistdiff.training.labels import drop_labels
 from mnistdiff.training.log import FID_FIELDS, TRAIN_FIELDS, CsvLog
 from mnistdiff.training.lr import decay_done, learning_rate
 from mnistdiff.training.settings import resolve, resume_from
