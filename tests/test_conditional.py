@@ -66,14 +66,16 @@ def test_the_settings_are_checked():
 
 
 def test_an_unconditional_model_gives_the_eps_and_weights_it_gave():
-    """Reference written by the code before class conditioning (tests/data/unconditional-eps.npz)."""
+    """Reference written by the code before class conditioning (scripts/unconditional_reference.py): equal
+    bit for bit on the machine that wrote it with its two threads; one thread moves eps by up to 8e-7,
+    hence a tolerance of 1e-5 for other CPUs and thread counts."""
     expected = np.load(DATA / "unconditional-eps.npz")
     for name in ("tiny-old-checkpoint", "tiny-edm-checkpoint"):
         model, _, config = load_checkpoint(DATA / name)
         assert "classes" not in config["unet"] and model.config.classes == 0  # old configs load unconditional
         with torch.no_grad():
             eps = model(XT, T)
-        torch.testing.assert_close(eps, torch.from_numpy(expected[name.replace("-", "_")]), rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(eps, torch.from_numpy(expected[name.replace("-", "_")]), rtol=1e-5, atol=1e-5)
     torch.manual_seed(0)
     fresh = UNet(TINY).eval()  # the same initialisation draws: no new parameter, none drawn more
     state = fresh.state_dict()
@@ -81,7 +83,7 @@ def test_an_unconditional_model_gives_the_eps_and_weights_it_gave():
     np.testing.assert_allclose([v.double().sum().item() for v in state.values()], expected["fresh_tiny_sums"],
                                rtol=1e-6, atol=1e-6)
     with torch.no_grad():
-        torch.testing.assert_close(fresh(XT, T), torch.from_numpy(expected["fresh_tiny"]), rtol=1e-6, atol=1e-6)
+        torch.testing.assert_close(fresh(XT, T), torch.from_numpy(expected["fresh_tiny"]), rtol=1e-5, atol=1e-5)
     assert not hasattr(fresh, "label_embedding")
 
 
