@@ -34,8 +34,10 @@ def torchrun(*argv: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="this torch has no torch.distributed")
-def test_two_processes_follow_one_and_checkpoints_move_between_them(idx_folder, tmp_path):
-    data = ["--data-dir", str(idx_folder)]
+@pytest.mark.parametrize("model", [[], ["--conditional", "--label-dropout", "0.5"]],
+                         ids=["unconditional", "conditional"])
+def test_two_processes_follow_one_and_checkpoints_move_between_them(model, idx_folder, tmp_path):
+    data = ["--data-dir", str(idx_folder), *model]
     straight, chain = tmp_path / "straight", tmp_path / "chain"
     assert main(["train", *FAST, *data, "--steps", "30", "--out", str(straight)]) == 0
     # One process to step 10, two processes on to 20 (resuming one's checkpoint), one again to 30.

@@ -18,10 +18,10 @@ STEPS, EVERY = 24, 3
 ARGS = ["--preset", "tiny", "--steps", str(STEPS), "--checkpoint-every", str(EVERY), "--sample-every", "1000"]
 
 
-def start(run: Path, data: Path, resume: bool) -> subprocess.Popen:
+def start(run: Path, data: Path, resume: bool, extra: tuple[str, ...] = ()) -> subprocess.Popen:
     src = Path(__file__).resolve().parent.parent / "src"
     env = dict(os.environ, OMP_NUM_THREADS="1", PYTHONPATH=f"{src}{os.pathsep}{os.environ.get('PYTHONPATH', '')}")
-    argv = [sys.executable, "-m", "mnistdiff", "train", *ARGS, "--data-dir", str(data), "--out", str(run)]
+    argv = [sys.executable, "-m", "mnistdiff", "train", *ARGS, *extra, "--data-dir", str(data), "--out", str(run)]
     return subprocess.Popen(argv + (["--resume"] if resume else []), env=env,
                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
 

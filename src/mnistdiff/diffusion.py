@@ -134,10 +134,11 @@ class EpsLoss:
     (draw_levels). The subclasses weight each image's error by its level (`weights`). None of
     these changes the loss's minimiser at any level: E[eps | x_t].
 
-    Called as loss(model, schedule, x0, generator, shard). `shard` (rank, world_size): x0 is slice
-    `rank` of a global batch `world_size` times larger; t and eps are drawn for the whole global
-    batch and sliced alike, so the processes of a data-parallel run together see the noise one
-    process would.
+    Called as loss(model, schedule, x0, generator, shard, labels). `shard` (rank, world_size): x0 is
+    slice `rank` of a global batch `world_size` times larger; t and eps are drawn for the whole
+    global batch and sliced alike, so the processes of a data-parallel run together see the noise one
+    process would. `labels` (B,), x0's class labels for a conditional model, go to the model with
+    each image; None calls model(xt, t).
     """
 
     density: torch.Tensor | None = None
@@ -148,9 +149,10 @@ class EpsLoss:
         return None
 
     def __call__(self, model, schedule: Schedule, x0: torch.Tensor, generator: torch.Generator | None = None,
-                 shard: tuple[int, int] = (0, 1)) -> torch.Tensor:
+                 shard: tuple[int, int] = (0, 1), labels: torch.Tensor | None = None) -> torch.Tensor:
         t, eps = _draw_noise(schedule, x0, self.density, self.stratified, generator, shard)
-        pred = model(q_sample(schedule, x0, t, eps), t)
+        given = () if labels is None else (labels,)  # passed on only when given: any model fits
+        pred = model(q_sample(schedule, x0, t, eps), t, *given)
         weights = self.weights(schedule)
         if weights is None:
             return F.mse_loss(pred.float(), eps)

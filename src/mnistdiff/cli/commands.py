@@ -23,7 +23,8 @@ def cmd_train(args) -> None:
     try:
         final = train(args.out, preset=args.preset, dataset=args.dataset, data_dir=args.data_dir, resume=args.resume,
                       init_from=args.init_from, minutes=args.minutes, device=args.device, compile=args.compile,
-                      command=getattr(args, "command_line", None), **train_settings(args))
+                      conditional=args.conditional, command=getattr(args, "command_line", None),
+                      **train_settings(args))
     except NonFiniteLoss as err:
         raise Stopped(f"error: {err}", 2) from err
     except Interrupted as err:

@@ -283,6 +283,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
     p.add_argument("--init-from", metavar="PATH",
                    help="start a new run from this run's or checkpoint's EMA weights, with a fresh optimizer")
+    p.add_argument("--conditional", action="store_true",
+                   help="a class-conditional model, one class per label of the training set (with --init-from "
+                        "an unconditional model: starts as that model)")
 
     p = sub.add_parser("sample", help="draw images from a checkpoint")
     _checkpoint_arg(p)

@@ -19,7 +19,7 @@ from torch import nn
 
 from mnistdiff.model.unet import Attention, ResBlock, UNet
 
-SHARED = ("time_mlp", "stem", "downsample", "mid", "upsample", "out_norm", "out", "full_res")
+SHARED = ("time_mlp", "stem", "downsample", "mid", "upsample", "out_norm", "out", "full_res", "label_embedding")
 
 
 def deepen(model: UNet, blocks: int) -> UNet:

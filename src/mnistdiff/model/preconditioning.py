@@ -35,15 +35,17 @@ class EDMPreconditioning(nn.Module):
         """The inner network's config (its image shape, its preconditioning)."""
         return self.inner.config
 
-    def forward(self, xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """xt: (B, C, H, W); t: (B,) int64 in 0..T-1. Returns eps, (B, C, H, W)."""
+    def forward(self, xt: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """xt: (B, C, H, W); t: (B,) int64 in 0..T-1; labels: (B,) for a conditional network (UNet.forward).
+        Returns eps, (B, C, H, W)."""
         dtype = torch.promote_types(xt.dtype, torch.float32)  # the scaling in fp32 at least, under autocast too
         sd = self.sigma_data
         with torch.autocast(xt.device.type, enabled=False):
             ab = self.alpha_bar[t].to(dtype).view(-1, *([1] * (xt.dim() - 1)))  # (B, 1, 1, 1)
             r = 1 - ab * (1 - sd**2)
             x = xt.to(dtype)
-        f = self.inner((x / r.sqrt()).to(xt.dtype), t)  # F(c_in x), (B, C, H, W)
+        given = () if labels is None else (labels,)  # passed on only when given: any network fits
+        f = self.inner((x / r.sqrt()).to(xt.dtype), t, *given)  # F(c_in x), (B, C, H, W)
         with torch.autocast(xt.device.type, enabled=False):
             return ((1 - ab).sqrt() / r * x - sd * (ab / r).sqrt() * f.to(dtype)).to(xt.dtype)
 

@@ -9,12 +9,12 @@ from mnistdiff.model.unet import UNetConfig
 from mnistdiff.precision import PRECISIONS
 
 
-def option(default, help: str, *, minimum: float | None = None, above: float | None = None,
-           below: float | None = None, choices: tuple[str, ...] | None = None):
+def option(default, help: str, *, minimum: float | None = None, maximum: float | None = None,
+           above: float | None = None, below: float | None = None, choices: tuple[str, ...] | None = None):
     """A TrainConfig field: its default, the help text of its `train` flag, and what values it takes
-    (at least `minimum`, strictly between `above` and `below`, one of `choices`; numbers finite)."""
-    return field(default=default, metadata={"help": help, "minimum": minimum, "above": above, "below": below,
-                                            "choices": choices})
+    (from `minimum` to `maximum`, strictly between `above` and `below`, one of `choices`; numbers finite)."""
+    return field(default=default, metadata={"help": help, "minimum": minimum, "maximum": maximum, "above": above,
+                                            "below": below, "choices": choices})
 
 
 @dataclass(frozen=True)
@@ -56,6 +56,8 @@ class TrainConfig:
     fid_steps: int = option(50, "DDIM steps of the FID checks", minimum=1)
     skip_nonfinite: int = option(0, "batches with a NaN or inf loss or gradient to skip before stopping "
                                     "(0: stop at the first)", minimum=0)
+    label_dropout: float = option(0.1, "share of a conditional model's labels replaced by 'no label' in each batch, "
+                                       "so that the model also learns to sample without one", minimum=0, maximum=1)
 
     def __post_init__(self):
         for f in fields(self):
@@ -68,6 +70,8 @@ class TrainConfig:
                 raise ValueError(f"{flag} must be a finite number, got {value}")
             if m.get("minimum") is not None and value < m["minimum"]:
                 raise ValueError(f"{flag} must be at least {m['minimum']}, got {value}")
+            if m.get("maximum") is not None and value > m["maximum"]:
+                raise ValueError(f"{flag} must be at most {m['maximum']}, got {value}")
             if m.get("above") is not None and value <= m["above"]:
                 raise ValueError(f"{flag} must be a finite number above {m['above']}, got {value}")
             if m.get("below") is not None and value >= m["below"]:

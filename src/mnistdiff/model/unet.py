@@ -43,6 +43,7 @@ class UNetConfig:
     sigma_data: float = 0.5  # EDM's data standard deviation
     patch: int = 1  # side of the pixel blocks the network sees as channels (1: each pixel)
     full_res: int = 0  # channels of a refinement at the image's own resolution after the head (0: none)
+    classes: int = 0  # class labels the model is conditioned on (0: unconditional); label `classes` is "no label"
 
     def __post_init__(self):
         if self.preconditioning not in ("none", "edm"):
@@ -67,6 +68,8 @@ class UNetConfig:
             raise ValueError(f"--blocks must be at least 1, got {self.blocks}")
         if self.full_res < 0:
             raise ValueError(f"--full-res must be 0 (none) or a number of channels, got {self.full_res}")
+        if self.classes < 0:
+            raise ValueError(f"classes must be 0 (unconditional) or a number of classes, got {self.classes}")
 
 
 def upsample_nearest(h: torch.Tensor) -> torch.Tensor:
@@ -161,7 +164,14 @@ class FullRes(nn.Module):
 
 class UNet(nn.Module):
     """The noise predictor: forward(xt, t) -> eps, or EDM's F where the config says so (the wrapper in
-    model/preconditioning.py turns F into eps)."""
+    model/preconditioning.py turns F into eps).
+
+    With `classes` > 0, forward(xt, t, labels) is conditioned on a class label, added to the time
+    embedding as classifier-free guidance's models do (Ho & Salimans 2022): label `classes` is the
+    learned "no label" entry, which training puts in place of a share of the labels. The label
+    embedding starts at zero, so a conditional model whose other weights come from an unconditional
+    one starts with exactly that model's outputs, for every label.
+    """
 
     def __init__(self, cfg: UNetConfig):
         super().__init__()
@@ -170,6 +180,9 @@ class UNet(nn.Module):
         t_dim = 4 * cfg.base
         channels = cfg.in_channels * cfg.patch**2  # what the network sees per position
         self.time_mlp = nn.Sequential(nn.Linear(cfg.base, t_dim), nn.SiLU(), nn.Linear(t_dim, t_dim))
+        if cfg.classes:
+            self.label_embedding = nn.Embedding(cfg.classes + 1, t_dim)  # the last entry: "no label"
+            nn.init.zeros_(self.label_embedding.weight)
         self.stem = nn.Conv2d(channels, cfg.base, 3, padding=1)
 
         # Down: `blocks` ResBlocks per level, then a stride-2 convolution; every output is kept as a skip.
@@ -201,10 +214,16 @@ class UNet(nn.Module):
         if cfg.full_res:
             self.full_res = FullRes(c, cfg.full_res, cfg.patch, cfg.in_channels, t_dim)
 
-    def forward(self, xt: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """xt: (B, C, H, W) in [-1, 1]; t: (B,) int64 in 0..T-1. Returns eps (or F), (B, C, H, W)."""
+    def forward(self, xt: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """xt: (B, C, H, W) in [-1, 1]; t: (B,) int64 in 0..T-1; labels: (B,) int64 in 0..classes, where
+        `classes` means "no label" (None: no label for all; only a conditional model takes them).
+        Returns eps (or F), (B, C, H, W)."""
         patch = self.config.patch
         temb = self.time_mlp(sinusoidal_embedding(t, self.config.base).to(xt.dtype))  # (B, 4 base)
+        if self.config.classes:
+            temb = temb + self.label_embedding(self._labels(labels, t)).to(temb.dtype)  # (B, 4 base)
+        elif labels is not None:
+            raise ValueError("this model is unconditional (classes = 0): it takes no labels")
         x = F.pixel_unshuffle(xt, patch) if patch > 1 else xt  # (B, C patch^2, H / patch, W / patch)
         h = self.stem(x)  # (B, base, h, w) with h, w the network's side
         skips = [h]
@@ -226,6 +245,20 @@ class UNet(nn.Module):
         out = self.out(a)  # (B, C patch^2, h, w)
         out = F.pixel_shuffle(out, patch) if patch > 1 else out  # (B, C, H, W)
         return out + self.full_res(a, xt, temb) if self.config.full_res else out
+
+    def _labels(self, labels: torch.Tensor | None, t: torch.Tensor) -> torch.Tensor:
+        """labels (B,) int64, checked, or "no label" for each of the batch where they are None."""
+        classes = self.config.classes
+        if labels is None:
+            return torch.full_like(t, classes, dtype=torch.long)
+        if labels.dtype.is_floating_point or labels.shape != t.shape:
+            raise ValueError(f"labels must be integers of shape {tuple(t.shape)}, got {labels.dtype} "
+                             f"{tuple(labels.shape)}")
+        # A data-dependent check is skipped under torch.compile, where it would break the graph.
+        if not torch.compiler.is_compiling() and labels.numel() and (labels.min() < 0 or labels.max() > classes):
+            raise ValueError(f"labels must lie in 0..{classes} ({classes}: no label), got "
+                             f"{labels.min().item()}..{labels.max().item()}")
+        return labels.long()
 
 
 # Tensor names of checkpoints written before the up levels and the output layers had names -> today's.

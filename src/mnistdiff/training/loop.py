@@ -24,6 +24,7 @@ from mnistdiff.training import checkpoint, distributed, sittings
 from mnistdiff.training import state as state_io
 from mnistdiff.training.compiled import compile_for_training
 from mnistdiff.training.ema import EMA
+from mnistdiff.training.labels import drop_labels
 from mnistdiff.training.log import FID_FIELDS, TRAIN_FIELDS, CsvLog
 from mnistdiff.training.lr import decay_done, learning_rate
 from mnistdiff.training.settings import resolve, resume_from
@@ -41,9 +42,10 @@ class NonFiniteLoss(ArithmeticError):
 class Run:
     """Everything a training run holds: model, EMA, optimizer, RNG and data order, in folder `out`."""
 
-    def __init__(self, out: Path, config: dict, images: torch.Tensor, group: distributed.Group,
+    def __init__(self, out: Path, config: dict, images: torch.Tensor, labels: torch.Tensor, group: distributed.Group,
                  compile: bool = False, clock: Callable[[], float] = time.monotonic):
         self.out, self.config, self.images = out, config, images  # images: (N, C, H, W) uint8, on the CPU
+        self.labels = labels.long()  # (N,) int64, on the CPU
         self.clock = clock  # seconds, for the time budget; tests pass a clock of their own
         self.group, self.device = group, group.device
         device = group.device
@@ -131,8 +133,9 @@ class Run:
         return {"step": self.state["step"], "elapsed_s": self.state["elapsed_s"], "images": settings.fid_images,
                 "ddim_steps": settings.fid_steps, "fid_test": fid}
 
-    def next_batch(self) -> torch.Tensor:
-        """The next batch of a shuffled pass over the data, in [-1, 1]; a new permutation each epoch."""
+    def next_batch(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """(x0, labels): the next batch of a shuffled pass over the data, x0 in [-1, 1], labels (B,) int64;
+        a new permutation each epoch."""
         b, s = self.train_config.batch_size, self.state
         if s["pos"] + b > len(self.images):
             s["perm"], s["pos"] = torch.randperm(len(self.images), generator=self.gen), 0
@@ -140,11 +143,14 @@ class Run:
         s["pos"] += b
         share = len(idx) // self.group.world_size  # this process's slice of the global batch
         idx = idx[self.group.rank * share : (self.group.rank + 1) * share]
-        return data.to_model_range(self.images[idx]).to(self.device, non_blocking=True)
+        x0 = data.to_model_range(self.images[idx]).to(self.device, non_blocking=True)
+        return x0, self.labels[idx].to(self.device, non_blocking=True)
 
     def init_from(self, source: Path) -> None:
         """Start from another checkpoint's EMA weights (model and EMA alike), with a fresh optimizer;
-        deepened first where this run has more blocks per level than the source."""
+        deepened first where this run has more blocks per level than the source. A conditional run
+        from an unconditional model keeps its label embedding's zero start: at step 0 it gives the
+        source's outputs for every label."""
         config, weights = loading.read(source)
         ema = weights["ema"]
         unet_config, _, _ = loading.parse_config(config)
@@ -152,6 +158,8 @@ class Run:
             old = UNet(unet_config)
             loading.load_weights(old, ema, source / "weights.safetensors")
             ema = deepen(old, self.model.config.blocks).state_dict()
+        if unet_config.classes == 0 and self.model.config.classes > 0:  # the one tensor the source lacks
+            ema = ema | {"label_embedding.weight": self.model.label_embedding.weight.detach().clone()}
         loading.load_weights(self.model, ema, source / "weights.safetensors")
         loading.load_weights(self.ema.shadow, ema, source / "weights.safetensors")
 
@@ -165,10 +173,13 @@ class Run:
         lr = learning_rate(self.train_config, self.state["step"], time_done)
         for group in self.optimizer.param_groups:
             group["lr"] = lr
-        x0 = self.next_batch()
+        x0, labels = self.next_batch()
+        shard = (self.group.rank, self.group.world_size)
+        classes = self.model.config.classes
+        # A conditional model sees its labels, a share of them dropped; an unconditional one draws nothing more.
+        labels = drop_labels(labels, self.train_config.label_dropout, classes, self.gen, shard) if classes else None
         with autocast(self.train_config.precision, self.device.type):
-            loss = self.loss(self.compiled, self.schedule, x0, generator=self.gen,
-                             shard=(self.group.rank, self.group.world_size))
+            loss = self.loss(self.compiled, self.schedule, x0, generator=self.gen, shard=shard, labels=labels)
         value = distributed.mean(self.group, loss)  # the same on every process, so all decide alike
         self.optimizer.zero_grad(set_to_none=True)
         if not math.isfinite(value):
@@ -212,6 +223,7 @@ def train(
     progress: bool = True,
     command: str | None = None,
     clock: Callable[[], float] = time.monotonic,
+    conditional: bool = False,
     **overrides,
 ) -> Path:
     """Train (or, with resume, continue) a run in folder `out`; returns the last checkpoint folder.
@@ -225,6 +237,10 @@ def train(
     otherwise training runs uncompiled.
     `init_from` (a run or checkpoint folder, or None for nothing) starts a new run from that
     checkpoint's EMA weights with a fresh optimizer; config.json records where it started.
+    `conditional` makes a new run's model class-conditional (UNetConfig.classes: the training set's
+    largest label + 1), with `label_dropout` of the labels replaced by "no label" in each batch; with
+    `init_from` an unconditional model, the run starts as that model (its label embedding at zero).
+    A resumed or continued conditional model stays conditional.
     With `minutes` and a cosine decay, the learning rate reaches 0 when the time runs out.
     `command`: what started this sitting, noted with the commit and machine in the run's
     sittings.jsonl (train/sittings.py), which `export` puts in the model's record.
@@ -242,8 +258,8 @@ def train(
             lock.take(out)  # before reading the run: a second writer changes nothing (lock.py)
         folder = resume_from(out, resume, group.main)
         source = loading.find(init_from) if init_from is not None else None
-        config = resolve(preset, dataset, folder, overrides, source)
-        run = _new_run(out, config, data_dir, group, compile, clock)
+        config = resolve(preset, dataset, folder, overrides, source, conditional)
+        run = _new_run(out, config, data_dir, group, compile, clock, conditional)
         if folder is not None:
             run.restore(folder)
         elif source is not None:
@@ -257,15 +273,21 @@ def train(
 
 
 def _new_run(out: Path, config: dict, data_dir, group: distributed.Group, compile: bool,
-             clock: Callable[[], float] = time.monotonic) -> Run:
-    """A Run of `config` on its training set, after the checks that need the data or the processes."""
+             clock: Callable[[], float] = time.monotonic, conditional: bool = False) -> Run:
+    """A Run of `config` on its training set, after the checks that need the data or the processes;
+    `conditional` gives an unconditional model as many classes as the training set has."""
     config["train"]["precision"] = pick_precision(config["train"]["precision"], group.device.type)
     if group.main:
         files.check_output_folder(out, "--out")
         lock.take(out)
-    images, _ = data.load(config["dataset"], "train", data_dir)  # held once, as uint8
+    images, labels = data.load(config["dataset"], "train", data_dir)  # held once, as uint8
     if len(images) == 0:
         raise ValueError(f"the {config['dataset']} training set holds no images: nothing to train on")
+    if conditional and not config["unet"]["classes"]:
+        config["unet"]["classes"] = int(labels.max()) + 1
+    if config["unet"]["classes"] and int(labels.max()) >= config["unet"]["classes"]:
+        raise ValueError(f"the {config['dataset']} training set has label {int(labels.max())}; the conditional "
+                         f"model knows {config['unet']['classes']} classes")
     batch = config["train"]["batch_size"]
     if batch % group.world_size:
         raise ValueError(f"--batch-size {batch} does not split evenly over {group.world_size} processes")
@@ -273,7 +295,7 @@ def _new_run(out: Path, config: dict, data_dir, group: distributed.Group, compil
         raise ValueError("--compile is not supported with several processes yet")
     config["unet"] |= {"in_channels": images.shape[1], "image_size": images.shape[-1]}
     config["world_size"] = group.world_size
-    return Run(out, config, images, group, compile=compile, clock=clock)
+    return Run(out, config, images, labels, group, compile=compile, clock=clock)
 
 
 class Budget:

@@ -14,7 +14,7 @@ from mnistdiff.training import checkpoint
 
 
 def resolve(preset: str | None, dataset: str | None, resume: Path | None, overrides: dict,
-            init_from: Path | None = None) -> dict:
+            init_from: Path | None = None, conditional: bool = False) -> dict:
     """The run's full config: the preset's, or on resume the checkpoint's, with `overrides` applied.
 
     `preset` and `dataset` None: small and mnist for a new run, the run's own on resume (where a
@@ -23,6 +23,8 @@ def resolve(preset: str | None, dataset: str | None, resume: Path | None, overri
     `resume`: the checkpoint folder to continue from. With `init_from` (a checkpoint folder) the
     model's shape and schedule are that checkpoint's, except that `blocks` may grow: the run then
     starts from a deeper copy of that model (model/grow.py), and init_from records the old count.
+    `conditional` on an unconditional model: allowed with `init_from` (init_from records
+    classes 0; the training data sets the count), refused on resume.
     """
     preset, dataset, unet, train, schedule, extra = _starting_point(preset, dataset, resume)
     if init_from is not None:
@@ -31,6 +33,11 @@ def resolve(preset: str | None, dataset: str | None, resume: Path | None, overri
     model = {k: given.pop(k) for k in MODEL_SETTINGS if k in given}
     _check_model_changes(unet, model, keeps_model=resume is not None or init_from is not None,
                          init_record=extra["init_from"] if init_from is not None else None)
+    if conditional and unet.classes == 0:
+        if resume is not None:
+            raise ValueError("--conditional: the run's model is unconditional; a resumed run keeps it")
+        if init_from is not None:
+            extra["init_from"]["classes"] = 0  # a conditional model that starts as this one
     unet = replace(unet, **model)
     if unet.preconditioning == "edm" and "min_snr_gamma" not in given:
         given["min_snr_gamma"] = 0.0  # EDM brings its own weights; a preset's Min-SNR is for eps models
