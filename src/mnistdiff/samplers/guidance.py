@@ -14,7 +14,6 @@ unconditional one (one call with "no label"), and s > 1 pushes samples further t
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import torch
 from torch import nn
