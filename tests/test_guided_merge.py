@@ -12,8 +12,6 @@ from torch import nn
 from exact import GaussianData
 from mnistdiff import load_checkpoint
 from mnistdiff.cli import experiment_commands, main
-from mnistdiff.data import to_model_range
-from mnistdiff.diffusion import linear_schedule
 from mnistdiff.evaluation import load_classifier
 from mnistdiff.experiments import RULES, merge
 from mnistdiff.experiments.guided_study import guided_merge_study, score, table, to_markdown
@@ -156,7 +154,8 @@ class Recording(nn.Module):
 def test_digits():
     from mnistdiff.data.idx import read_split
 
-    images, labels = read_split(DATA / "mnist-test-500-images-idx3-ubyte.gz", DATA / "mnist-test-500-labels-idx1-ubyte.gz")
+    images, labels = read_split(DATA / "mnist-test-500-images-idx3-ubyte.gz",
+                                DATA / "mnist-test-500-labels-idx1-ubyte.gz")
     return torch.from_numpy(images.copy()).unsqueeze(1), torch.from_numpy(labels.astype("int64"))
 
 

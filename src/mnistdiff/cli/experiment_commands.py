@@ -114,7 +114,8 @@ def cmd_merge(args) -> None:
     if inversion:
         title += " with labels " + " and ".join("none" if c is None else str(c) for c in inversion)
     if args.target is not None:
-        title += f"; mixes decoded towards {args.target}, s = {DEFAULT_GUIDANCE if args.guidance is None else args.guidance:g}"
+        scale = DEFAULT_GUIDANCE if args.guidance is None else args.guidance
+        title += f"; mixes decoded towards {args.target}, s = {scale:g}"
     figures.panel_figure(rows, args.out, title=title)
     print(f"wrote {args.out}")
 

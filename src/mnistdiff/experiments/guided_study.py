@@ -40,27 +40,32 @@ def guided_merge_study(model, schedule: Schedule, images: torch.Tensor, labels: 
     a, b = images[picks[pair[0]]], images[picks[pair[1]]]  # uint8 (P, 1, 28, 28)
     x_a, x_b = to_model_range(a), to_model_range(b)
 
-    def run(fn, x, label, scale):  # fn over x in batches, each with its label at `scale` (None: plain)
-        return torch.cat([fn(model if label is None else Guided(model, label_list(label, len(chunk), classes(model)),
-                                                                scale), chunk, schedule, levels)
-                          for chunk in x.split(batch_size)])
+    def invert(x, label):  # by the conditional model with `label` for each image (None: "no label")
+        return torch.cat([ddim_invert(_labelled(model, label, len(chunk), 1.0), chunk, schedule, levels,
+                                      iterations=iterations) for chunk in x.split(batch_size)])
 
-    def invert(guided, x, s, lv):
-        return ddim_invert(guided, x, s, lv, iterations=iterations)
+    def decode(z, scale):  # towards the target at `scale`; None: with "no label"
+        return torch.cat([sample_ddim(_labelled(model, None if scale is None else target, len(chunk), scale), chunk,
+                                      schedule, levels) for chunk in z.split(batch_size)])
 
-    keep = invert_with == "labels"
-    z_a, z_b = run(invert, x_a, pair[0] if keep else None, 1.0), run(invert, x_b, pair[1] if keep else None, 1.0)
+    by_label = invert_with == "labels"
+    z_a, z_b = invert(x_a, pair[0] if by_label else None), invert(x_b, pair[1] if by_label else None)
     starts = {rule: mix(z_a, z_b, weight) for rule, mix in RULES.items()}
-    starts["pixel"] = run(invert, linear(x_a, x_b, weight), None, 1.0)
+    starts["pixel"] = invert(linear(x_a, x_b, weight), None)
     rows = {name: [] for name in starts}
     for scale in tqdm([None, *scales], desc="guided merge-study", disable=not progress):
         for name, start in starts.items():
-            decoded = to_uint8(run(sample_ddim, start, None if scale is None else target, scale)).cpu()
+            decoded = to_uint8(decode(start, scale)).cpu()
             _, probs = features_and_probs(classifier, decoded)
             rows[name].append({"guidance": scale} | score(decoded, a.cpu(), b.cpu(), probs, target))
     return {"pair": list(pair), "target": target, "weight": weight, "per_class": per_class,
             "steps": len(levels) - 1, "inversion_iterations": iterations, "invert_with": invert_with,
             "scales": [None, *scales], "rules": rows}
+
+
+def _labelled(model, label: int | None, n: int, scale: float | None):
+    """`model` guided towards `label` for each of n images at `scale`; `model` itself for label None."""
+    return model if label is None else Guided(model, torch.full((n,), label), scale)
 
 
 def score(decoded: torch.Tensor, a: torch.Tensor, b: torch.Tensor, probs: torch.Tensor, target: int) -> dict:
