@@ -174,7 +174,6 @@ def cmd_merge_study(args) -> None:
     write_results(args.out, to_markdown(study), study)
 
 
-
 def _guided_merge_study(args) -> None:
     from mnistdiff.experiments.guided_study import SCALES, guided_merge_study, to_markdown
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from mnistdiff.data import DATASETS
 from mnistdiff.evaluation.grid import ETAS, NFES, STEPS as GRID_STEPS
 from mnistdiff.experiments import RULES
-from mnistdiff.experiments.merge import WEIGHTS
+from mnistdiff.experiments.merge import SCALES as GUIDED_STUDY_SCALES, WEIGHTS
 from mnistdiff.experiments.reconstruction import STEPS as RECONSTRUCTION_STEPS
 from mnistdiff.explore.service import INVERSION_ITERATIONS as EXPLORER_INVERSION_ITERATIONS
 from mnistdiff.model import PRESETS, TrainConfig
@@ -446,8 +446,8 @@ def _experiment_parsers(sub) -> None:
     _inversion_iterations_arg(p)
     _seed_arg(p, "seed of the choice of images")
     _target_args(p, lambda t: [_guidance(v) for v in t.split(",")], "S,...",
-                 "with --target: guidance scales of the decoding, one table row each after the row without "
-                 "guidance (default: 1,2,3)")
+                 f"with --target: guidance scales of the decoding, one table row each after the row without "
+                 f"guidance (default: {','.join(f'{v:g}' for v in GUIDED_STUDY_SCALES)})")
     p.add_argument("--pair", type=_pair, metavar="A,B",
                    help="with --target: the two classes merged (default: 2,5)")
     p.add_argument("--out", default="merge-study", help="writes OUT.md, OUT.json and OUT.png (heat maps; with "

@@ -10,13 +10,12 @@ from mnistdiff import markdown
 from mnistdiff.data import to_model_range, to_uint8
 from mnistdiff.diffusion import Schedule
 from mnistdiff.evaluation.metrics import features_and_probs
-from mnistdiff.experiments.merge import towards
+from mnistdiff.experiments.merge import SCALES, towards
 from mnistdiff.experiments.merge_study import pick_per_class
 from mnistdiff.experiments.mixing import RULES, linear
 from mnistdiff.samplers import Guided, ddim_invert, sample_ddim
 from mnistdiff.samplers.guidance import check_guidance, classes, label_list
 
-SCALES = (1.0, 2.0, 3.0)  # the guidance scales of merge-study --target when --guidance is not given
 INK = 0.5  # a pixel is inked above this, on [0, 1]
 
 

@@ -12,6 +12,8 @@ from mnistdiff.samplers.guidance import DEFAULT_GUIDANCE, Guided, check_guidance
 
 # The weights of b in the report's merge figures, and the merge command's default.
 WEIGHTS = (0.0, 0.2, 0.4, 0.5, 0.6, 0.8, 1.0)
+# The guidance scales of the guided merge study (merge-study --target) when none are given.
+SCALES = (1.0, 2.0, 3.0)
 
 
 def merge(model, schedule: Schedule, a: torch.Tensor, b: torch.Tensor, weights: list[float], *,
