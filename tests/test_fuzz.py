@@ -118,7 +118,7 @@ FLAGS = {
     "sample": ["--checkpoint", "--sampler", "--steps", "--eta", "--spacing", "--t-end", "--seed", "--batch-size",
                "--n", "--out", "--npz", "--yes", "--raw-weights", "--precision", "--no-clip"],
     "invert": ["--decode", "--checkpoint", "--steps", "--out"],
-    "merge": ["--rule", "--weights", "--checkpoint", "--steps", "--out"],
+    "merge": ["--rule", "--weights", "--checkpoint", "--steps", "--out", "--target", "--guidance", "--invert-with"],
     "export": ["--checkpoint", "--out"],
 }
 

@@ -12,10 +12,11 @@ from mnistdiff.cli.commands import check_output, check_outputs, load_model, writ
 from mnistdiff.data import to_model_range, to_uint8
 from mnistdiff.evaluation import load_classifier, load_reference
 from mnistdiff.experiments import figures
-from mnistdiff.experiments.inputs import fit, load_array, load_inputs
+from mnistdiff.experiments.inputs import fit, input_classes, load_array, load_inputs
 from mnistdiff.experiments.merge import merge
 from mnistdiff.images import grid, image_shape, require_digits, save_png
-from mnistdiff.samplers import ddim_invert, levels, sample_ddim
+from mnistdiff.samplers import DEFAULT_GUIDANCE, ddim_invert, levels, sample_ddim
+from mnistdiff.samplers.guidance import classes
 
 
 def _model_and_levels(args):
@@ -68,20 +69,54 @@ def cmd_invert(args) -> None:
     print(f"wrote {args.out}")
 
 
+def _guided_checkpoint(args) -> None:
+    """--guidance only with --target; --target without --checkpoint: the shipped conditional model."""
+    if args.guidance is not None and args.target is None:
+        raise ValueError("--guidance needs --target: the class to decode towards")
+    if args.target is not None and args.checkpoint is None:
+        args.checkpoint = "conditional"
+
+
+def _inversion_labels(args, model, config: dict, specs: list[str]) -> tuple | None:
+    """(label of A, label of B) to invert with, by --invert-with: by default, on a conditional model,
+    the label of each test-set image (None, "no label", for a PNG file); None for no labels at all."""
+    if args.invert_with == "none" or (args.invert_with is None and not classes(model)):
+        return None
+    if not classes(model):
+        raise ValueError("--invert-with labels needs a conditional model; this one is unconditional")
+    known = input_classes(specs, config["dataset"], args.data_dir)
+    unknown = [spec for spec, c in zip(specs, known) if c is None]
+    if args.invert_with == "labels" and unknown:
+        raise ValueError(f"--invert-with labels: {unknown[0]} has no known label (test-set indices have one)")
+    return None if len(unknown) == len(specs) else tuple(known)
+
+
 def cmd_merge(args) -> None:
     check_output(args.out, "--out")
+    _guided_checkpoint(args)
     if _stable_diffusion(args):
         from mnistdiff.cli.diffusers_commands import cmd_merge_latent
 
+        if args.target is not None or args.invert_with is not None:
+            raise ValueError("--target and --invert-with need a class-conditional model, not a Stable Diffusion "
+                             "pipeline")
         return cmd_merge_latent(args)
     model, schedule, config, grid_levels, device = _model_and_levels(args)
     args.images = [args.a, args.b]
     x, labels = _inputs(args, device, config, 2)
+    inversion = _inversion_labels(args, model, config, args.images)
     result = merge(model, schedule, x[:1], x[1:], args.weights, rule=args.rule, levels=grid_levels,
-                   iterations=args.inversion_iterations)
+                   iterations=args.inversion_iterations, labels=inversion, target=args.target,
+                   guidance=args.guidance)
     rows = figures.merge_rows(labels, x[:1], x[1:], result, args.weights, args.rule)
-    refined = f" refined, K = {args.inversion_iterations}" if args.inversion_iterations else ""
-    figures.panel_figure(rows, args.out, title=f"{labels[0]} + {labels[1]}, DDIM-{args.steps} inversion{refined}")
+    title = f"{labels[0]} + {labels[1]}, DDIM-{args.steps} inversion"
+    title += f" refined, K = {args.inversion_iterations}" if args.inversion_iterations else ""
+    if inversion:
+        title += " with labels " + " and ".join("none" if c is None else str(c) for c in inversion)
+    if args.target is not None:
+        scale = DEFAULT_GUIDANCE if args.guidance is None else args.guidance
+        title += f"; mixes decoded towards {args.target}, s = {scale:g}"
+    figures.panel_figure(rows, args.out, title=title)
     print(f"wrote {args.out}")
 
 
@@ -123,6 +158,10 @@ def cmd_reconstruction(args) -> None:
 def cmd_merge_study(args) -> None:
     from mnistdiff.experiments.merge_study import merge_study, to_markdown
 
+    if args.target is not None:
+        return _guided_merge_study(args)
+    if args.guidance is not None or args.pair is not None or args.invert_with is not None:
+        raise ValueError("--guidance, --pair and --invert-with go with --target (the guided study of one pair)")
     check_outputs(args.out, ".md", ".json", ".png")
     model, schedule, config, grid_levels, device = _model_and_levels(args)
     require_digits(config, "merge-study")
@@ -134,3 +173,19 @@ def cmd_merge_study(args) -> None:
     figures.merge_heatmaps(study, args.out + ".png")
     write_results(args.out, to_markdown(study), study)
 
+
+def _guided_merge_study(args) -> None:
+    from mnistdiff.experiments.guided_study import SCALES, guided_merge_study, to_markdown
+
+    check_outputs(args.out, ".md", ".json")
+    _guided_checkpoint(args)
+    model, schedule, config, grid_levels, device = _model_and_levels(args)
+    require_digits(config, "merge-study")
+    images, labels = data.load(config["dataset"], "test", args.data_dir)
+    classifier, _ = load_classifier(config["dataset"])
+    study = guided_merge_study(model, schedule, images.to(device), labels, classifier, grid_levels,
+                               pair=args.pair or (2, 5), target=args.target, scales=args.guidance or SCALES,
+                               invert_with=args.invert_with or "labels", per_class=args.per_class,
+                               weight=args.weight, seed=args.seed, iterations=args.inversion_iterations)
+    study = {"command": getattr(args, "command_line", None)} | study
+    write_results(args.out, to_markdown(study), study)

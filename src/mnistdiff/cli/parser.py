@@ -10,7 +10,7 @@ from pathlib import Path
 from mnistdiff.data import DATASETS
 from mnistdiff.evaluation.grid import ETAS, NFES, STEPS as GRID_STEPS
 from mnistdiff.experiments import RULES
-from mnistdiff.experiments.merge import WEIGHTS
+from mnistdiff.experiments.merge import SCALES as GUIDED_STUDY_SCALES, WEIGHTS
 from mnistdiff.experiments.reconstruction import STEPS as RECONSTRUCTION_STEPS
 from mnistdiff.explore.service import INVERSION_ITERATIONS as EXPLORER_INVERSION_ITERATIONS
 from mnistdiff.model import PRESETS, TrainConfig
@@ -425,6 +425,8 @@ def _experiment_parsers(sub) -> None:
     _experiment_args(p)
     _prompt_arg(p)
     _inversion_iterations_arg(p)
+    _target_args(p, _guidance, "S", f"with --target: classifier-free guidance scale of the decoding, 1 the "
+                 f"conditional model (default: {DEFAULT_GUIDANCE:g})")
     p.add_argument("--out", type=_figure_file, default="merge.png", help="figure to write (.png, .pdf, .svg, ...)")
 
     p = sub.add_parser("reconstruction", help="DDIM invert-then-decode error of test images over S (DDIM Table 2)")
@@ -443,7 +445,13 @@ def _experiment_parsers(sub) -> None:
     _experiment_args(p)
     _inversion_iterations_arg(p)
     _seed_arg(p, "seed of the choice of images")
-    p.add_argument("--out", default="merge-study", help="writes OUT.md, OUT.json and OUT.png (heat maps)")
+    _target_args(p, lambda t: [_guidance(v) for v in t.split(",")], "S,...",
+                 f"with --target: guidance scales of the decoding, one table row each after the row without "
+                 f"guidance (default: {','.join(f'{v:g}' for v in GUIDED_STUDY_SCALES)})")
+    p.add_argument("--pair", type=_pair, metavar="A,B",
+                   help="with --target: the two classes merged (default: 2,5)")
+    p.add_argument("--out", default="merge-study", help="writes OUT.md, OUT.json and OUT.png (heat maps; with "
+                                                        "--target OUT.md and OUT.json, a table per rule)")
 
     p = sub.add_parser("figure", help="the forward process of a digit, a latent interpolation, or a "
                                       "sampling trajectory (PNG and GIF)")
@@ -454,6 +462,27 @@ def _experiment_parsers(sub) -> None:
     _n_arg(p, 16, "trajectory: images in the batch")
     _seed_arg(p, "trajectory: seed of the noise")
     p.add_argument("--out", default="figure", help="writes OUT.png (and OUT.gif for interpolate and trajectory)")
+
+
+def _pair(text: str) -> tuple[int, int]:
+    try:
+        a, b = (int(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text}: give two class numbers, as 2,5") from None
+    if min(a, b) < 0:
+        raise argparse.ArgumentTypeError(f"{text}: class numbers are 0 or more")
+    return a, b
+
+
+def _target_args(p: argparse.ArgumentParser, guidance_type, metavar: str, guidance_help: str) -> None:
+    """--target, --guidance and --invert-with of the guided merges."""
+    p.add_argument("--target", type=_non_negative_int, metavar="DIGIT",
+                   help="decode the mix towards this class with classifier-free guidance (a conditional model; "
+                        "without --checkpoint the shipped conditional model)")
+    p.add_argument("--guidance", type=guidance_type, metavar=metavar, help=guidance_help)
+    p.add_argument("--invert-with", choices=["labels", "none"],
+                   help="invert A and B with their labels (known for test-set indices; the default with a "
+                        "conditional model) or with no label")
 
 
 def _experiment_args(p: argparse.ArgumentParser, steps: bool = True) -> None:

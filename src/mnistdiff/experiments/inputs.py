@@ -91,6 +91,14 @@ def load_inputs(specs: list[str], dataset: str = "mnist", data_dir=None) -> tupl
     return torch.stack(images), labels
 
 
+def input_classes(specs: list[str], dataset: str = "mnist", data_dir=None) -> list[int | None]:
+    """The class of each spec that is a test-set index, None for a PNG file (its class is unknown)."""
+    if not any(spec.isdigit() for spec in specs):
+        return [None] * len(specs)
+    labels = data.load(dataset, "test", data_dir)[1]
+    return [int(labels[int(spec)]) if spec.isdigit() and int(spec) < len(labels) else None for spec in specs]
+
+
 def fit(images: torch.Tensor, shape: tuple[int, int, int]) -> torch.Tensor:
     """uint8 (N, C, H, W) digits made into uint8 (N, *shape) for a model of another shape: resized
     (antialiased), grey repeated over colour channels or colours averaged to grey."""
