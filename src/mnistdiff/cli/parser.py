@@ -399,6 +399,9 @@ def _report_parser(sub) -> None:
     _compile_arg(p, "sample the FID rows and time through torch.compile (about a minute to build, faster after: "
                     "worth it for --full)")
     p.add_argument("--force", action="store_true", help="recompute every part instead of reusing finished ones")
+    p.add_argument("--conditional-checkpoint", default="conditional", metavar="PATH",
+                   help="the class-conditional model of the section \"Draw me a 7\": a run or checkpoint folder, "
+                        "or conditional, the shipped one (where this installation lacks it, the section is one line)")
 
 
 def _prompt_arg(p: argparse.ArgumentParser) -> None:
