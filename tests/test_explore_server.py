@@ -305,6 +305,20 @@ def test_the_latency_benchmark_runs_and_writes_json(tmp_path):
     assert record["inversion_iterations"] == 1 and record["invert_ddim10"]["runs"] == 1
     assert 0 < record["start"]["answers_s"] <= record["start"]["first_picture_s"] <= record["start"]["first_mix_s"]
     assert "--data-dir DIR" in record["command"]
+    assert record["guidance"] is None
+
+
+def test_the_latency_benchmark_times_guided_slider_moves_on_a_conditional_model(tmp_path):
+    out = tmp_path / "latency.json"
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "explore_latency.py"
+    base = [sys.executable, str(script), "--repeats", "2", "--rules", "slerp", "--out", str(out), "--guidance", "2"]
+    refused = subprocess.run(base + ["--checkpoint", str(tiny_checkpoint(tmp_path / "ckpt"))], capture_output=True,
+                             text=True)
+    assert refused.returncode == 2 and "--guidance needs a conditional model" in refused.stderr
+    cond = Path(__file__).parent / "data" / "tiny-cond-checkpoint"
+    subprocess.run(base + ["--checkpoint", str(cond)], check=True, capture_output=True)
+    record = json.loads(out.read_text())
+    assert (record["guidance"], record["label"]) == (2.0, 8) and record["slider_ddim10"]["slerp"]["http"]["runs"] == 2
 
 
 # Bodies that lie about their size, and clients that send nothing: each on a raw socket to a real server.

@@ -261,3 +261,11 @@ def test_guidance_counts_twice_against_the_work_bound():
     n = service.MAX_WORK // service.MAX_STEPS
     with pytest.raises(ValueError, match="doubled by guidance"):
         exact.sample(0, "ddim", service.MAX_STEPS, 0.0, n, label=1, guidance=2.0)
+
+
+def test_the_shipped_conditional_model_is_served_by_its_name(tmp_path, monkeypatch):
+    from mnistdiff import loading
+
+    monkeypatch.setitem(loading.SHIPPED, "conditional", Path(__file__).parent / "data" / "tiny-cond-checkpoint")
+    explorer = Explorer.from_checkpoint("conditional", data_dir=folder_with_test_set(tmp_path / "data"), device="cpu")
+    assert explorer.info()["classes"] == 10 and explorer.name == "conditional (mnist)"
