@@ -3,9 +3,10 @@
 Images cross this boundary as flat lists of 784 uint8 values (28x28, white digit on black, as
 MNIST); tensors stay inside. With a class-conditional model, sampling and the mix's decoding take a
 label (0..classes-1, or None for none) and a classifier-free guidance scale; inversion always runs
-with no label, so a digit's latent does not depend on the label picked for the decode. Every public method holds one lock while it runs the model, so
-requests that arrive together are served one model call at a time and never see each other's
-tensors.
+with no label, so a digit's latent does not depend on the label picked for the decode.
+
+Every public method holds one lock while it runs the model, so requests that arrive together are
+served one model call at a time and never see each other's tensors.
 """
 
 from __future__ import annotations

@@ -164,7 +164,8 @@ function requestMix() {
     last.mix = ["/api/mix", body];
     paint($("mix"), r.image);
     const towards = body.label === undefined ? "" : `, towards ${body.label} at s = ${body.guidance}`;
-    $("mix-reading").textContent = `w = ${r.weight.toFixed(2)} (${r.rule}${towards}): ${reading(r.reading)}, ${r.ms} ms`;
+    const shown = `w = ${r.weight.toFixed(2)} (${r.rule}${towards})`;
+    $("mix-reading").textContent = `${shown}: ${reading(r.reading)}, ${r.ms} ms`;
     $("traj-mix").disabled = r.rule === "pixel";
     setStatus("ready");
   }).catch(failed).finally(() => {
