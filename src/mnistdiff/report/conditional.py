@@ -26,7 +26,6 @@ class Conditional:
 
     model: torch.nn.Module | None = None
     schedule: Schedule | None = None
-    config: dict | None = None
     source: str = ""
     checksum: str | None = None
     note: str | None = None
@@ -56,7 +55,7 @@ def load(checkpoint: str | Path | None, target: torch.device, settings, dataset:
                                 f"{dataset} digits, as the report's model makes.")
     runner = prepare(model.to(target), precision=settings.precision, compile=settings.compile)
     source = "the shipped conditional model" if checkpoint == SHIPPED_NAME else str(find(checkpoint))
-    return Conditional(runner, schedule, config, source, model_checksum(find(checkpoint)))
+    return Conditional(runner, schedule, source, model_checksum(find(checkpoint)))
 
 
 def section(ctx, cond: Conditional) -> dict:
