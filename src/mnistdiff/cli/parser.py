@@ -471,7 +471,8 @@ def _experiment_args(p: argparse.ArgumentParser, steps: bool = True) -> None:
 def _explore_parser(sub) -> None:
     p = sub.add_parser("explore", help="a local web page: draw digits, invert, mix latents, watch them denoise "
                                        "(needs pip install 'mnistdiff[explore]')")
-    _checkpoint_arg(p, "default: the shipped model")
+    _checkpoint_arg(p, "default: the shipped model; conditional: the shipped class-conditional model, with a digit "
+                       "picker and a guidance slider")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
     p.add_argument("--port", type=_port, default=8000, help="port to listen on")
     p.add_argument("--open", action="store_true", help="open the page in the default browser")
