@@ -225,6 +225,19 @@ def test_the_conditional_rows_read_the_images_generate_draws(conditional_page):
         assert row["accuracy_by_digit"] == (read == torch.arange(10)).double().tolist()
 
 
+def test_the_command_takes_the_conditional_model(tiny_run, conditional_page, tmp_path, monkeypatch, capsys):
+    from mnistdiff.report import SIZES
+
+    run, data = tiny_run
+    out = copy_of(conditional_page[0], tmp_path)
+    monkeypatch.setitem(SIZES, "quick", TINY)
+    argv = ["report", "--out", str(out), "--checkpoint", str(run), "--device", "cpu", "--data-dir", str(data)]
+    assert main(argv + ["--conditional-checkpoint", str(TINY_COND)]) == 0
+    assert capsys.readouterr().err.count("reused from the cache") == 16
+    assert json.loads((out / "summary.json").read_text())["conditional"]["rows"] == \
+        conditional_page[1]["conditional"]["rows"]
+
+
 def test_an_unconditional_model_as_the_conditional_one_is_refused(tiny_run, tmp_path):
     run, data = tiny_run
     with pytest.raises(ValueError, match="not a conditional model"):
