@@ -8,6 +8,8 @@ slider: with A's and B's latents cached (as after the first mix), the time from 
 start:  `mnistdiff explore` as a new process: seconds until it answers, until the page's first
         picture (16 DDIM-10 samples) and until the first mix (two inversions and a decode), in
         the order the page asks for them; with --browser, the same seen by headless Chromium;
+with --guidance S (a conditional checkpoint: --checkpoint conditional), each slider move decodes
+        towards the digit 8 with guidance S: one model call of a doubled batch per step;
 invert: a new digit inverted (DDIM-10, refined by --inversion-iterations K: 10 (1 + K) model
         calls) and decoded, as the page's first look at a digit.
 The target is 300 ms from a slider move to the new picture on 2 CPU cores.
@@ -49,13 +51,18 @@ def summary(seconds: list[float]) -> dict:
             "max_ms": round(ms[-1], 1), "runs": len(ms)}
 
 
-def slider(explorer, repeats: int, rules: list[str]) -> dict:
-    """Each move timed in process and over HTTP in turn, so that both see the same load."""
+TARGET = 8  # the digit a guided slider move decodes towards: what 2 + 5 is asked to make
+
+
+def slider(explorer, repeats: int, rules: list[str], guidance: float | None = None) -> dict:
+    """Each move timed in process and over HTTP in turn, so that both see the same load; with
+    `guidance`, each decode guided towards TARGET."""
     import httpx
     from explore_support import live_server
 
     a, b = two_digits(explorer)
     weights = [0.3 + 0.4 * i / max(repeats - 1, 1) for i in range(repeats)]
+    condition = {} if guidance is None else {"label": TARGET, "guidance": guidance}
     out = {}
     with live_server(explorer) as (url, _), httpx.Client(base_url=url, timeout=60) as client:
         for rule in rules:
@@ -63,10 +70,10 @@ def slider(explorer, repeats: int, rules: list[str]) -> dict:
             times = {"in_process": [], "http": []}
             for w in weights:
                 start = time.perf_counter()
-                explorer.mix(a, b, rule, w, steps=10)
+                explorer.mix(a, b, rule, w, steps=10, **condition)
                 times["in_process"].append(time.perf_counter() - start)
                 start = time.perf_counter()
-                body = {"a": a, "b": b, "rule": rule, "weight": w, "steps": 10}
+                body = {"a": a, "b": b, "rule": rule, "weight": w, "steps": 10, **condition}
                 client.post("/api/mix", json=body).raise_for_status()
                 times["http"].append(time.perf_counter() - start)
             out[rule] = {k: summary(v) for k, v in times.items()}
@@ -177,6 +184,8 @@ def main() -> None:
     p.add_argument("--inversion-iterations", type=int, default=None, metavar="K",
                    help="the explorer's refinement of each inversion step (0: plain DDIM inversion; "
                         "default: the explorer's own)")
+    p.add_argument("--guidance", type=float, metavar="S",
+                   help=f"time slider moves decoding towards a {TARGET} with guidance S (a conditional checkpoint)")
     p.add_argument("--out", default="explore-latency.json")
     args = p.parse_args()
 
@@ -190,12 +199,15 @@ def main() -> None:
     load_before = os.getloadavg()
     explorer = Explorer.from_checkpoint(args.checkpoint, data_dir=args.data_dir, device="cpu",
                                         inversion_iterations=args.inversion_iterations)
+    if args.guidance is not None and not explorer.info()["classes"]:
+        p.error(f"--guidance needs a conditional model; {explorer.name} has no labels (--checkpoint conditional)")
     record = {
         "command": command_line(sys.argv[1:]),
         "model": explorer.name, "torch": torch.__version__, "threads": args.threads, "cpus": os.cpu_count(),
         "load_average_before": [round(x, 2) for x in load_before],
         "inversion_iterations": args.inversion_iterations,
-        "slider_ddim10": slider(explorer, args.repeats, args.rules.split(",")),
+        "guidance": args.guidance, "label": None if args.guidance is None else TARGET,
+        "slider_ddim10": slider(explorer, args.repeats, args.rules.split(","), args.guidance),
         "invert_ddim10": inversion(explorer, max(args.repeats // 4, 1)),
         "start": first_start(args.checkpoint, args.threads, args.data_dir, args.browser, args.screenshot,
                              args.inversion_iterations),

@@ -22,27 +22,12 @@ from pathlib import Path
 import torch
 
 from mnistdiff import load_checkpoint
-from mnistdiff.evaluation import evaluate
-from mnistdiff.evaluation.classifier import load_classifier
-from mnistdiff.evaluation.metrics import features_and_probs
+from mnistdiff.evaluation.guided import guided_scores
 from mnistdiff.generation import generate
 from mnistdiff.precision import pick_device, pick_precision
 from mnistdiff.provenance import git_commit
 
 SCALES = (1.0, 1.5, 2.0, 3.0, 5.0)
-
-
-def score(images: torch.Tensor, requested: torch.Tensor | None, dataset: str, data_dir, seed: int) -> dict:
-    """evaluate()'s scores, and with `requested` labels the share read as the requested digit, overall
-    and per digit."""
-    result = {k: v for k, v in evaluate(images, dataset, data_dir, seed=seed).items() if k != "class_shares"}
-    if requested is not None:
-        classifier, _ = load_classifier(dataset)
-        read = features_and_probs(classifier, images)[1].argmax(1)
-        hit = (read == requested).double()
-        result["accuracy"] = hit.mean().item()
-        result["accuracy_by_digit"] = [hit[requested == c].mean().item() for c in range(int(requested.max()) + 1)]
-    return result
 
 
 def cells(scales, n: int, large_n: int, large_scales) -> list[tuple[str, float | None, int]]:
@@ -156,7 +141,7 @@ def main(argv: list[str] | None = None) -> None:
                           **({"labels": list(range(classes)), "guidance": scale} if scale is not None else {}))
         seconds = time.perf_counter() - t0
         rows.append({"model": name, "scale": scale, "n": n, "seconds": seconds, **setting,
-                     **score(images, requested, config["dataset"], args.data_dir, args.seed)})
+                     **guided_scores(images, requested, config["dataset"], args.data_dir, args.seed)})
         with partial.open("a") as f:
             f.write(json.dumps(rows[-1]) + "\n")
         r = rows[-1]

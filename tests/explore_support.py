@@ -40,6 +40,14 @@ def tiny_explorer(digits: bool = True) -> Explorer:
                     fixture_digits() if digits else None, name="a tiny untrained model")
 
 
+def tiny_conditional_explorer() -> Explorer:
+    """The explorer over tests/data/tiny-cond-checkpoint: a tiny class-conditional model, 10 labels."""
+    from mnistdiff import load_checkpoint
+
+    model, schedule, _ = load_checkpoint(DATA / "tiny-cond-checkpoint")
+    return Explorer(model, schedule, load_classifier("mnist")[0], fixture_digits(), name="a tiny conditional model")
+
+
 def tiny_checkpoint(folder: Path) -> Path:
     """An exported-style checkpoint (EMA weights and config) of an untrained tiny UNet."""
     preset = PRESETS["tiny"]

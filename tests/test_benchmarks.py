@@ -60,3 +60,22 @@ def test_flops_per_image_do_not_depend_on_the_memory_layout():
     assert gflops_per_image(model.to(memory_format=torch.channels_last)) == plain
     weight = model.down[0].res[0].conv1.weight  # the model itself is left as it was
     assert weight.is_contiguous(memory_format=torch.channels_last) and not weight.is_contiguous()
+
+
+def test_the_guidance_benchmark_scores_a_tiny_conditional_model_with_the_packages_scoring(tmp_path):
+    sys.path.insert(0, str(ROOT / "tests"))
+    from conftest import make_idx_folder
+
+    data, out = make_idx_folder(tmp_path / "data", n=60), tmp_path / "guidance"
+    fixtures = ROOT / "tests" / "data"
+    subprocess.run([sys.executable, str(ROOT / "benchmarks" / "guidance.py"), "--checkpoint",
+                    str(fixtures / "tiny-cond-checkpoint"), "--baseline", str(fixtures / "tiny-old-checkpoint"),
+                    "--scales", "1,3", "--n", "10", "--steps", "2", "--precision", "fp32", "--device", "cpu",
+                    "--data-dir", str(data), "--out", str(out)], check=True, capture_output=True)
+    rows = json.loads(out.with_suffix(".json").read_text())["rows"]
+    assert [(r["model"], r["scale"], r["n"]) for r in rows] == \
+        [("conditional", 1.0, 10), ("conditional", 3.0, 10), ("unconditional", None, 10)]
+    for r in rows[:2]:  # one image per digit: each digit's share is 0 or 1, their mean the whole share
+        assert set(r["accuracy_by_digit"]) <= {0.0, 1.0}
+        assert abs(r["accuracy"] - sum(r["accuracy_by_digit"]) / 10) < 1e-12
+    assert "accuracy" not in rows[2] and "| conditional | 3 | 10 |" in out.with_suffix(".md").read_text()

@@ -4,7 +4,7 @@ import shutil
 
 import pytest
 
-from explore_support import live_server, tiny_explorer
+from explore_support import live_server, tiny_conditional_explorer, tiny_explorer
 
 pytest.importorskip("fastapi")
 sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright's Python package is not installed")
@@ -43,6 +43,7 @@ def test_draw_invert_and_mix_in_a_browser():
 
         # A and B start as the test set's first 2 and 5, inverted and mixed.
         page.wait_for_function("document.querySelector('#mix-reading').textContent.startsWith('w = 0.50')")
+        assert page.is_hidden("#condition")  # an unconditional model: no digit picker, no guidance slider
         page.click("#clear-a")
         assert sum(_pixels(page, "#draw-a")) == sum(_pixels(page, "#recon-a")) == 0
         assert page.text_content("#recon-reading-a").strip() == ""
@@ -65,4 +66,29 @@ def test_draw_invert_and_mix_in_a_browser():
         page.click("#traj-mix")
         page.wait_for_function("document.querySelectorAll('#strip figure').length > 2")
         browser.close()
+    assert problems == []
+
+
+def test_the_digit_picker_and_guidance_slider_steer_the_mix_and_the_samples():
+    problems = []
+    with live_server(tiny_conditional_explorer()) as (url, _), sync_api.sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        page = browser.new_page()
+        page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
+        page.on("pageerror", lambda err: problems.append(str(err)))
+        page.goto(url)
+        page.wait_for_function("document.querySelector('#mix-reading').textContent.startsWith('w = 0.50 (slerp)')")
+        assert page.is_visible("#condition") and page.is_disabled("#guidance")  # no digit picked: no guidance
+        assert page.text_content("#guidance-value") == "2.0"
+        page.select_option("#label", "8")
+        page.wait_for_function("document.querySelector('#mix-reading').textContent.includes('towards 8 at s = 2')")
+        page.focus("#guidance")
+        page.keyboard.press("ArrowRight")  # one step of 0.5
+        page.wait_for_function("document.querySelector('#mix-reading').textContent.includes('towards 8 at s = 2.5')")
+        requests = []
+        page.on("request", lambda req: requests.append(req.post_data_json) if req.url.endswith("/api/sample") else None)
+        page.click("#sample")
+        page.wait_for_function("document.querySelector('#status').textContent.includes('samples')")
+        browser.close()
+    assert requests and requests[0]["label"] == 8 and requests[0]["guidance"] == 2.5
     assert problems == []

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 from torch import nn
 
-from explore_support import fixture_digits, folder_with_test_set, free_port, live_server, tiny_checkpoint, tiny_explorer
+from explore_support import (fixture_digits, folder_with_test_set, free_port, live_server, tiny_checkpoint,
+                             tiny_conditional_explorer, tiny_explorer)
 
 pytest.importorskip("fastapi", reason="the explore extra (FastAPI, uvicorn) is not installed")
 pytest.importorskip("uvicorn", reason="the explore extra (FastAPI, uvicorn) is not installed")
@@ -92,6 +93,54 @@ def test_bad_requests_beyond_the_schema_get_a_4xx_with_a_message(client):
     ]
     assert [r.status_code for r in cases] == [422, 400, 413, 411, 422, 404]
     assert all(r.json()["error"] for r in cases)
+
+
+@pytest.fixture(scope="module")
+def conditional_client():
+    return TestClient(create_app(tiny_conditional_explorer()), raise_server_exceptions=False)
+
+
+def test_a_conditional_model_takes_a_label_and_guidance(conditional_client, client):
+    info = conditional_client.get("/api/info").json()
+    assert info["classes"] == 10 and info["guidance"] == {"min": 0.0, "max": 5.0, "step": 0.5, "default": 2.0}
+    assert client.get("/api/info").json()["classes"] == 0  # the page hides its label picker and slider
+    body = {"n": 2, "steps": 2, "label": 7, "guidance": 3}
+    guided = conditional_client.post("/api/sample", json=body)
+    assert guided.status_code == 200 and len(guided.json()["images"]) == 2
+    plain = conditional_client.post("/api/sample", json={"n": 2, "steps": 2}).json()
+    assert plain["images"] != guided.json()["images"]  # the same noise, decoded another way
+    mix = conditional_client.post("/api/mix", json={"a": A, "b": B, "steps": 2, "label": 8, "guidance": 1.5})
+    assert mix.status_code == 200 and len(mix.json()["image"]) == 784
+
+
+@pytest.mark.parametrize("path, extra, status", [
+    ("/api/sample", {"label": 10}, 400),  # beyond the model's classes
+    ("/api/sample", {"label": -1}, 422),
+    ("/api/sample", {"label": "7"}, 422),
+    ("/api/sample", {"label": 7.5}, 422),
+    ("/api/sample", {"label": 7, "guidance": 5.5}, 422),
+    ("/api/sample", {"label": 7, "guidance": -0.5}, 422),
+    ("/api/sample", {"label": 7, "guidance": "2"}, 422),
+    ("/api/sample", {"guidance": 2}, 400),  # guidance needs a label
+    ("/api/sample", {"label": 7, "n": 64, "steps": 200, "guidance": 2}, 400),  # a doubled batch: over the work bound
+    ("/api/mix", {"a": A, "b": B, "label": 10}, 400),
+    ("/api/mix", {"a": A, "b": B, "label": 3, "guidance": 6}, 422),
+])
+def test_bad_labels_and_guidance_get_a_4xx_with_a_message(conditional_client, path, extra, status):
+    response = conditional_client.post(path, json={"steps": 2, **extra})
+    assert response.status_code == status and response.json()["error"], response.json()
+
+
+def test_guidance_must_be_finite(conditional_client):
+    for guidance in (float("nan"), float("inf")):
+        body = json.dumps({"label": 3, "guidance": guidance}).encode()
+        response = conditional_client.post("/api/sample", content=body, headers={"content-type": "application/json"})
+        assert response.status_code == 422 and "finite" in response.json()["error"], response.json()
+
+
+def test_a_label_on_an_unconditional_model_is_a_400(client):
+    response = client.post("/api/sample", json={"n": 1, "steps": 2, "label": 3})
+    assert response.status_code == 400 and "unconditional" in response.json()["error"]
 
 
 def test_a_crash_in_the_model_is_a_500_without_a_traceback(explorer, monkeypatch):
@@ -256,6 +305,20 @@ def test_the_latency_benchmark_runs_and_writes_json(tmp_path):
     assert record["inversion_iterations"] == 1 and record["invert_ddim10"]["runs"] == 1
     assert 0 < record["start"]["answers_s"] <= record["start"]["first_picture_s"] <= record["start"]["first_mix_s"]
     assert "--data-dir DIR" in record["command"]
+    assert record["guidance"] is None
+
+
+def test_the_latency_benchmark_times_guided_slider_moves_on_a_conditional_model(tmp_path):
+    out = tmp_path / "latency.json"
+    script = Path(__file__).resolve().parent.parent / "benchmarks" / "explore_latency.py"
+    base = [sys.executable, str(script), "--repeats", "2", "--rules", "slerp", "--out", str(out), "--guidance", "2"]
+    refused = subprocess.run(base + ["--checkpoint", str(tiny_checkpoint(tmp_path / "ckpt"))], capture_output=True,
+                             text=True)
+    assert refused.returncode == 2 and "--guidance needs a conditional model" in refused.stderr
+    cond = Path(__file__).parent / "data" / "tiny-cond-checkpoint"
+    subprocess.run(base + ["--checkpoint", str(cond)], check=True, capture_output=True)
+    record = json.loads(out.read_text())
+    assert (record["guidance"], record["label"]) == (2.0, 8) and record["slider_ddim10"]["slerp"]["http"]["runs"] == 2
 
 
 # Bodies that lie about their size, and clients that send nothing: each on a raw socket to a real server.

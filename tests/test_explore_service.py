@@ -2,6 +2,7 @@
 
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -16,6 +17,7 @@ from mnistdiff.data import to_model_range, to_uint8
 from mnistdiff.diffusion import ScheduleConfig, make_schedule
 from mnistdiff.evaluation import load_classifier
 from mnistdiff.explore import Explorer, service
+from mnistdiff.samplers import DEFAULT_GUIDANCE
 
 SCHEDULE = make_schedule(ScheduleConfig())
 IMAGES, LABELS = fixture_digits()
@@ -183,3 +185,87 @@ def test_the_refined_inversion_reconstructs_closer_and_is_the_default(point):
     assert refined_mse < 0.1 * plain_mse and refined_mse < 1e-4
     with pytest.raises(ValueError, match="inversion_iterations"):
         Explorer(Gaussian(point), SCHEDULE, classifier, inversion_iterations=-1)
+
+
+class ClassPoints(nn.Module):
+    """The exact noise predictor of a conditional data set of one point per label: test digit c for
+    label c, and for "no label" (label 10) a digit of its own. Guidance's eps, linear in the points,
+    is then the exact eps of the one point s x_c + (1 - s) x_null. Records each call's batch size."""
+
+    def __init__(self):
+        super().__init__()
+        self.anchor = nn.Parameter(torch.zeros(1), requires_grad=False)
+        firsts = [int(torch.nonzero(LABELS == c)[0]) for c in range(10)] + [int(torch.nonzero(LABELS == 8)[1])]
+        self.points = to_model_range(IMAGES[firsts]).double()  # (11, 1, 28, 28)
+        self.config = SimpleNamespace(classes=10)
+        self.sizes: list[int] = []
+
+    def forward(self, xt, t, labels=None):
+        self.sizes.append(len(xt))
+        labels = torch.full((len(xt),), 10) if labels is None else labels
+        ab = SCHEDULE.alpha_bar[t].view(-1, 1, 1, 1)
+        return ((xt.double() - ab.sqrt() * self.points[labels]) / (1 - ab).sqrt()).to(xt.dtype)
+
+
+def guided_pixels(model: ClassPoints, label: int, scale: float) -> list[int]:
+    return to_uint8(scale * model.points[label] + (1 - scale) * model.points[10]).flatten().tolist()
+
+
+@pytest.mark.parametrize("scale", [0.0, 1.0, 2.0, 3.0])
+def test_a_label_and_guidance_draw_and_decode_the_guided_point(scale):
+    model = ClassPoints()
+    exact = Explorer(model, SCHEDULE, load_classifier("mnist")[0])
+    assert exact.info()["classes"] == 10 and exact.info()["guidance"]["default"] == DEFAULT_GUIDANCE
+    expected = guided_pixels(model, 7, scale)
+    model.sizes.clear()
+    assert exact.sample(seed=3, sampler="ddim", steps=10, eta=0.0, n=2, label=7, guidance=scale)["images"] == \
+        [expected, expected]
+    assert set(model.sizes) == ({2} if scale in (0.0, 1.0) else {4})  # a doubled batch, one call a step
+    assert exact.mix(A, B, "slerp", 0.3, steps=10, label=7, guidance=scale, trajectory=True)["image"] == expected
+
+
+def test_inversion_and_no_label_run_the_model_with_no_label():
+    model = ClassPoints()
+    exact = Explorer(model, SCHEDULE, load_classifier("mnist")[0])
+    null = guided_pixels(model, 7, 0.0)
+    assert exact.sample(seed=3, sampler="ddim", steps=10, eta=0.0, n=1)["images"] == [null]
+    assert exact.invert(A, steps=10)["reconstruction"] == null
+    assert exact.mix(A, B, "linear", 0.5, steps=10)["image"] == null
+
+
+@pytest.mark.parametrize("kwargs, words", [
+    ({"label": 10}, "label must be a whole number in 0..9"),
+    ({"label": -1}, "label must be a whole number in 0..9"),
+    ({"label": True}, "label must be a whole number"),
+    ({"label": 2, "guidance": 5.5}, "guidance must be in 0..5"),
+    ({"label": 2, "guidance": float("nan")}, "guidance must be a finite number"),
+    ({"label": 2, "guidance": -1.0}, "guidance must be a finite number"),
+    ({"guidance": 2.0}, "guidance needs a label"),
+])
+def test_bad_labels_and_guidance_are_refused(kwargs, words):
+    exact = Explorer(ClassPoints(), SCHEDULE, load_classifier("mnist")[0])
+    with pytest.raises(ValueError, match=words):
+        exact.sample(0, "ddim", 2, 0.0, 1, **kwargs)
+    with pytest.raises(ValueError, match=words):
+        exact.mix(A, B, "slerp", 0.5, 2, **kwargs)
+
+
+def test_an_unconditional_explorer_has_no_labels(explorer):
+    assert explorer.info()["classes"] == 0
+    with pytest.raises(ValueError, match="this one is unconditional"):
+        explorer.sample(0, "ddim", 2, 0.0, 1, label=3)
+
+
+def test_guidance_counts_twice_against_the_work_bound():
+    exact = Explorer(ClassPoints(), SCHEDULE, load_classifier("mnist")[0])
+    n = service.MAX_WORK // service.MAX_STEPS
+    with pytest.raises(ValueError, match="doubled by guidance"):
+        exact.sample(0, "ddim", service.MAX_STEPS, 0.0, n, label=1, guidance=2.0)
+
+
+def test_the_shipped_conditional_model_is_served_by_its_name(tmp_path, monkeypatch):
+    from mnistdiff import loading
+
+    monkeypatch.setitem(loading.SHIPPED, "conditional", Path(__file__).parent / "data" / "tiny-cond-checkpoint")
+    explorer = Explorer.from_checkpoint("conditional", data_dir=folder_with_test_set(tmp_path / "data"), device="cpu")
+    assert explorer.info()["classes"] == 10 and explorer.name == "conditional (mnist)"

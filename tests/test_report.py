@@ -9,6 +9,7 @@ from dataclasses import replace
 from pathlib import Path
 
 import pytest
+import torch
 
 from conftest import make_idx_folder
 from mnistdiff import files, loading
@@ -19,7 +20,17 @@ from mnistdiff.report.cache import Cache
 
 TINY = replace(QUICK, name="tiny", fid_images=10, headline_images=10, ddpm_images=10, timing_batch=2,
                timing_repeats=2, reconstruction_images=2, reconstruction_steps=(2, 5), merge_per_class=1,
-               trajectory_images=4, ddim_steps=5)
+               trajectory_images=4, ddim_steps=5, guidance_scales=(1.0, 2.0), digit_row=2)
+TINY_COND = Path(__file__).parent / "data" / "tiny-cond-checkpoint"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def no_shipped_conditional_model(tmp_path_factory):
+    """The report's default conditional model is the shipped one: here, as in an installation without
+    it, so that the pages below do not depend on whether one is shipped."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setitem(loading.SHIPPED, "conditional", tmp_path_factory.mktemp("none") / "conditional-mnist")
+        yield
 
 
 @pytest.fixture(scope="module")
@@ -126,7 +137,7 @@ def test_a_rerun_reuses_every_finished_part(tiny_run, page, capsys):
     run, data = tiny_run
     stamp = (page / "cache" / "timing.json").stat().st_mtime_ns
     build_report(page, run, TINY, device="cpu", data_dir=data)
-    assert capsys.readouterr().err.count("reused from the cache") == 15
+    assert capsys.readouterr().err.count("reused from the cache") == 16
     assert (page / "cache" / "timing.json").stat().st_mtime_ns == stamp
 
 
@@ -151,9 +162,95 @@ def test_compile_builds_one_runner_for_the_fid_rows_and_times_its_own_batch(tiny
 def test_the_summary_gives_every_parts_time_and_says_which_were_reused(tiny_run, page):
     run, data = tiny_run
     first = json.loads((page / "summary.json").read_text())["parts"]
-    assert len(first) == 15 and all(p["seconds"] > 0 for p in first.values())
+    assert len(first) == 16 and all(p["seconds"] > 0 for p in first.values())
     again = build_report(page, run, TINY, device="cpu", data_dir=data, progress=False)["parts"]
     assert again == {name: {"seconds": p["seconds"], "reused": True} for name, p in first.items()}
+
+
+def test_without_a_conditional_model_its_section_is_one_line(page):
+    html = (page / "index.html").read_text()
+    note = "This installation ships no conditional model: --conditional-checkpoint PATH"
+    assert "<h2>Draw me a 7: the conditional model</h2>" in html and note in html
+    assert "conditional-grid.png" not in html and not (page / "conditional-grid.png").exists()
+    summary = json.loads((page / "summary.json").read_text())
+    assert summary["conditional"]["available"] is False and summary["conditional"]["note"].startswith(note)
+    assert "guidance table" not in summary["provenance"]["commands"]
+    assert note in (page / "report.md").read_text()
+
+
+@pytest.fixture(scope="module")
+def conditional_page(tiny_run, page, tmp_path_factory) -> tuple[Path, dict]:
+    """The tiny page again with the tiny conditional model: every other part comes from the cache."""
+    run, data = tiny_run
+    out = copy_of(page, tmp_path_factory.mktemp("conditional"))
+    summary = build_report(out, run, TINY, device="cpu", data_dir=data, progress=False,
+                           conditional_checkpoint=TINY_COND)
+    return out, summary
+
+
+def test_the_conditional_section_has_a_row_per_digit_and_a_row_per_scale(conditional_page):
+    from PIL import Image
+
+    out, summary = conditional_page
+    assert [name for name, p in summary["parts"].items() if not p["reused"]] == ["conditional"]
+    with Image.open(out / "conditional-grid.png") as grid:  # 10 rows of 2 digits, 2 px apart, scaled by 2
+        assert grid.size == (2 * (2 * 30 + 2), 2 * (10 * 30 + 2))
+    rows = summary["conditional"]["rows"]
+    assert [(r["guidance"], r["n"]) for r in rows] == [(1.0, 10), (2.0, 10)]
+    for r in rows:  # one image per digit: each digit's share is 0 or 1, and their mean the overall share
+        assert set(r["accuracy_by_digit"]) <= {0.0, 1.0} and len(r["accuracy_by_digit"]) == 10
+        assert r["accuracy"] == pytest.approx(sum(r["accuracy_by_digit"]) / 10)
+        assert r["floor_spread"]["min"] <= r["floor_fid_test"] <= r["floor_spread"]["max"]
+    html = (out / "index.html").read_text()
+    assert "conditional-grid.png" in html and "<b>read as requested</b>" in html
+    assert "| guidance s | images | read as requested |" in (out / "report.md").read_text()
+    command = summary["provenance"]["commands"]["guidance table"]
+    assert f"--checkpoint {TINY_COND} --scales 1,2 --n 10 --steps 50 --seed 0" in command
+
+
+def test_the_conditional_rows_read_the_images_generate_draws(conditional_page):
+    """The share read as requested, recomputed from the images generate() draws for labels 0..9."""
+    from mnistdiff import load_checkpoint
+    from mnistdiff.evaluation import load_classifier
+    from mnistdiff.evaluation.metrics import features_and_probs
+    from mnistdiff.generation import generate
+
+    _, summary = conditional_page
+    model, schedule, _ = load_checkpoint(TINY_COND)
+    settings = summary["provenance"]["settings"]
+    for row in summary["conditional"]["rows"]:
+        images = generate(model, schedule, 10, sampler="ddim", steps=50, seed=0, batch_size=settings["batch_size"],
+                          precision=settings["precision"], labels=list(range(10)), guidance=row["guidance"])
+        read = features_and_probs(load_classifier("mnist")[0], images)[1].argmax(1)
+        assert row["accuracy_by_digit"] == (read == torch.arange(10)).double().tolist()
+
+
+def test_the_command_takes_the_conditional_model(tiny_run, conditional_page, tmp_path, monkeypatch, capsys):
+    from mnistdiff.report import SIZES
+
+    run, data = tiny_run
+    out = copy_of(conditional_page[0], tmp_path)
+    monkeypatch.setitem(SIZES, "quick", TINY)
+    argv = ["report", "--out", str(out), "--checkpoint", str(run), "--device", "cpu", "--data-dir", str(data)]
+    assert main(argv + ["--conditional-checkpoint", str(TINY_COND)]) == 0
+    assert capsys.readouterr().err.count("reused from the cache") == 16
+    assert json.loads((out / "summary.json").read_text())["conditional"]["rows"] == \
+        conditional_page[1]["conditional"]["rows"]
+
+
+def test_an_unconditional_model_as_the_conditional_one_is_refused(tiny_run, tmp_path):
+    run, data = tiny_run
+    with pytest.raises(ValueError, match="not a conditional model"):
+        build_report(tmp_path, run, TINY, device="cpu", data_dir=data, progress=False, conditional_checkpoint=run)
+
+
+def test_the_conditional_section_costs_its_model_evaluations():
+    from mnistdiff.report import FULL
+    from mnistdiff.report.settings import conditional_evaluations
+
+    # the grid: 100 images at s = 2 (a doubled batch); the table: 256 images at s = 1, 2 and 5; DDIM-50
+    assert conditional_evaluations(QUICK) == (100 * 2 + 256 * (1 + 2 + 2)) * 50
+    assert FULL.guidance_scales == (1.0, 1.5, 2.0, 3.0, 5.0)
 
 
 def test_the_cache_misses_on_other_settings_a_lost_file_or_force(tmp_path):

@@ -399,6 +399,9 @@ def _report_parser(sub) -> None:
     _compile_arg(p, "sample the FID rows and time through torch.compile (about a minute to build, faster after: "
                     "worth it for --full)")
     p.add_argument("--force", action="store_true", help="recompute every part instead of reusing finished ones")
+    p.add_argument("--conditional-checkpoint", default="conditional", metavar="PATH",
+                   help="the class-conditional model of the section \"Draw me a 7\": a run or checkpoint folder, "
+                        "or conditional, the shipped one (where this installation lacks it, the section is one line)")
 
 
 def _prompt_arg(p: argparse.ArgumentParser) -> None:
@@ -497,7 +500,8 @@ def _experiment_args(p: argparse.ArgumentParser, steps: bool = True) -> None:
 def _explore_parser(sub) -> None:
     p = sub.add_parser("explore", help="a local web page: draw digits, invert, mix latents, watch them denoise "
                                        "(needs pip install 'mnistdiff[explore]')")
-    _checkpoint_arg(p, "default: the shipped model")
+    _checkpoint_arg(p, "default: the shipped model; conditional: the shipped class-conditional model, with a digit "
+                       "picker and a guidance slider")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default: this machine only)")
     p.add_argument("--port", type=_port, default=8000, help="port to listen on")
     p.add_argument("--open", action="store_true", help="open the page in the default browser")

@@ -14,7 +14,7 @@ from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException
 
 from mnistdiff.explore.limits import BODY_TIMEOUT, IDLE_TIMEOUT, MAX_BODY, BodyLimit, DropsIdleClients
-from mnistdiff.explore.service import MAX_IMAGES, MAX_STEPS, RULES, SAMPLERS, SIDE, WEIGHTS, Explorer
+from mnistdiff.explore.service import GUIDANCE, MAX_IMAGES, MAX_STEPS, RULES, SAMPLERS, SIDE, WEIGHTS, Explorer
 from mnistdiff.samplers.ddim import check_eta
 
 __all__ = ["MAX_BODY", "create_app", "listen", "make_server", "serve"]
@@ -23,6 +23,9 @@ STATIC = {"index.html": "text/html", "app.js": "text/javascript", "style.css": "
 
 Image = Annotated[list[Annotated[int, Field(ge=0, le=255)]], Field(min_length=SIDE * SIDE, max_length=SIDE * SIDE)]
 Steps = Annotated[int, Field(ge=1, le=MAX_STEPS)]
+# A conditional model's label (the service checks it against the model's classes) and guidance scale.
+Label = Annotated[int, Field(ge=0)] | None
+Guidance = Annotated[float, Field(ge=GUIDANCE[0], le=GUIDANCE[1], allow_inf_nan=False)] | None  # a number, not a string
 
 
 class _Body(BaseModel):
@@ -42,6 +45,8 @@ class MixBody(_Body):
     weight: Annotated[float, Field(ge=WEIGHTS[0], le=WEIGHTS[1], strict=False)] = 0.5
     steps: Steps = 10
     trajectory: bool = False
+    label: Label = None
+    guidance: Guidance = None
 
 
 class SampleBody(_Body):
@@ -51,6 +56,8 @@ class SampleBody(_Body):
     eta: Annotated[float, Field(strict=False), AfterValidator(check_eta)] = 0.0  # the CLI's check
     n: Annotated[int, Field(ge=1, le=MAX_IMAGES)] = 16
     trajectory: bool = False
+    label: Label = None
+    guidance: Guidance = None
 
 
 def _message(err: RequestValidationError) -> str:
@@ -110,11 +117,13 @@ def create_app(explorer: Explorer, body_timeout: float = BODY_TIMEOUT) -> FastAP
 
     @app.post("/api/mix")
     def mix(body: MixBody):
-        return explorer.mix(body.a, body.b, body.rule, body.weight, body.steps, body.trajectory)
+        return explorer.mix(body.a, body.b, body.rule, body.weight, body.steps, body.trajectory, body.label,
+                            body.guidance)
 
     @app.post("/api/sample")
     def sample(body: SampleBody):
-        return explorer.sample(body.seed, body.sampler, body.steps, body.eta, body.n, body.trajectory)
+        return explorer.sample(body.seed, body.sampler, body.steps, body.eta, body.n, body.trajectory, body.label,
+                               body.guidance)
 
     return app
 

@@ -1,9 +1,12 @@
 """What the explorer does, in plain Python: invert, decode, mix, sample and read digits.
 
 Images cross this boundary as flat lists of 784 uint8 values (28x28, white digit on black, as
-MNIST); tensors stay inside. Every public method holds one lock while it runs the model, so
-requests that arrive together are served one model call at a time and never see each other's
-tensors.
+MNIST); tensors stay inside. With a class-conditional model, sampling and the mix's decoding take a
+label (0..classes-1, or None for none) and a classifier-free guidance scale; inversion always runs
+with no label, so a digit's latent does not depend on the label picked for the decode.
+
+Every public method holds one lock while it runs the model, so requests that arrive together are
+served one model call at a time and never see each other's tensors.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from mnistdiff.experiments import mixing
 from mnistdiff import samplers
 from mnistdiff.samplers import ddim_invert, levels, sample_ddim
 from mnistdiff.samplers.ddim import check_eta
+from mnistdiff.samplers.guidance import DEFAULT_GUIDANCE, Guided, check_guidance, classes
 
 SIDE = 28
 RULES = (*mixing.RULES, "pixel")  # "pixel" mixes the images themselves, as the merge study's baseline
@@ -34,6 +38,8 @@ MAX_STEPS = 200
 MAX_IMAGES = 64
 MAX_WORK = MAX_STEPS * MAX_IMAGES  # model evaluations times images in one request (DDPM runs all T)
 WEIGHTS = (-1.0, 2.0)
+GUIDANCE = (0.0, 5.0)  # the guidance scales a request may ask for: 0 is the unconditional model, 1 the conditional
+GUIDANCE_STEP = 0.5  # the page's slider
 STRIP = 10  # frames of a trajectory strip, besides the result
 # ddim_invert's refinement: K iterations cost (1 + K) model calls a step. With 2, DDIM-10 decodes a
 # test digit back with MSE 0.0003 instead of plain inversion's 0.038 (docs/experiments.md).
@@ -86,6 +92,25 @@ def as_image(values: Sequence[int]) -> torch.Tensor:
     if any(not isinstance(v, int) or not 0 <= v <= 255 for v in values):
         raise ValueError("image values must be whole numbers in 0..255")
     return torch.tensor(values, dtype=torch.uint8).view(1, SIDE, SIDE)
+
+
+def _conditioned(model, label: int | None, guidance: float | None, n: int):
+    """`model` guided towards `label` with scale `guidance` (None: DEFAULT_GUIDANCE) for a batch of n,
+    or the model itself without a label; a ValueError for a label or scale out of range."""
+    if label is None:
+        if guidance is not None:
+            raise ValueError("guidance needs a label: the digit to guide towards")
+        return model
+    count = classes(model)
+    if count < 1:
+        raise ValueError("labels need a conditional model; this one is unconditional")
+    if isinstance(label, bool) or not isinstance(label, int) or not 0 <= label < count:
+        raise ValueError(f"label must be a whole number in 0..{count - 1}, or none, got {label!r}")
+    scale = check_guidance(DEFAULT_GUIDANCE if guidance is None else guidance)
+    if not GUIDANCE[0] <= scale <= GUIDANCE[1]:
+        raise ValueError(f"guidance must be in {GUIDANCE[0]:g}..{GUIDANCE[1]:g}, got {scale:g}")
+    device = next(model.parameters()).device
+    return Guided(model, torch.full((n,), label, dtype=torch.long, device=device), scale)
 
 
 def _check(steps: int, weight: float | None = None, rule: str | None = None) -> None:
@@ -149,7 +174,9 @@ class Explorer:
         return {"model": self.name, "device": str(self.device), "T": self.schedule.T, "rules": list(RULES),
                 "samplers": list(SAMPLERS), "max_steps": MAX_STEPS, "max_images": MAX_IMAGES,
                 "weights": list(WEIGHTS), "digits": 0 if self.digit_images is None else len(self.digit_images),
-                "note": self.note}
+                "note": self.note, "classes": classes(self.model),
+                "guidance": {"min": GUIDANCE[0], "max": GUIDANCE[1], "step": GUIDANCE_STEP,
+                             "default": DEFAULT_GUIDANCE}}
 
     def digits(self, start: int, count: int) -> list[dict]:
         """Test digits start..start + count: index, label and pixels."""
@@ -178,9 +205,11 @@ class Explorer:
             self._latents.popitem(last=False)
         return latent
 
-    def _decode(self, latent: torch.Tensor, steps: int, trajectory: bool) -> tuple[torch.Tensor, list | None]:
-        recorder = _Recorder(self.model, self.schedule) if trajectory else None
-        x0 = _decode(recorder or self.model, self.schedule, latent, steps)
+    def _decode(self, latent: torch.Tensor, steps: int, trajectory: bool,
+                model=None) -> tuple[torch.Tensor, list | None]:
+        model = model or self.model
+        recorder = _Recorder(model, self.schedule) if trajectory else None
+        x0 = _decode(recorder or model, self.schedule, latent, steps)
         return x0, strip(recorder.frames, x0) if recorder else None
 
     @torch.no_grad()
@@ -200,10 +229,12 @@ class Explorer:
 
     @torch.no_grad()
     def mix(self, a: Sequence[int], b: Sequence[int], rule: str, weight: float, steps: int,
-            trajectory: bool = False) -> dict:
+            trajectory: bool = False, label: int | None = None, guidance: float | None = None) -> dict:
         """Mix two images with weight w of b: their DDIM latents by `rule` and decode, or with
-        rule "pixel" the images themselves. The inversions are cached, so a new weight only decodes."""
+        rule "pixel" the images themselves. The inversions are cached, so a new weight only decodes.
+        With a conditional model, `label` and `guidance` guide the decode towards that digit."""
         _check(steps, weight, rule)
+        decoder = _conditioned(self.model, label, guidance, 1)
         a8, b8 = as_image(a), as_image(b)
         with self._lock:
             if rule == "pixel":
@@ -211,29 +242,34 @@ class Explorer:
                 frames = None
             else:
                 latent = mixing.RULES[rule](self._latent(a8, steps), self._latent(b8, steps), weight)
-                mixed, frames = self._decode(latent, steps, trajectory)
+                mixed, frames = self._decode(latent, steps, trajectory, decoder)
             mixed = mixed.cpu()
             reading = self.read(mixed)[0]
         return {"image": pixels(mixed[0]), "reading": reading, "weight": weight, "rule": rule, "trajectory": frames}
 
     @torch.no_grad()
-    def sample(self, seed: int, sampler: str, steps: int, eta: float, n: int, trajectory: bool = False) -> dict:
-        """n images from noise seeded with `seed`; the trajectory is the first image's."""
+    def sample(self, seed: int, sampler: str, steps: int, eta: float, n: int, trajectory: bool = False,
+               label: int | None = None, guidance: float | None = None) -> dict:
+        """n images from noise seeded with `seed`; the trajectory is the first image's. With a
+        conditional model, all n drawn for `label` with classifier-free guidance `guidance`."""
         _check(steps)
         if sampler not in SAMPLERS:
             raise ValueError(f"unknown sampler {sampler!r}: choose one of {', '.join(SAMPLERS)}")
         if not 1 <= n <= MAX_IMAGES:
             raise ValueError(f"n must be in 1..{MAX_IMAGES}, got {n}")
         check_eta(eta)
+        model = _conditioned(self.model, label, guidance, n)
+        doubled = 2 if isinstance(model, Guided) and model.scale not in (0, 1) else 1  # one call of 2n images
         evaluations = samplers.steps_taken(sampler, steps, self.schedule.T)
-        if evaluations * n > MAX_WORK:
-            raise ValueError(f"{sampler} with {evaluations} model evaluations for {n} images is more than "
+        if evaluations * n * doubled > MAX_WORK:
+            raise ValueError(f"{sampler} with {evaluations} model evaluations for {n} images"
+                             f"{' (doubled by guidance)' if doubled == 2 else ''} is more than "
                              f"{MAX_WORK} image-evaluations: ask for fewer images or steps")
         with self._lock:
             generator = torch.Generator(device=self.device).manual_seed(seed)
             x_T = torch.randn((n, 1, SIDE, SIDE), generator=generator, device=self.device)
-            recorder = _Recorder(self.model, self.schedule) if trajectory else None
-            x0 = _sample(recorder or self.model, self.schedule, x_T, sampler, steps, eta, generator).cpu()
+            recorder = _Recorder(model, self.schedule) if trajectory else None
+            x0 = _sample(recorder or model, self.schedule, x_T, sampler, steps, eta, generator).cpu()
             readings = self.read(x0)
         return {"images": [pixels(x) for x in x0], "readings": readings,
                 "trajectory": strip(recorder.frames, x0[:1]) if recorder else None}

@@ -17,6 +17,7 @@ import torch
 from mnistdiff.experiments.merge_study import third_digits
 from mnistdiff.files import atomic_write
 from mnistdiff.report import tables
+from mnistdiff.report.conditional import rerun_command
 from mnistdiff.report.settings import FID_ROWS, HEADLINE, REPORT_FID, REPORT_TIMING, Settings
 
 PACKAGES = ("mnistdiff", "torch", "numpy", "torchmetrics", "safetensors", "pillow", "matplotlib")
@@ -37,13 +38,16 @@ pre { background: #f4f4f4; padding: 0.5rem; overflow-x: auto; font-size: 0.8rem;
 
 
 def provenance(settings: Settings, *, checkpoint, folder: Path, checksum: str, device: torch.device,
-               command: str | None, data_dir: str | None, results: dict, commit: str | None) -> dict:
-    """What reruns every number: commands, versions, commit, machine, seeds and counts."""
+               command: str | None, data_dir: str | None, results: dict, commit: str | None,
+               conditional_checkpoint=None) -> dict:
+    """What reruns every number: commands, versions, commit, machine, seeds and counts;
+    conditional_checkpoint: the model of the conditional section, where it has one."""
     from mnistdiff.provenance import machine_details
 
     return {
         "command": command or "build_report(...) from Python",
-        "commands": _rerun_commands(settings, checkpoint, device, data_dir, results),
+        "commands": _rerun_commands(settings, checkpoint, device, data_dir, results)
+                    | rerun_command(settings, checkpoint, conditional_checkpoint, device, data_dir),
         "settings": asdict(settings),
         "model": str(folder) if checkpoint is not None else "the shipped model",
         "weights_sha256": checksum,
@@ -91,6 +95,21 @@ def _rerun_commands(s: Settings, checkpoint, device: torch.device, data_dir: str
         "merge study": ["merge-study", "--per-class", str(s.merge_per_class), "--seed", str(s.seed), *model, *where],
     }
     return {k: shlex.join(["mnistdiff", *v]) for k, v in commands.items()}
+
+
+def _conditional(results: dict) -> list[str]:
+    section = results["conditional"]
+    html = [f"<h2>{escape(tables.CONDITIONAL_TITLE)}</h2>"]
+    if not section["available"]:
+        return html + [f'<p class="note">{escape(section["note"])}</p>']
+    return html + [
+        f"<p>{escape(tables.conditional_intro(section))} Guidance pushes each image towards its label; past some "
+        "scale the digits get bolder and alike, which FID and recall see.</p>",
+        _figure("conditional-grid.png", f"One row per digit 0 to {section['classes'] - 1}, guidance "
+                f"s = {section['default_guidance']:g}.", "conditional samples, one row per digit"),
+        tables.html_table(*tables.guidance_table(section)),
+        tables.html_definitions(tables.GUIDANCE_COLUMNS),
+    ]
 
 
 def _figure(src: str, caption: str, alt: str) -> str:
@@ -210,7 +229,18 @@ def summary_of(results: dict, settings: Settings, prov: dict) -> dict:
                                               "ratio")},
             "reconstruction_mse": recon,
             "two_plus_five_to_eight": {m: [v["counts"]["2+5"][8], sum(v["counts"]["2+5"])] for m, v in methods.items()},
+            "conditional": _conditional_summary(results["conditional"]),
             "provenance": prov}
+
+
+def _conditional_summary(section: dict) -> dict:
+    """The conditional section's numbers by guidance scale, or its note."""
+    if not section["available"]:
+        return {"available": False, "note": section["note"]}
+    keep = ("guidance", "n", "accuracy", "accuracy_by_digit", "fid_test", "floor_fid_test", "floor_spread",
+            "precision", "recall", "seconds")
+    return {"available": True, "model": section["model"], "default_guidance": section["default_guidance"],
+            "rows": [{k: r[k] for k in keep} for r in section["rows"]]}
 
 
 def write(out: Path, results: dict, settings: Settings, prov: dict, seconds: float = 0.0,
@@ -218,7 +248,8 @@ def write(out: Path, results: dict, settings: Settings, prov: dict, seconds: flo
     """index.html, summary.json and report.md, each whole or not at all; returns the summary.
     `seconds`: the run's wall time; `parts`: each part's seconds and whether it was reused (Cache.times)."""
     summary = summary_of(results, settings, prov) | {"seconds": seconds, "parts": parts or {}}
-    body = "\n".join(_figures(results, settings) + _fid_and_timing(results, settings) + _inversion(results)
+    body = "\n".join(_figures(results, settings) + _fid_and_timing(results, settings) + _conditional(results)
+                     + _inversion(results)
                      + _curve_and_provenance(results, prov))
     page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>mnistdiff report</title>'
             f'<style>{CSS}</style></head><body>\n'
@@ -254,6 +285,9 @@ def print_summary(summary: dict, out: Path, file=sys.stdout) -> None:
     lines += ["", f"  batch of {t['batch_size']} on {t['device_name']}: DDPM-1000 {t['ddpm_s']:.1f} s, "
               f"DDIM-50 {t['ddim_s']:.2f} s, ratio {t['ratio']:.1f} (report: {_report_timing()})"]
     lines.append("  reconstruction MSE: " + ", ".join(f"S={k}: {v:.2g}" for k, v in summary["reconstruction_mse"].items()))
+    cond = summary["conditional"]
+    lines.append("  conditional model: " + (cond["note"] if not cond["available"] else ", ".join(
+        f"s={r['guidance']:g} read as requested {r['accuracy']:.3f} FID {r['fid_test']:.3f}" for r in cond["rows"])))
     lines.append("  2 + 5 -> 8: " + ", ".join(f"{m} {k}/{n}" for m, (k, n) in summary["two_plus_five_to_eight"].items()))
     lines += ["", f"open {(out / 'index.html').resolve().as_uri()}"]
     print("\n".join(lines), file=file)

@@ -5,6 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import NamedTuple
 
+from mnistdiff.samplers.guidance import DEFAULT_GUIDANCE
+
 
 class FidRow(NamedTuple):
     """One row of the FID table: steps None is the sampler's default (DDPM: every step), eta None the
@@ -48,6 +50,8 @@ class Settings:
     reconstruction_images: int
     reconstruction_steps: tuple[int, ...]
     merge_per_class: int  # image pairs per class pair in the merge study
+    guidance_scales: tuple[float, ...] = (1.0, DEFAULT_GUIDANCE, 5.0)  # the conditional model's table, fid_images each
+    digit_row: int = 10  # images per digit in the conditional model's grid
     trajectory_images: int = 16
     ddim_steps: int = 50  # inversion, merges and figures
     precision: str = "auto"  # the FID rows' sampling and the timing; inversion and merges run in fp32
@@ -66,7 +70,7 @@ QUICK = Settings("quick", fid_images=256, headline_images=256, ddpm_images=32, t
 # The report's counts: 2048 images per row, 10,000 for the headline; hours on a CPU, minutes on a GPU.
 FULL = Settings("full", fid_images=2048, headline_images=10_000, ddpm_images=2048, timing_batch=64, timing_repeats=4,
                 reconstruction_images=100, reconstruction_steps=(10, 20, 50, 100, 200, 500, 1000),
-                merge_per_class=20)
+                merge_per_class=20, guidance_scales=(1.0, 1.5, 2.0, 3.0, 5.0))
 SIZES = {"quick": QUICK, "full": FULL}
 
 
@@ -83,4 +87,15 @@ def model_evaluations(s: Settings) -> dict[str, float]:
         "merges": 3 * 11 * s.ddim_steps,
         "merge study": (10 * s.merge_per_class + 3 * 45 * s.merge_per_class) * s.ddim_steps,
         "fid curve": 1,
+        "conditional": conditional_evaluations(s),
     }
+
+
+def conditional_evaluations(s: Settings) -> int:
+    """Model evaluations of the conditional model's section, DDIM-50 throughout: the grid at
+    DEFAULT_GUIDANCE and fid_images at each scale; a scale other than 0 and 1 evaluates a doubled batch."""
+    def doubled(scale: float) -> int:
+        return 1 if scale in (0, 1) else 2
+
+    images = 10 * s.digit_row * doubled(DEFAULT_GUIDANCE) + sum(s.fid_images * doubled(g) for g in s.guidance_scales)
+    return images * 50

@@ -121,12 +121,60 @@ def markdown(results: dict) -> str:
     if study is None or "skipped" in results["fid DDPM-1000"]:  # a model whose images the classifier cannot read
         return "\n".join(["# mnistdiff report", "", f"{results['fid DDPM-1000'].get('skipped', '')}", "",
                           "## Timing", "", md_table(*timing_table(results["timing"])),
+                          *conditional_markdown(results["conditional"]),
                           "## Inversion", "", md_table(*reconstruction_table(results["reconstruction"]["rows"])), ""])
     return "\n".join([
         "# mnistdiff report", "", "## FID", "", md_table(*fid_table(results)), md_definitions(FID_COLUMNS),
         md_table(*class_table(results)), md_definitions(CLASS_COLUMNS),
         "## Timing", "", md_table(*timing_table(results["timing"])), md_definitions(TIMING_COLUMNS),
+        *conditional_markdown(results["conditional"]),
         "## Inversion", "", md_table(*reconstruction_table(results["reconstruction"]["rows"])),
         md_definitions(RECONSTRUCTION_COLUMNS),
         "## Merge study", "", merge_answer(study), "", md_table(*merge_table(study)), md_definitions(MERGE_COLUMNS),
         *[f"- {line}" for line in third_digits(study)], ""])
+
+
+CONDITIONAL_TITLE = "Draw me a 7: the conditional model"
+GUIDANCE_COLUMNS = (
+    ("guidance s", "the classifier-free guidance scale: 1 is the conditional model alone, more follows the label "
+                   "harder (one model call of a doubled batch per step)."),
+    ("images", "class-balanced DDIM-50 samples, labels 0..9 in turn."),
+    ("read as requested", "share of the images the shipped classifier reads as the digit they were drawn for."),
+    ("worst digit", "the label with the lowest such share, and that share."),
+    ("FID vs test", "as in the FID table, of the class-balanced set."),
+    ("floor", "real training digits at the same count, as in the FID table."),
+    ("floor range", "as in the FID table."),
+    ("FID / floor", "FID vs test over the floor."),
+    ("precision", "as in the FID table: fidelity."),
+    ("recall", "as in the FID table: coverage, which strong guidance trades away."),
+    ("seconds", "wall time to sample the row."),
+)
+
+
+def guidance_table(section: dict) -> tuple[list[str], list[list[str]]]:
+    """One row per guidance scale of the conditional model's section."""
+    headers = [c for c, _ in GUIDANCE_COLUMNS]
+    rows = []
+    for r in section["rows"]:
+        by_digit = r["accuracy_by_digit"]
+        worst = min(range(len(by_digit)), key=by_digit.__getitem__)
+        rows.append([f"{r['guidance']:g}", str(r["n"]), f"{r['accuracy']:.3f}", f"{worst}: {by_digit[worst]:.3f}",
+                     f"{r['fid_test']:.3f}", f"{r['floor_fid_test']:.3f}", floor_range(r["floor_spread"]),
+                     f"{r['fid_test'] / r['floor_fid_test']:.1f}x", f"{r['precision']:.3f}", f"{r['recall']:.3f}",
+                     f"{r['seconds']:.0f}"])
+    return headers, rows
+
+
+def conditional_intro(section: dict) -> str:
+    """The sentence above the section's grid."""
+    return (f"{section['model']}, {section['classes']} labels. The grid: {section['digit_row']} images of each digit "
+            f"(one row per label), DDIM-{section['steps']} at guidance s = {section['default_guidance']:g}. The table: "
+            f"{section['rows'][0]['n'] if section['rows'] else 0} class-balanced images at each guidance scale.")
+
+
+def conditional_markdown(section: dict) -> list[str]:
+    """The section in Markdown: its note, or its sentence and table."""
+    if not section["available"]:
+        return [f"## {CONDITIONAL_TITLE}", "", section["note"], ""]
+    return [f"## {CONDITIONAL_TITLE}", "", conditional_intro(section), "", md_table(*guidance_table(section)),
+            md_definitions(GUIDANCE_COLUMNS)]

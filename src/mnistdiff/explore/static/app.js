@@ -57,6 +57,27 @@ async function api(path, body) {
 
 function failed(err) { setStatus(err.message, true); }
 
+// A conditional model's digit and guidance scale, sent with the mix and the samples; nothing without one.
+function condition() {
+  if ($("condition").hidden || $("label").value === "") return {};
+  return { label: Number($("label").value), guidance: Number($("guidance").value) };
+}
+
+function setUpCondition(info) {
+  $("condition").hidden = false;
+  for (let c = 0; c < info.classes; c++) $("label").append(new Option(String(c), String(c)));
+  const slider = $("guidance");
+  Object.assign(slider, { min: info.guidance.min, max: info.guidance.max, step: info.guidance.step });
+  slider.value = info.guidance.default;
+  const shown = () => {
+    $("guidance-value").textContent = Number(slider.value).toFixed(1);
+    slider.disabled = $("label").value === "";
+  };
+  shown();
+  slider.addEventListener("input", () => { shown(); requestMix(); });
+  $("label").addEventListener("change", () => { shown(); requestMix(); });
+}
+
 // Drawing: a soft round brush stamped along the stroke, in 28x28 pixel units.
 function stamp(which, x, y) {
   const values = digits[which];
@@ -137,11 +158,14 @@ function requestMix() {
   if (empty("a") || empty("b")) return;
   if (mixBusy) { mixAgain = true; return; }
   mixBusy = true;
-  const body = { a: image("a"), b: image("b"), rule: $("rule").value, weight: Number($("weight").value), steps: steps() };
+  const body = { a: image("a"), b: image("b"), rule: $("rule").value, weight: Number($("weight").value), steps: steps(),
+    ...condition() };
   api("/api/mix", body).then((r) => {
     last.mix = ["/api/mix", body];
     paint($("mix"), r.image);
-    $("mix-reading").textContent = `w = ${r.weight.toFixed(2)} (${r.rule}): ${reading(r.reading)}, ${r.ms} ms`;
+    const towards = body.label === undefined ? "" : `, towards ${body.label} at s = ${body.guidance}`;
+    const shown = `w = ${r.weight.toFixed(2)} (${r.rule}${towards})`;
+    $("mix-reading").textContent = `${shown}: ${reading(r.reading)}, ${r.ms} ms`;
     $("traj-mix").disabled = r.rule === "pixel";
     setStatus("ready");
   }).catch(failed).finally(() => {
@@ -166,7 +190,7 @@ async function trajectory(kind, title) {
 
 async function sample() {
   const body = { seed: Number($("seed").value), sampler: $("sampler").value, steps: Number($("sample-steps").value),
-    eta: Number($("eta").value), n: Number($("count").value) };
+    eta: Number($("eta").value), n: Number($("count").value), ...condition() };
   const r = await api("/api/sample", body);
   last.sample = ["/api/sample", body];
   $("grid").replaceChildren(...r.images.map((px, i) => tile(px, reading(r.readings[i]))));
@@ -208,6 +232,7 @@ async function start() {
   $("more").addEventListener("click", () => loadDigits().catch(failed));
   setUpDrawing("a");
   setUpDrawing("b");
+  if (info.classes > 0) setUpCondition(info);
   setStatus(`${info.model} on ${info.device}`);
   await sample();
   if (info.digits > 0) {
