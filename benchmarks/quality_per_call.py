@@ -39,9 +39,11 @@ CURVES = {
     "dpm-solver logsnr": ("dpm-solver", "logsnr", {}),
     "dpm-solver trailing": ("dpm-solver", "trailing", {}),
     "dpm-solver-sde": ("dpm-solver-sde", None, {}),
+    "dpm-solver-sde trailing": ("dpm-solver-sde", "trailing", {}),
     "heun": ("heun", None, {}),
     "heun trailing": ("heun", "trailing", {}),
     "edm": ("edm", None, {}),
+    "edm trailing": ("edm", "trailing", {}),
 }
 NFES = (5, 10, 20, 50, 100)
 

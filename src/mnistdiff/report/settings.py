@@ -50,7 +50,7 @@ class Settings:
     reconstruction_images: int
     reconstruction_steps: tuple[int, ...]
     merge_per_class: int  # image pairs per class pair in the merge study
-    guidance_scales: tuple[float, ...] = (1.0, DEFAULT_GUIDANCE, 5.0)  # the conditional model's table, fid_images each
+    guidance_scales: tuple[float, ...] = (DEFAULT_GUIDANCE,)  # the conditional model's table, fid_images each
     digit_row: int = 10  # images per digit in the conditional model's grid
     trajectory_images: int = 16
     ddim_steps: int = 50  # inversion, merges and figures
