@@ -122,12 +122,16 @@ def _jobs(ctx, fid_csv: Path | None, cond) -> dict[str, Callable[[], dict]]:
 def _part_key(name: str, device: str, fid_csv: Path | None) -> dict:
     """What a cached part depends on beyond the model, the settings and the data."""
     from mnistdiff.evaluation.report import FLOOR_DRAWS
+    from mnistdiff.samplers import default_spacing
 
     # Sampling and timing depend on the device (its noise differs from the CPU's); the rest runs on the CPU.
     sampled = name.startswith("fid ") or name == "conditional"
     key = {"device": device} if sampled or name == "timing" else {}
     if sampled:
         key["floor_draws"] = FLOOR_DRAWS  # rows kept before the floor had its spread lack it
+    row = next((r for r in FID_ROWS if name == f"fid {r.label}"), None)
+    if row is not None:
+        key["spacing"] = default_spacing(row.sampler)  # a sampler's own grid may change between versions
     if name == "fid curve":
         key["fid_csv"] = fid_csv.read_text() if fid_csv else None
     return key
