@@ -62,7 +62,7 @@ def _starting_point(preset: str | None, dataset: str | None, resume: Path | None
         if given is not None and given != have:
             raise ValueError(f"--{flag} {given}: the run's is {have}; a resumed run keeps it")
     unet, train, schedule = loading.parse_config(config)
-    extra = {k: config[k] for k in ("init_from",) if k in config}
+    extra = {k: config[k] for k in ("init_from", "student") if k in config}
     return config["preset"], config["dataset"], unet, train, schedule, extra
 
 
