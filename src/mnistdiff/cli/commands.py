@@ -33,6 +33,24 @@ def cmd_train(args) -> None:
         print(f"checkpoint: {final}")
 
 
+def cmd_distill(args) -> None:
+    from mnistdiff.cli.parser import DISTILL_SETTINGS
+    from mnistdiff.distill import distill
+    from mnistdiff.training import Interrupted, NonFiniteLoss
+
+    settings = {name: getattr(args, name) for name in DISTILL_SETTINGS}
+    try:
+        final = distill(args.out, method=args.method, teacher=args.teacher, student_steps=args.student_steps,
+                        levels=args.levels, resume=args.resume, minutes=args.minutes, data_dir=args.data_dir,
+                        device=args.device, command=getattr(args, "command_line", None), **settings)
+    except NonFiniteLoss as err:
+        raise Stopped(f"error: {err}", 2) from err
+    except Interrupted as err:
+        raise Stopped(str(err) or "interrupted", 130) from err
+    if os.environ.get("RANK", "0") == "0":
+        print(f"checkpoint: {final}")
+
+
 def load_model(args, ema: bool = True) -> tuple:
     """(model, schedule, config) of --checkpoint (or the shipped model), placed by `place_model`."""
     from mnistdiff import load_checkpoint

@@ -65,6 +65,6 @@ class ConsistencyLoss:
         x = q_sample(schedule, x0, t, eps)
         with torch.no_grad():
             x_low = ddim_steps(x, self.teacher(x, t).to(x.dtype), t, t_low, schedule)
-            goal = x0_from_eps(x_low, self.target(x_low, t_low).float(), t_low, schedule)
-        f = x0_from_eps(x, model(x, t).float(), t, schedule)
+            goal = x0_from_eps(x_low, self.target(x_low, t_low).to(x.dtype), t_low, schedule)
+        f = x0_from_eps(x, model(x, t).to(x.dtype), t, schedule)
         return pseudo_huber(f, goal).mean()
