@@ -234,8 +234,8 @@ def _label_args(p: argparse.ArgumentParser) -> None:
 
 def _sampler_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--sampler", choices=list(SAMPLERS),
-                   help="how to step from noise to images (default: ddim; a distilled student's own: ddim or "
-                        "consistency, on the trailing grid, for the steps it was distilled for)")
+                   help="how to step from noise to images; a distilled student without it takes its own, ddim "
+                        "or consistency, on the trailing grid, for the steps it was distilled for (default: ddim)")
     p.add_argument("--steps", type=_positive_int,
                    help="model evaluations (default: 50; ddpm: every one of the T steps, 1000 for the shipped model; "
                         "heun and edm make 2n - 1 for n steps, so at most this many)")
