@@ -64,7 +64,9 @@ def student_config(method: str, teacher: str | Path | None, steps: int, levels: 
     if method == "consistency":
         check_levels(levels, T)
     given = {k: v for k, v in (overrides or {}).items() if v is not None}
-    train = replace(DEFAULTS[method], grid_steps=steps, fid_steps=steps, **given)
+    train = replace(DEFAULTS[method], **({"grid_steps": steps, "fid_steps": steps} | given))
+    if max(train.grid_steps, train.fid_steps) > steps:
+        raise ValueError(f"--grid-steps and --fid-steps: a student of {steps} step(s) samples in at most {steps}")
     record = {"method": method, "steps": steps, "teacher": {"path": str(folder.resolve()),
                                                            "sha256": files.sha256(folder / "weights.safetensors")}}
     if method == "consistency":
