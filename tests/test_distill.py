@@ -18,7 +18,7 @@ from mnistdiff.diffusion import linear_schedule
 from mnistdiff.distill import ConsistencyLoss, ProgressiveLoss
 from mnistdiff.distill.consistency import pseudo_huber
 from mnistdiff.distill.levels import abar
-from mnistdiff.distill.student import student_unet
+from mnistdiff.distill.student import check_same_student, load_teacher, student_unet
 from mnistdiff.generation import generate
 from mnistdiff.model import UNet, precondition
 from mnistdiff.model.unet import UNetConfig
@@ -155,6 +155,21 @@ def test_bad_students_are_refused_in_one_line():
         student_unet(student_unet(TINY, "progressive", 4, 1000), "consistency", 1, 1000)
     with pytest.raises(ValueError, match="unknown method"):
         student_unet(TINY, "rectified", 1, 1000)
+
+
+def test_a_resumed_student_keeps_its_method_steps_and_teacher_whose_weights_must_not_change():
+    record = {"method": "progressive", "steps": 4, "teacher": {"path": str(TEACHER.resolve()), "sha256": "0" * 64}}
+    config = {"student": record}
+    check_same_student(config, None, None, None, None)
+    check_same_student(config, "progressive", TEACHER, 4, None)
+    for given, message in (({"method": "consistency"}, "--method consistency: the run's is progressive"),
+                           ({"steps": 2}, "--student-steps 2: the run's is 4"),
+                           ({"teacher": DATA / "tiny-edm-checkpoint"}, "--teacher .*tiny-edm-checkpoint")):
+        args = {"method": None, "teacher": None, "steps": None, "levels": None} | given
+        with pytest.raises(ValueError, match=message):
+            check_same_student(config, args["method"], args["teacher"], args["steps"], args["levels"])
+    with pytest.raises(loading.CheckpointError, match="other weights than when the run began"):
+        load_teacher(record["teacher"], "cpu")
 
 
 def test_a_student_refuses_more_steps_and_inversion():
