@@ -255,6 +255,26 @@ def test_distill_refuses_bad_arguments_in_one_line(tmp_path, idx_folder, capsys)
     assert not (tmp_path / "r").exists()
 
 
+def test_progressive_rounds_halve_the_steps_each_student_the_next_teacher(idx_folder, tmp_path, capsys):
+    out = tmp_path / "rounds"
+    argv = ["distill", "--method", "progressive", "--teacher", str(TEACHER), "--student-steps", "4", "--down-to", "1",
+            "--steps", "2", "--batch-size", "4", "--grid-images", "2", "--precision", "fp32",
+            "--data-dir", str(idx_folder), "--out", str(out)]
+    assert main(argv) == 0
+    assert sorted(p.name for p in out.iterdir()) == ["steps-0001", "steps-0002", "steps-0004"]
+    teachers = [str(TEACHER.resolve())]
+    for steps in (4, 2, 1):
+        _, _, config = load_checkpoint(out / f"steps-{steps:04d}")
+        assert config["unet"]["distilled_steps"] == config["student"]["steps"] == steps
+        assert config["student"]["teacher"]["path"] == teachers[-1]
+        teachers.append(str(loading.find(out / f"steps-{steps:04d}").resolve()))
+    capsys.readouterr()
+    assert main(argv + ["--resume"]) == 0  # every round done: the last one continues, with nothing left to do
+    assert capsys.readouterr().out.strip() == f"checkpoint: {teachers[-1]}"
+    assert main(argv[:-2] + ["--out", str(tmp_path / "other"), "--down-to", "3"]) == 2
+    assert "--down-to must be a power of two" in capsys.readouterr().err
+
+
 def test_fast_names_the_shipped_student(tmp_path, capsys):
     if (loading.WEIGHTS / "fast-mnist").is_dir():
         pytest.skip("a fast model is shipped")

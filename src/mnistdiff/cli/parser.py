@@ -401,6 +401,9 @@ def _distill_parser(sub) -> None:
     p.add_argument("--student-steps", type=_positive_int, metavar="N",
                    help="the steps the student samples in: progressive, a power of two, half the teacher's if "
                         "the teacher is a student; consistency, its default (required for a new run)")
+    p.add_argument("--down-to", type=_positive_int, metavar="M",
+                   help="progressive: go on in rounds, halving the steps down to M, each round in OUT/steps-N "
+                        "with these settings, its student the next round's teacher (default: one round, in OUT)")
     p.add_argument("--levels", type=_positive_int,
                    help=f"consistency: levels of the grid whose neighbours the teacher steps between "
                         f"(default: {DEFAULT_LEVELS})")

@@ -3,6 +3,6 @@ trained by the training loop (training/loop.py) with a loss that holds the froze
 
 from mnistdiff.distill.consistency import ConsistencyLoss
 from mnistdiff.distill.progressive import ProgressiveLoss
-from mnistdiff.distill.student import METHODS, distill, student_loss
+from mnistdiff.distill.student import METHODS, distill, progressive_rounds, student_loss
 
-__all__ = ["METHODS", "ConsistencyLoss", "ProgressiveLoss", "distill", "student_loss"]
+__all__ = ["METHODS", "ConsistencyLoss", "ProgressiveLoss", "distill", "progressive_rounds", "student_loss"]

@@ -124,3 +124,22 @@ def distill(out: str | Path, *, method: str | None = None, teacher: str | Path |
         levels = DEFAULT_LEVELS
     student = {"method": method, "teacher": teacher, "steps": student_steps, "levels": levels}
     return train(out, resume=resume, student=student, **options)
+
+
+def progressive_rounds(out: str | Path, *, student_steps: int, down_to: int, teacher: str | Path | None = None,
+                       resume: bool = False, **options) -> Path:
+    """Progressive distillation in rounds (Salimans & Ho 2022, Algorithm 2's outer loop): students of
+    `student_steps`, half as many, ... down to `down_to` steps, each in out/steps-N with the same
+    `options` (distill's), each round's student the next round's teacher; returns the last checkpoint.
+    With `resume`, a round whose next round has begun is done, and the latest round continues."""
+    if down_to > student_steps or down_to & (down_to - 1):
+        raise ValueError(f"--down-to must be a power of two no more than --student-steps {student_steps}, got {down_to}")
+    out, steps, final = Path(out), student_steps, None
+    while steps >= down_to:
+        folder, later = out / f"steps-{steps:04d}", out / f"steps-{steps // 2:04d}"
+        if not (resume and steps > down_to and later.is_dir()):
+            begun = resume and (folder / "checkpoints").is_dir()
+            final = distill(folder, method="progressive", teacher=None if begun else teacher,
+                            student_steps=steps, resume=begun, **options)
+        teacher, steps = folder, steps // 2
+    return final
