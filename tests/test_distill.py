@@ -82,7 +82,8 @@ def test_the_progressive_student_predicts_v():
     ab = SCHEDULE.alpha_bar[t].view(-1, 1, 1, 1)
     with torch.no_grad():
         v = -network(xt, t)
-        torch.testing.assert_close(model(xt, t), ab.sqrt() * v + (1 - ab).sqrt() * xt, atol=1e-5, rtol=0)  # alpha_bar in fp32
+        expected = ab.sqrt() * v + (1 - ab).sqrt() * xt
+        torch.testing.assert_close(model(xt, t), expected, atol=1e-5, rtol=0)  # the wrapper's alpha_bar is fp32
 
 
 # Consistency distillation
@@ -247,8 +248,9 @@ def test_distill_refuses_bad_arguments_in_one_line(tmp_path, idx_folder, capsys)
 
     out = ["--out", str(tmp_path / "r")]
     assert "power of two" in refused("--method", "progressive", "--teacher", str(TEACHER), "--student-steps", "3", *out)
-    assert "unconditional teacher" in refused("--method", "consistency", "--teacher", str(DATA / "tiny-cond-checkpoint"),
-                                              "--student-steps", "1", *out)
+    conditional = str(DATA / "tiny-cond-checkpoint")
+    assert "unconditional teacher" in refused("--method", "consistency", "--teacher", conditional, "--student-steps", "1",
+                                              *out)
     assert "needs --method and --student-steps" in refused("--teacher", str(TEACHER), *out)
     assert "no checkpoint" in refused("--method", "progressive", "--teacher", str(tmp_path / "none"),
                                       "--student-steps", "2", *out)

@@ -84,7 +84,8 @@ def check_same_student(config: dict, method: str | None, teacher, steps: int | N
         if given is not None and given != have:
             raise ValueError(f"--{flag} {given}: the run's is {have}; a resumed run keeps it")
     if teacher is not None and str(loading.find(teacher).resolve()) != record["teacher"]["path"]:
-        raise ValueError(f"--teacher {teacher}: the run's teacher is {record['teacher']['path']}; a resumed run keeps it")
+        raise ValueError(f"--teacher {teacher}: the run's teacher is {record['teacher']['path']}; "
+                         f"a resumed run keeps it")
 
 
 def load_teacher(record: dict, device) -> nn.Module:
@@ -133,7 +134,8 @@ def progressive_rounds(out: str | Path, *, student_steps: int, down_to: int, tea
     `options` (distill's), each round's student the next round's teacher; returns the last checkpoint.
     With `resume`, a round whose next round has begun is done, and the latest round continues."""
     if down_to > student_steps or down_to & (down_to - 1):
-        raise ValueError(f"--down-to must be a power of two no more than --student-steps {student_steps}, got {down_to}")
+        raise ValueError(f"--down-to must be a power of two no more than --student-steps {student_steps}, "
+                         f"got {down_to}")
     out, steps, final = Path(out), student_steps, None
     while steps >= down_to:
         folder, later = out / f"steps-{steps:04d}", out / f"steps-{steps // 2:04d}"

@@ -61,7 +61,8 @@ class EDMPreconditioning(nn.Module):
                 return self._consistency_eps(x, f.to(dtype), ab, self.alpha_bar[0].to(dtype)).to(xt.dtype)
             return ((1 - ab).sqrt() / r * x - sd * (ab / r).sqrt() * f.to(dtype)).to(xt.dtype)
 
-    def _consistency_eps(self, xt: torch.Tensor, f: torch.Tensor, ab: torch.Tensor, ab_min: torch.Tensor) -> torch.Tensor:
+    def _consistency_eps(self, xt: torch.Tensor, f: torch.Tensor, ab: torch.Tensor,
+                         ab_min: torch.Tensor) -> torch.Tensor:
         """eps of the consistency model's D (module docstring), in EDM's variables x = xt / sqrt(ab)."""
         sd = self.sigma_data
         sigma = ((1 - ab) / ab).sqrt()

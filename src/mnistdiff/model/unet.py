@@ -74,7 +74,8 @@ class UNetConfig:
         if self.classes < 0:
             raise ValueError(f"classes must be 0 (unconditional) or a number of classes, got {self.classes}")
         if self.distilled_steps < 0:
-            raise ValueError(f"distilled_steps must be 0 (not a student) or a number of steps, got {self.distilled_steps}")
+            raise ValueError(f"distilled_steps must be 0 (not a student) or a number of steps, "
+                             f"got {self.distilled_steps}")
 
 
 def upsample_nearest(h: torch.Tensor) -> torch.Tensor:
