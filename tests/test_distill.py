@@ -249,12 +249,17 @@ def test_distill_refuses_bad_arguments_in_one_line(tmp_path, idx_folder, capsys)
     out = ["--out", str(tmp_path / "r")]
     assert "power of two" in refused("--method", "progressive", "--teacher", str(TEACHER), "--student-steps", "3", *out)
     conditional = str(DATA / "tiny-cond-checkpoint")
-    assert "unconditional teacher" in refused("--method", "consistency", "--teacher", conditional, "--student-steps", "1",
-                                              *out)
+    assert "unconditional teacher" in refused("--method", "consistency", "--teacher", conditional,
+                                              "--student-steps", "1", *out)
     assert "needs --method and --student-steps" in refused("--teacher", str(TEACHER), *out)
     assert "no checkpoint" in refused("--method", "progressive", "--teacher", str(tmp_path / "none"),
                                       "--student-steps", "2", *out)
     assert not (tmp_path / "r").exists()
+    student, data = tmp_path / "student", ["--data-dir", str(idx_folder)]
+    assert main(["distill", "--method", "progressive", "--teacher", str(TEACHER), "--student-steps", "2",
+                 "--steps", "1", "--batch-size", "4", "--grid-images", "2", *data, "--out", str(student)]) == 0
+    assert main(["train", "--init-from", str(student), *data, "--out", str(tmp_path / "t")]) == 2
+    assert "a distilled student, not a diffusion model to train on" in capsys.readouterr().err
 
 
 def test_progressive_rounds_halve_the_steps_each_student_the_next_teacher(idx_folder, tmp_path, capsys):

@@ -71,6 +71,9 @@ def _continued_from(init_from: Path) -> tuple:
     says where it is, its step and its weights' SHA-256."""
     source, _ = loading.read(init_from)
     unet, _, schedule = loading.parse_config(source)
+    if unet.distilled_steps:
+        raise ValueError(f"--init-from {init_from}: a distilled student, not a diffusion model to train on; "
+                         f"distil it further with mnistdiff distill --teacher")
     record = {"path": str(init_from), "step": checkpoint.step_of(init_from),
               "weights_sha256": files.sha256(init_from / "weights.safetensors")}
     return source["dataset"], unet, schedule, record
