@@ -126,8 +126,8 @@ class Run:
         save_png(self.out / "samples" / f"step_{self.state['step']:07d}.png", grid(pics))
 
     def fid_check(self) -> dict:
-        """FID of fresh DDIM samples of the EMA model against the test statistics, in the run's
-        precision; its time is not the time budget's (`paused_s`)."""
+        """FID of fresh DDIM samples of the EMA model (a student's: its own sampler) against the test
+        statistics, in the run's precision; its time is not the time budget's (`paused_s`)."""
         settings, t0 = self.train_config, self.clock()
         pics = generate(self.ema_denoiser, self.schedule, settings.fid_images, sampler=None, steps=settings.fid_steps,
                         clip_x0=True, seed=settings.seed + 1, precision=settings.precision,
@@ -257,6 +257,8 @@ def train(
     out = Path(out)
     if init_from is not None and resume:
         raise ValueError("--init-from starts a new run; --resume continues one: pass only one")
+    if student is not None and (init_from is not None or conditional):
+        raise ValueError("a student starts from its teacher, unconditional: no --init-from or --conditional")
     if minutes is not None and not (minutes > 0):
         raise ValueError(f"--minutes must be positive, got {minutes}")
     group = distributed.join(device)
