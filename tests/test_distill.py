@@ -70,10 +70,11 @@ def test_the_target_is_the_teacher_s_data_point_for_data_of_one_point():
 
 
 def test_the_progressive_student_predicts_v():
-    """An eps teacher's student runs under EDM preconditioning with sigma_data = 1, which is
-    v-prediction (Salimans & Ho 2022) with F = -v: eps = sqrt(ab) v + sqrt(1 - ab) xt."""
+    """An eps teacher's student predicts v (Salimans & Ho 2022): eps = sqrt(ab) v + sqrt(1 - ab) xt, so
+    that the x0 a sampler takes from it is sqrt(ab) xt - sqrt(1 - ab) v. An EDM teacher's keeps EDM."""
     unet = student_unet(TINY, "progressive", 4, 1000)
-    assert (unet.preconditioning, unet.sigma_data, unet.distilled_steps) == ("edm", 1.0, 4)
+    assert (unet.preconditioning, unet.distilled_steps) == ("v", 4)
+    assert student_unet(UNetConfig(preconditioning="edm"), "progressive", 4, 1000).preconditioning == "edm"
     torch.manual_seed(0)
     network = UNet(unet).double().eval()
     model = precondition(network, SCHEDULE.alpha_bar).double()
@@ -81,9 +82,11 @@ def test_the_progressive_student_predicts_v():
     t = torch.tensor([999, 500, 3])
     ab = SCHEDULE.alpha_bar[t].view(-1, 1, 1, 1)
     with torch.no_grad():
-        v = -network(xt, t)
-        expected = ab.sqrt() * v + (1 - ab).sqrt() * xt
-        torch.testing.assert_close(model(xt, t), expected, atol=1e-5, rtol=0)  # the wrapper's alpha_bar is fp32
+        v = network(xt, t)
+        eps = model(xt, t)
+        torch.testing.assert_close(eps, ab.sqrt() * v + (1 - ab).sqrt() * xt, atol=1e-5, rtol=0)  # alpha_bar in fp32
+        x0 = (xt - (1 - ab).sqrt() * eps) / ab.sqrt()
+        torch.testing.assert_close(x0[1:], (ab.sqrt() * xt - (1 - ab).sqrt() * v)[1:], atol=1e-4, rtol=0)
 
 
 # Consistency distillation

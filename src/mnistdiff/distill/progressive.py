@@ -5,11 +5,13 @@ T - 1 - T/steps, ..., then clean data), whose every other level is the teacher's
 level i of the student's grid is level 2i of the teacher's, so one student step t -> t'' spans the
 teacher's t -> t' -> t''. Each round halves the steps, its student the next round's teacher.
 
-The student predicts v (Salimans & Ho, Sec. 4), through EDM's preconditioning with sigma_data = 1,
-which is v-prediction written as EDM's F = -v (model/preconditioning.py): with few steps the first
-step starts from pure noise, where x0 = (xt - sqrt(1 - ab) eps) / sqrt(ab) divides the error of eps
-by sqrt(ab) = 0.006 at t = T - 1; an eps-predicting student cannot make its one step well. A teacher
-with EDM preconditioning already predicts x0 well at every level: its student keeps it.
+The student predicts v = sqrt(ab) eps - sqrt(1 - ab) x0 (Salimans & Ho, Sec. 4; VPrediction in
+model/preconditioning.py): with few steps the first step starts from pure noise, where
+x0 = (xt - sqrt(1 - ab) eps) / sqrt(ab) divides the error of eps by sqrt(ab) = 0.006 at t = T - 1; an
+eps-predicting student cannot make its one step well, while x0 = sqrt(ab) xt - sqrt(1 - ab) v is
+well-posed at every level. Started from an eps teacher's weights, the network's output is already
+close to v at low noise (v ~ eps where ab ~ 1) and learns it at high noise. A teacher with EDM
+preconditioning already predicts x0 well at every level: its student keeps it.
 """
 
 from __future__ import annotations

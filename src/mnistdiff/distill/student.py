@@ -44,7 +44,7 @@ def student_unet(teacher: UNetConfig, method: str, steps: int, T: int) -> UNetCo
                              f"half as many, --student-steps {teacher.distilled_steps // 2}")
         if teacher.preconditioning == "edm":  # predicts x0 well at every level already
             return replace(teacher, distilled_steps=steps)
-        return replace(teacher, preconditioning="edm", sigma_data=1.0, distilled_steps=steps)  # v-prediction
+        return replace(teacher, preconditioning="v", distilled_steps=steps)
     if teacher.distilled_steps:
         raise ValueError("consistency distillation follows the teacher's ODE between any two levels: "
                          "take a teacher that is not itself a student")

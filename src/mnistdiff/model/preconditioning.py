@@ -19,6 +19,9 @@ condition), and
     eps = (x - D) / sigma = d^2 x / ((d^2 + sigma_data^2) sigma) - sigma_data d F / (sigma sqrt(sigma^2 + sigma_data^2))
 
 which is exactly 0 at t = 0: a sampler's x0 there is xt / sqrt(ab), the x of the boundary condition.
+
+A v-predicting network (Salimans & Ho 2022, Sec. 4), v = sqrt(ab) eps - sqrt(1 - ab) x0, gives
+eps = sqrt(ab) v + sqrt(1 - ab) xt (VPrediction).
 """
 
 from __future__ import annotations
@@ -71,9 +74,33 @@ class EDMPreconditioning(nn.Module):
         return d**2 * x / ((d**2 + sd**2) * sigma) - sd * d * f / (sigma * (sigma**2 + sd**2).sqrt())
 
 
+class VPrediction(nn.Module):
+    """eps from `inner`, a network that predicts v on the levels of `alpha_bar`; no weights of its own."""
+
+    def __init__(self, inner: nn.Module, alpha_bar: torch.Tensor):
+        super().__init__()
+        self.inner = inner
+        self.register_buffer("alpha_bar", alpha_bar.float(), persistent=False)
+
+    @property
+    def config(self) -> UNetConfig:
+        return self.inner.config
+
+    def forward(self, xt: torch.Tensor, t: torch.Tensor, labels: torch.Tensor | None = None) -> torch.Tensor:
+        """As EDMPreconditioning.forward: eps (B, C, H, W), the arithmetic in fp32 at least."""
+        dtype = torch.promote_types(xt.dtype, torch.float32)
+        given = () if labels is None else (labels,)
+        v = self.inner(xt, t, *given)  # (B, C, H, W)
+        with torch.autocast(xt.device.type, enabled=False):
+            ab = self.alpha_bar[t].to(dtype).view(-1, *([1] * (xt.dim() - 1)))  # (B, 1, 1, 1)
+            return (ab.sqrt() * v.to(dtype) + (1 - ab).sqrt() * xt.to(dtype)).to(xt.dtype)
+
+
 def precondition(network: nn.Module, alpha_bar: torch.Tensor) -> nn.Module:
     """The model the samplers call: `network` as it is, or wrapped as its config's `preconditioning` says."""
     cfg = network.config
     if cfg.preconditioning in ("edm", "consistency"):
         return EDMPreconditioning(network, alpha_bar, cfg.sigma_data, boundary=cfg.preconditioning == "consistency")
+    if cfg.preconditioning == "v":
+        return VPrediction(network, alpha_bar)
     return network

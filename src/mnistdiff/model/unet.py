@@ -40,7 +40,7 @@ class UNetConfig:
     groups: int = 32
     dropout: float = 0.1
     # "edm": the network is EDM's F, wrapped (model/preconditioning.py); "consistency": the same with
-    # the boundary condition of a consistency model (distill/consistency.py)
+    # the boundary condition of a consistency model (distill/consistency.py); "v": it predicts v
     preconditioning: str = "none"
     sigma_data: float = 0.5  # EDM's data standard deviation
     patch: int = 1  # side of the pixel blocks the network sees as channels (1: each pixel)
@@ -49,7 +49,7 @@ class UNetConfig:
     distilled_steps: int = 0  # the sampling steps a distilled student was trained for (0: not a student)
 
     def __post_init__(self):
-        if self.preconditioning not in ("none", "edm", "consistency"):
+        if self.preconditioning not in ("none", "edm", "consistency", "v"):
             raise ValueError(f"unknown preconditioning {self.preconditioning!r}: use 'none' or 'edm'")
         if not (self.sigma_data > 0 and math.isfinite(self.sigma_data)):
             raise ValueError(f"--sigma-data must be a positive number, got {self.sigma_data}")
