@@ -3,8 +3,9 @@ of a probability-flow ODE trajectory to the trajectory's start, learnt from one 
 
 f(x, t) = c_skip(t) x + c_out(t) F(x, t), with c_skip(t_min) = 1 and c_out(t_min) = 0 so that
 f(x, t_min) = x exactly (the boundary condition; t_min = 0, the lowest level): the "consistency"
-preconditioning of model/preconditioning.py, which hands f to the samplers as eps, so that the x0 a
-sampler predicts at (x, t) is f. The teacher's one-step solver is DDIM (eta = 0), between adjacent
+preconditioning of model/preconditioning.py, F the x0 of a v-predicting network, c_skip Song et al.'s
+(Appendix C) and c_out = 1 - c_skip, so that x0 is well-posed at every level, as for the progressive
+student. It hands f to the samplers as eps, so that the x0 a sampler predicts at (x, t) is f. The teacher's one-step solver is DDIM (eta = 0), between adjacent
 levels of an N-level grid from 0 to T - 1 spaced evenly in log-SNR (samplers.levels' "logsnr").
 """
 

@@ -39,8 +39,8 @@ class UNetConfig:
     heads: int = 4
     groups: int = 32
     dropout: float = 0.1
-    # "edm": the network is EDM's F, wrapped (model/preconditioning.py); "consistency": the same with
-    # the boundary condition of a consistency model (distill/consistency.py); "v": it predicts v
+    # "edm": the network is EDM's F, wrapped (model/preconditioning.py); "v": it predicts v;
+    # "consistency": a consistency model on a v-network, with its boundary condition
     preconditioning: str = "none"
     sigma_data: float = 0.5  # EDM's data standard deviation
     patch: int = 1  # side of the pixel blocks the network sees as channels (1: each pixel)
