@@ -67,7 +67,7 @@ def test_top_level_names_load_lazily():
             "from mnistdiff import (UNet, linear_schedule, cosine_schedule, levels, SAMPLERS, ddim_invert, "
             "generate, train, load_checkpoint); print(sorted(SAMPLERS), levels(2, linear_schedule()))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=_env())
-    assert out.stdout.strip() == "['ddim', 'ddpm', 'dpm-solver', 'dpm-solver-sde', 'edm', 'heun'] [500, 0, -1]"
+    assert out.stdout.strip() == "['consistency', 'ddim', 'ddpm', 'dpm-solver', 'dpm-solver-sde', 'edm', 'heun'] [500, 0, -1]"
 
 
 def test_loading_a_model_does_not_import_training():

@@ -113,7 +113,7 @@ def draw_levels(schedule: Schedule, n: int, density: torch.Tensor | None = None,
     return torch.searchsorted(cdf, u * cdf[-1], right=True).clamp(max=schedule.T - 1)
 
 
-def _draw_noise(schedule: Schedule, x0: torch.Tensor, density: torch.Tensor | None, stratified: bool,
+def draw_noise(schedule: Schedule, x0: torch.Tensor, density: torch.Tensor | None, stratified: bool,
                 generator: torch.Generator | None, shard: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
     """t (B,) and eps like x0 for this process's slice of the global batch (see EpsLoss)."""
     rank, world_size = shard
@@ -150,7 +150,7 @@ class EpsLoss:
 
     def __call__(self, model, schedule: Schedule, x0: torch.Tensor, generator: torch.Generator | None = None,
                  shard: tuple[int, int] = (0, 1), labels: torch.Tensor | None = None) -> torch.Tensor:
-        t, eps = _draw_noise(schedule, x0, self.density, self.stratified, generator, shard)
+        t, eps = draw_noise(schedule, x0, self.density, self.stratified, generator, shard)
         given = () if labels is None else (labels,)  # passed on only when given: any model fits
         pred = model(q_sample(schedule, x0, t, eps), t, *given)
         weights = self.weights(schedule)

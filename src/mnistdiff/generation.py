@@ -19,7 +19,7 @@ def generate(
     schedule: Schedule,
     n: int,
     *,
-    sampler: str = "ddim",
+    sampler: str | None = None,
     steps: int | None = None,
     spacing: str | None = None,
     t_end: int | None = None,
@@ -36,7 +36,7 @@ def generate(
 ) -> torch.Tensor:
     """n images as uint8 (n, C, H, W) from SAMPLERS[sampler] over sampler_levels(sampler, steps, schedule,
     spacing, t_end); batch k starts from noise seeded with seed + k, so the same seed and batch size give
-    the same images.
+    the same images. `sampler` None is "ddim", or for a distilled student its own (model_defaults).
 
     `steps` counts model evaluations, at most: by default samplers.default_steps (50, or all T for "ddpm");
     Heun and EDM take 2n - 1 for n steps, so an even count leaves one unused (samplers.steps_taken says
@@ -51,6 +51,7 @@ def generate(
     a doubled batch per evaluation unless s is 1 or 0 (samplers.Guided). Without labels the model runs
     unconditionally, as before.
     """
+    sampler, steps, spacing = model_defaults(model, sampler, steps, spacing)
     if sampler not in SAMPLERS:
         raise ValueError(f"unknown sampler {sampler!r}: choose one of {', '.join(SAMPLERS)}")
     if n < 1 or batch_size < 1:
@@ -79,3 +80,19 @@ def generate(
                 **options)
         out.append(to_uint8(x0).cpu())
     return torch.cat(out)
+
+
+def model_defaults(model, sampler: str | None, steps: int | None, spacing: str | None) -> tuple:
+    """(sampler, steps, spacing) for `model`, the given ones kept: "ddim" and the samplers' own defaults,
+    except for a student distilled for N steps (its config's distilled_steps), which takes N steps on
+    the trailing grid with its method's sampler ("consistency" for a consistency model, else "ddim") and
+    refuses more steps than N."""
+    config = getattr(model, "config", None)
+    distilled = getattr(config, "distilled_steps", 0)
+    if not distilled:
+        return sampler or "ddim", steps, spacing
+    if steps is not None and steps > distilled:
+        raise ValueError(f"this student was distilled for {distilled} step(s): ask for at most {distilled} "
+                         f"(--steps {steps}), or sample its teacher")
+    own = "consistency" if config.preconditioning == "consistency" else "ddim"
+    return sampler or own, distilled if steps is None else steps, spacing or "trailing"

@@ -26,7 +26,8 @@ DEFAULT_MODEL = WEIGHTS / "small-mnist"
 # Models shipped beside the default, by name: load_checkpoint(name), find(name) and `--checkpoint name`
 # take these folders. A name wins over a folder of that name in the working directory (reach such a
 # folder as ./name). An installation may lack a model named here: loading it then says so.
-SHIPPED = {"conditional": WEIGHTS / "conditional-mnist"}  # class-conditional MNIST (labels, guidance)
+SHIPPED = {"conditional": WEIGHTS / "conditional-mnist",  # class-conditional MNIST (labels, guidance)
+           "fast": WEIGHTS / "fast-mnist"}  # a student of the default model, for 1 to 4 steps (distill/)
 MODEL_FILES = ("weights.safetensors", "config.json")
 
 

@@ -16,6 +16,7 @@ from mnistdiff.loading import SHIPPED, CheckpointError
 
 COMMANDS = {
     "train": commands.cmd_train,
+    "distill": commands.cmd_distill,
     "sample": commands.cmd_sample,
     "fid": commands.cmd_fid,
     "eval-grid": commands.cmd_eval_grid,

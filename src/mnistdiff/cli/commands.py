@@ -33,6 +33,32 @@ def cmd_train(args) -> None:
         print(f"checkpoint: {final}")
 
 
+def cmd_distill(args) -> None:
+    from mnistdiff.cli.parser import DISTILL_SETTINGS
+    from mnistdiff.distill import distill, progressive_rounds
+    from mnistdiff.training import Interrupted, NonFiniteLoss
+
+    settings = {name: getattr(args, name) for name in DISTILL_SETTINGS} | {
+        "minutes": args.minutes, "data_dir": args.data_dir, "device": args.device,
+        "command": getattr(args, "command_line", None)}
+    try:
+        if args.down_to is None:
+            final = distill(args.out, method=args.method, teacher=args.teacher, student_steps=args.student_steps,
+                            levels=args.levels, resume=args.resume, **settings)
+        elif args.method != "progressive" or args.student_steps is None:
+            raise ValueError("--down-to goes on in rounds of progressive distillation: pass --method progressive "
+                             "and --student-steps, the first round's")
+        else:
+            final = progressive_rounds(args.out, student_steps=args.student_steps, down_to=args.down_to,
+                                       teacher=args.teacher, resume=args.resume, **settings)
+    except NonFiniteLoss as err:
+        raise Stopped(f"error: {err}", 2) from err
+    except Interrupted as err:
+        raise Stopped(str(err) or "interrupted", 130) from err
+    if os.environ.get("RANK", "0") == "0":
+        print(f"checkpoint: {final}")
+
+
 def load_model(args, ema: bool = True) -> tuple:
     """(model, schedule, config) of --checkpoint (or the shipped model), placed by `place_model`."""
     from mnistdiff import load_checkpoint

@@ -233,7 +233,9 @@ def _label_args(p: argparse.ArgumentParser) -> None:
 
 
 def _sampler_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--sampler", default="ddim", choices=list(SAMPLERS), help="how to step from noise to images")
+    p.add_argument("--sampler", choices=list(SAMPLERS),
+                   help="how to step from noise to images; a distilled student without it takes its own, ddim "
+                        "or consistency, on the trailing grid, for the steps it was distilled for (default: ddim)")
     p.add_argument("--steps", type=_positive_int,
                    help="model evaluations (default: 50; ddpm: every one of the T steps, 1000 for the shipped model; "
                         "heun and edm make 2n - 1 for n steps, so at most this many)")
@@ -374,10 +376,50 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--repeats", type=_positive_int, default=10, help="timed calls (the median is reported)")
     _device_arg(p, "where to time (auto: a CUDA GPU if there is one)")
 
+    _distill_parser(sub)
     _experiment_parsers(sub)
     _explore_parser(sub)
     _report_parser(sub)
     return parser
+
+
+# The TrainConfig fields `distill` takes: the loop's settings that a distillation uses.
+DISTILL_SETTINGS = ("steps", "batch_size", "lr", "warmup", "lr_decay", "ema_decay", "precision", "seed", "log_every",
+                    "sample_every", "checkpoint_every", "grid_images", "fid_every", "fid_images", "skip_nonfinite")
+
+
+def _distill_parser(sub) -> None:
+    from mnistdiff.distill.consistency import DEFAULT_LEVELS
+    from mnistdiff.distill.student import DEFAULTS, METHODS
+
+    p = sub.add_parser("distill", help="train a few-step student of a trained model (progressive or consistency "
+                                       "distillation), in a run folder as train writes")
+    p.add_argument("--method", choices=METHODS, help="progressive (Salimans & Ho 2022: one student step for two "
+                   "of the teacher's) or consistency (Song et al. 2023); required for a new run")
+    p.add_argument("--teacher", metavar="PATH", help="the model to distil: run, checkpoint or exported folder, "
+                   "a shipped name, or for progressive the last round's student (default: the shipped model)")
+    p.add_argument("--student-steps", type=_positive_int, metavar="N",
+                   help="the steps the student samples in: progressive, a power of two, half the teacher's if "
+                        "the teacher is a student; consistency, its default (required for a new run)")
+    p.add_argument("--down-to", type=_positive_int, metavar="M",
+                   help="progressive: go on in rounds, halving the steps down to M, each round in OUT/steps-N "
+                        "with these settings, its student the next round's teacher (default: one round, in OUT)")
+    p.add_argument("--levels", type=_positive_int,
+                   help=f"consistency: levels of the grid whose neighbours the teacher steps between "
+                        f"(default: {DEFAULT_LEVELS})")
+    p.add_argument("--out", required=True, help="run folder (checkpoints, log.csv, samples/)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its latest checkpoint")
+    p.add_argument("--minutes", type=float, help="stop after this many minutes of wall time, FID checks not "
+                                                 "counted (a cosine decay then ends with them)")
+    _data_dir_arg(p)
+    _device_arg(p, "where to train (auto: a CUDA GPU if there is one)")
+    hints = typing.get_type_hints(TrainConfig)
+    for f in dataclasses.fields(TrainConfig):
+        if f.name in DISTILL_SETTINGS:
+            values = {str(getattr(d, f.name)) for d in DEFAULTS.values()}
+            default = "consistency 0.95, else 0.999" if f.name == "ema_decay" else ", ".join(sorted(values))
+            p.add_argument("--" + f.name.replace("_", "-"), type=hints[f.name], choices=f.metadata.get("choices"),
+                           help=f"{f.metadata['help']} (default: {default}; on --resume the run's)")
 
 
 def _report_parser(sub) -> None:

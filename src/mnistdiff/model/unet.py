@@ -39,14 +39,17 @@ class UNetConfig:
     heads: int = 4
     groups: int = 32
     dropout: float = 0.1
-    preconditioning: str = "none"  # or "edm": the network is EDM's F, wrapped (model/preconditioning.py)
+    # "edm": the network is EDM's F, wrapped (model/preconditioning.py); "v": it predicts v;
+    # "consistency": a consistency model on a v-network, with its boundary condition
+    preconditioning: str = "none"
     sigma_data: float = 0.5  # EDM's data standard deviation
     patch: int = 1  # side of the pixel blocks the network sees as channels (1: each pixel)
     full_res: int = 0  # channels of a refinement at the image's own resolution after the head (0: none)
     classes: int = 0  # class labels the model is conditioned on (0: unconditional); label `classes` is "no label"
+    distilled_steps: int = 0  # the sampling steps a distilled student was trained for (0: not a student)
 
     def __post_init__(self):
-        if self.preconditioning not in ("none", "edm"):
+        if self.preconditioning not in ("none", "edm", "consistency", "v"):
             raise ValueError(f"unknown preconditioning {self.preconditioning!r}: use 'none' or 'edm'")
         if not (self.sigma_data > 0 and math.isfinite(self.sigma_data)):
             raise ValueError(f"--sigma-data must be a positive number, got {self.sigma_data}")
@@ -70,6 +73,9 @@ class UNetConfig:
             raise ValueError(f"--full-res must be 0 (none) or a number of channels, got {self.full_res}")
         if self.classes < 0:
             raise ValueError(f"classes must be 0 (unconditional) or a number of classes, got {self.classes}")
+        if self.distilled_steps < 0:
+            raise ValueError(f"distilled_steps must be 0 (not a student) or a number of steps, "
+                             f"got {self.distilled_steps}")
 
 
 def upsample_nearest(h: torch.Tensor) -> torch.Tensor:

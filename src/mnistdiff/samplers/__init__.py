@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
+from mnistdiff.samplers.consistency import sample_consistency
 from mnistdiff.samplers.ddim import ddim_invert, ddim_update, sample_ddim
 from mnistdiff.samplers.ddpm import ddpm_step, sample_ddpm
 from mnistdiff.samplers.dpm_solver import sample_dpm_solver
@@ -28,7 +29,8 @@ from mnistdiff.samplers.heun import sample_edm, sample_heun
 from mnistdiff.samplers.levels import SPACINGS, levels
 
 SAMPLERS: dict[str, Callable] = {"ddpm": sample_ddpm, "ddim": sample_ddim, "dpm-solver": sample_dpm_solver,
-                                 "heun": sample_heun, "edm": sample_edm, "dpm-solver-sde": sample_dpm_solver_sde}
+                                 "heun": sample_heun, "edm": sample_edm, "dpm-solver-sde": sample_dpm_solver_sde,
+                                 "consistency": sample_consistency}
 
 
 DEFAULT_STEPS = 50
@@ -80,5 +82,5 @@ def register(name: str, fn: Callable) -> None:
 
 
 __all__ = ["DEFAULT_GUIDANCE", "DEFAULT_STEPS", "Guided", "SAMPLERS", "SPACINGS", "ddim_invert", "ddim_update", "ddpm_step", "default_spacing",
-           "default_steps", "grid_steps", "levels", "register", "sample_ddim", "sample_ddpm", "sample_dpm_solver",
+           "default_steps", "grid_steps", "levels", "register", "sample_consistency", "sample_ddim", "sample_ddpm", "sample_dpm_solver",
            "sample_dpm_solver_sde", "sample_edm", "sample_heun", "sampler_levels", "steps_taken"]

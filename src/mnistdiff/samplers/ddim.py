@@ -69,9 +69,19 @@ def ddim_invert(
     """
     if iterations < 0:
         raise ValueError(f"iterations must be >= 0, got {iterations}")
+    refuse_student(model)
     levels = check_levels(levels, schedule.T)
     return _walk(model, x0, schedule, levels[::-1], "DDIM inversion", callback=callback, progress=progress,
                  iterations=iterations)
+
+
+def refuse_student(model) -> None:
+    """One-line ValueError for a distilled student (its config's distilled_steps): its few steps follow
+    no ODE that inversion could walk back up, so inverting, and merging through it, needs the teacher."""
+    steps = getattr(getattr(model, "config", None), "distilled_steps", 0)
+    if steps:
+        raise ValueError(f"DDIM inversion needs the teacher: this model is a student distilled for {steps} "
+                         f"step(s), which cannot be run backwards (pass the teacher's --checkpoint)")
 
 
 def _walk(model, x: torch.Tensor, schedule: Schedule, path: list[int], desc: str, *, eta: float = 0.0,

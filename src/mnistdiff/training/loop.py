@@ -13,6 +13,7 @@ from tqdm.auto import tqdm
 
 from mnistdiff import data, files, loading, lock
 from mnistdiff.diffusion import level_density, make_schedule, training_loss
+from mnistdiff.distill.student import check_same_student, student_config, student_loss
 from mnistdiff.evaluation.report import fid_test
 from mnistdiff.generation import generate
 from mnistdiff.images import grid, save_png
@@ -64,8 +65,11 @@ class Run:
         # How the loss weighs and draws the levels (diffusion.py): the plain MSE over uniform t by default.
         density = level_density(self.schedule, settings.level_density, settings.level_mean, settings.level_std,
                                 settings.level_uniform)
-        self.loss = training_loss(unet_config.preconditioning, unet_config.sigma_data, settings.min_snr_gamma,
-                                  density, stratified=settings.level_draw == "stratified")
+        if "student" in config:  # a distillation's loss, which holds the frozen teacher (distill/student.py)
+            self.loss = student_loss(config, self)
+        else:
+            self.loss = training_loss(unet_config.preconditioning, unet_config.sigma_data, settings.min_snr_gamma,
+                                      density, stratified=settings.level_draw == "stratified")
         # The training forward may run through torch.compile; weights and state_dict stay the model's.
         self.compiled = self.denoiser
         self.paused_s = 0.0  # wall time of FID checks, which the time budget does not count
@@ -116,16 +120,16 @@ class Run:
         return checkpoint.save(self.out, self.state["step"], self.model, self.ema, self.optimizer, rng, self.config)
 
     def sample_grid(self) -> None:
-        pics = generate(self.ema_denoiser, self.schedule, self.train_config.grid_images, sampler="ddim",
+        pics = generate(self.ema_denoiser, self.schedule, self.train_config.grid_images, sampler=None,
                         steps=self.train_config.grid_steps, clip_x0=True, seed=self.train_config.seed,
                         image_shape=tuple(self.images.shape[1:]))
         save_png(self.out / "samples" / f"step_{self.state['step']:07d}.png", grid(pics))
 
     def fid_check(self) -> dict:
-        """FID of fresh DDIM samples of the EMA model against the test statistics, in the run's
-        precision; its time is not the time budget's (`paused_s`)."""
+        """FID of fresh DDIM samples of the EMA model (a student's: its own sampler) against the test
+        statistics, in the run's precision; its time is not the time budget's (`paused_s`)."""
         settings, t0 = self.train_config, self.clock()
-        pics = generate(self.ema_denoiser, self.schedule, settings.fid_images, sampler="ddim", steps=settings.fid_steps,
+        pics = generate(self.ema_denoiser, self.schedule, settings.fid_images, sampler=None, steps=settings.fid_steps,
                         clip_x0=True, seed=settings.seed + 1, precision=settings.precision,
                         image_shape=tuple(self.images.shape[1:]))
         fid = fid_test(pics, self.config["dataset"])
@@ -224,6 +228,7 @@ def train(
     command: str | None = None,
     clock: Callable[[], float] = time.monotonic,
     conditional: bool = False,
+    student: dict | None = None,
     **overrides,
 ) -> Path:
     """Train (or, with resume, continue) a run in folder `out`; returns the last checkpoint folder.
@@ -241,6 +246,8 @@ def train(
     largest label + 1), with `label_dropout` of the labels replaced by "no label" in each batch; with
     `init_from` an unconditional model, the run starts as that model (its label embedding at zero).
     A resumed or continued conditional model stays conditional.
+    `student` ({"method", "teacher", "steps", "levels"}, as distill.distill gives it) makes a new run a
+    student of that teacher, trained with its distillation loss; on resume the given ones must be the run's.
     With `minutes` and a cosine decay, the learning rate reaches 0 when the time runs out.
     `command`: what started this sitting, noted with the commit and machine in the run's
     sittings.jsonl (train/sittings.py), which `export` puts in the model's record.
@@ -250,6 +257,8 @@ def train(
     out = Path(out)
     if init_from is not None and resume:
         raise ValueError("--init-from starts a new run; --resume continues one: pass only one")
+    if student is not None and (init_from is not None or conditional):
+        raise ValueError("a student starts from its teacher, unconditional: no --init-from or --conditional")
     if minutes is not None and not (minutes > 0):
         raise ValueError(f"--minutes must be positive, got {minutes}")
     group = distributed.join(device)
@@ -257,8 +266,14 @@ def train(
         if group.main and out.is_dir():
             lock.take(out)  # before reading the run: a second writer changes nothing (lock.py)
         folder = resume_from(out, resume, group.main)
-        source = loading.find(init_from) if init_from is not None else None
-        config = resolve(preset, dataset, folder, overrides, source, conditional)
+        if student is not None and folder is None:
+            config, source = student_config(student["method"], student["teacher"], student["steps"],
+                                            student["levels"], overrides)
+        else:
+            source = loading.find(init_from) if init_from is not None else None
+            config = resolve(preset, dataset, folder, overrides, source, conditional)
+            if student is not None:
+                check_same_student(config, student["method"], student["teacher"], student["steps"], student["levels"])
         run = _new_run(out, config, data_dir, group, compile, clock, conditional)
         if folder is not None:
             run.restore(folder)

@@ -62,7 +62,7 @@ def _starting_point(preset: str | None, dataset: str | None, resume: Path | None
         if given is not None and given != have:
             raise ValueError(f"--{flag} {given}: the run's is {have}; a resumed run keeps it")
     unet, train, schedule = loading.parse_config(config)
-    extra = {k: config[k] for k in ("init_from",) if k in config}
+    extra = {k: config[k] for k in ("init_from", "student") if k in config}
     return config["preset"], config["dataset"], unet, train, schedule, extra
 
 
@@ -71,6 +71,9 @@ def _continued_from(init_from: Path) -> tuple:
     says where it is, its step and its weights' SHA-256."""
     source, _ = loading.read(init_from)
     unet, _, schedule = loading.parse_config(source)
+    if unet.distilled_steps:
+        raise ValueError(f"--init-from {init_from}: a distilled student, not a diffusion model to train on; "
+                         f"distil it further with mnistdiff distill --teacher")
     record = {"path": str(init_from), "step": checkpoint.step_of(init_from),
               "weights_sha256": files.sha256(init_from / "weights.safetensors")}
     return source["dataset"], unet, schedule, record

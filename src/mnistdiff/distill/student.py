@@ -1,0 +1,147 @@
+"""A student run's config and loss: what `distill` adds to the training loop, which runs it unchanged.
+
+A student's config.json is its teacher's, with the network's preconditioning and `distilled_steps` set
+(model/unet.py), the run's TrainConfig, and a record of how it was made:
+
+    "student": {"method": "progressive", "steps": 4, "levels": 40, "teacher": {"path": ..., "sha256": ...}}
+
+The student starts from the teacher's EMA weights; on a resume the teacher is read again from its
+path and must still have the weights it had (their SHA-256).
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from torch import nn
+
+from mnistdiff import files, loading
+from mnistdiff.diffusion import make_schedule
+from mnistdiff.distill.consistency import DEFAULT_LEVELS, ConsistencyLoss, check_levels
+from mnistdiff.distill.progressive import ProgressiveLoss, check_steps
+from mnistdiff.model import TrainConfig
+from mnistdiff.model.unet import UNetConfig
+
+METHODS = ("progressive", "consistency")
+# Starting settings, not yet tuned (docs/distillation.md): a round of 2000 steps, annealed to 0 at
+# --steps or --minutes; the consistency target is the run's EMA, at Song et al.'s target decay.
+_COMMON = TrainConfig(steps=2000, batch_size=64, lr=1e-4, warmup=100, lr_decay="cosine", precision="auto",
+                      sample_every=500, checkpoint_every=500)
+DEFAULTS = {"progressive": _COMMON, "consistency": replace(_COMMON, ema_decay=0.95)}
+
+
+def student_unet(teacher: UNetConfig, method: str, steps: int, T: int) -> UNetConfig:
+    """The student's network: the teacher's, predicting what `method` needs, or ValueError in one line."""
+    if method not in METHODS:
+        raise ValueError(f"unknown method {method!r}: use {' or '.join(METHODS)}")
+    if teacher.classes:
+        raise ValueError("distillation takes an unconditional teacher; this one is class-conditional")
+    if method == "progressive":
+        check_steps(steps, T)
+        if teacher.distilled_steps not in (0, 2 * steps):
+            raise ValueError(f"the teacher is a student of {teacher.distilled_steps} steps: its student takes "
+                             f"half as many, --student-steps {teacher.distilled_steps // 2}")
+        if teacher.preconditioning == "edm":  # predicts x0 well at every level already
+            return replace(teacher, distilled_steps=steps)
+        return replace(teacher, preconditioning="v", distilled_steps=steps)
+    if teacher.distilled_steps:
+        raise ValueError("consistency distillation follows the teacher's ODE between any two levels: "
+                         "take a teacher that is not itself a student")
+    if not 1 <= steps <= T:
+        raise ValueError(f"--student-steps must be from 1 to T = {T}, got {steps}")
+    return replace(teacher, preconditioning="consistency", distilled_steps=steps)
+
+
+def student_config(method: str, teacher: str | Path | None, steps: int, levels: int = DEFAULT_LEVELS,
+                   overrides: dict | None = None) -> tuple[dict, Path]:
+    """(config, teacher folder) of a new student run of `teacher` (None: the shipped model)."""
+    folder = loading.find(teacher)
+    config, _ = loading.read(folder)
+    unet, _, schedule = loading.parse_config(config)
+    T = make_schedule(schedule).T
+    unet = student_unet(unet, method, steps, T)
+    if method == "consistency":
+        check_levels(levels, T)
+    given = {k: v for k, v in (overrides or {}).items() if v is not None}
+    train = replace(DEFAULTS[method], **({"grid_steps": steps, "fid_steps": steps} | given))
+    if max(train.grid_steps, train.fid_steps) > steps:
+        raise ValueError(f"--grid-steps and --fid-steps: a student of {steps} step(s) samples in at most {steps}")
+    record = {"method": method, "steps": steps, "teacher": {"path": str(folder.resolve()),
+                                                           "sha256": files.sha256(folder / "weights.safetensors")}}
+    if method == "consistency":
+        record["levels"] = levels
+    from mnistdiff.training.checkpoint import config_dict
+
+    return config_dict(config["preset"], config["dataset"], unet, train, schedule) | {"student": record}, folder
+
+
+def check_same_student(config: dict, method: str | None, teacher, steps: int | None, levels: int | None) -> None:
+    """On --resume: refuse a method, teacher, step count or grid other than the run's."""
+    record = config["student"]
+    for flag, given, have in (("method", method, record["method"]), ("student-steps", steps, record["steps"]),
+                              ("levels", levels, record.get("levels"))):
+        if given is not None and given != have:
+            raise ValueError(f"--{flag} {given}: the run's is {have}; a resumed run keeps it")
+    if teacher is not None and str(loading.find(teacher).resolve()) != record["teacher"]["path"]:
+        raise ValueError(f"--teacher {teacher}: the run's teacher is {record['teacher']['path']}; "
+                         f"a resumed run keeps it")
+
+
+def load_teacher(record: dict, device) -> nn.Module:
+    """The teacher a student record names, as eps, frozen; CheckpointError if its weights have changed."""
+    folder = Path(record["path"])
+    if not (folder / "weights.safetensors").is_file():
+        raise FileNotFoundError(f"the teacher {folder} is gone: a student run needs its teacher to continue")
+    if files.sha256(folder / "weights.safetensors") != record["sha256"]:
+        raise loading.CheckpointError(f"the teacher {folder} holds other weights than when the run began")
+    model, _, _ = loading.load_checkpoint(folder)
+    return model.to(device)
+
+
+def student_loss(config: dict, run) -> ProgressiveLoss | ConsistencyLoss:
+    """The loss of a student run (training/loop.Run): its method's, holding the frozen teacher; the
+    consistency target is the run's EMA model."""
+    record = config["student"]
+    teacher = load_teacher(record["teacher"], run.device)
+    if record["method"] == "progressive":
+        return ProgressiveLoss(teacher, record["steps"])
+    return ConsistencyLoss(teacher, run.ema_denoiser, record["levels"])
+
+
+def distill(out: str | Path, *, method: str | None = None, teacher: str | Path | None = None,
+            student_steps: int | None = None, levels: int | None = None, resume: bool = False, **options) -> Path:
+    """Distil `teacher` (None: the shipped model) into a student of `student_steps` steps by `method`
+    ("progressive" or "consistency"), trained by training.train in run folder `out`; returns the last
+    checkpoint folder. `levels`: the consistency grid's (default 40). `options` are train()'s: minutes,
+    device, data_dir, progress, command, clock, and TrainConfig fields (steps, batch_size, lr, ema_decay,
+    checkpoint_every, fid_every, ...). With `resume`, the run's own method, teacher and steps continue.
+    """
+    from mnistdiff.training import train
+
+    if not resume and (method is None or student_steps is None):
+        raise ValueError("a new student needs --method and --student-steps")
+    if not resume and levels is None:
+        levels = DEFAULT_LEVELS
+    student = {"method": method, "teacher": teacher, "steps": student_steps, "levels": levels}
+    return train(out, resume=resume, student=student, **options)
+
+
+def progressive_rounds(out: str | Path, *, student_steps: int, down_to: int, teacher: str | Path | None = None,
+                       resume: bool = False, **options) -> Path:
+    """Progressive distillation in rounds (Salimans & Ho 2022, Algorithm 2's outer loop): students of
+    `student_steps`, half as many, ... down to `down_to` steps, each in out/steps-N with the same
+    `options` (distill's), each round's student the next round's teacher; returns the last checkpoint.
+    With `resume`, a round whose next round has begun is done, and the latest round continues."""
+    if down_to > student_steps or down_to & (down_to - 1):
+        raise ValueError(f"--down-to must be a power of two no more than --student-steps {student_steps}, "
+                         f"got {down_to}")
+    out, steps, final = Path(out), student_steps, None
+    while steps >= down_to:
+        folder, later = out / f"steps-{steps:04d}", out / f"steps-{steps // 2:04d}"
+        if not (resume and steps > down_to and later.is_dir()):
+            begun = resume and (folder / "checkpoints").is_dir()
+            final = distill(folder, method="progressive", teacher=None if begun else teacher,
+                            student_steps=steps, resume=begun, **options)
+        teacher, steps = folder, steps // 2
+    return final
