@@ -3,7 +3,7 @@ noises, scored as `mnistdiff fid` scores (FID against the test statistics beside
 the same count, precision and recall), written as JSON, a Markdown table and a plot.
 
     python benchmarks/quality_per_call.py [--checkpoint RUN] [--n 2048] [--nfes 5,10,20,50,100]
-        [--curves ddim,heun,...] [--precision auto] [--out benchmarks/results/quality-per-call]
+        [--curves 'ddim uniform,heun trailing,...'] [--precision auto] [--out benchmarks/results/quality-per-call]
 
 Budgets run in ascending order over every curve. Rows are kept in OUT.partial.jsonl as they finish;
 rerunning the same command reuses them, and --kept-only writes the table from them alone.
@@ -28,21 +28,22 @@ from mnistdiff.evaluation import evaluate
 from mnistdiff.generation import generate
 from mnistdiff.precision import pick_device, pick_precision
 from mnistdiff.provenance import git_commit
-from mnistdiff.samplers import default_spacing, steps_taken
+from mnistdiff.samplers import steps_taken
 
-# label -> (sampler, spacing (None: its own), options)
+# label -> (sampler, spacing, options): every curve names its grid, so a sampler's default may change
+# and the rows kept stay what they were
 CURVES = {
-    "ddim": ("ddim", None, {}),
+    "ddim uniform": ("ddim", "uniform", {}),
     "ddim trailing": ("ddim", "trailing", {}),
-    "ddim eta 1": ("ddim", None, {"eta": 1.0}),
-    "dpm-solver": ("dpm-solver", None, {}),
+    "ddim uniform eta 1": ("ddim", "uniform", {"eta": 1.0}),
+    "dpm-solver uniform": ("dpm-solver", "uniform", {}),
     "dpm-solver logsnr": ("dpm-solver", "logsnr", {}),
     "dpm-solver trailing": ("dpm-solver", "trailing", {}),
-    "dpm-solver-sde": ("dpm-solver-sde", None, {}),
+    "dpm-solver-sde logsnr": ("dpm-solver-sde", "logsnr", {}),
     "dpm-solver-sde trailing": ("dpm-solver-sde", "trailing", {}),
-    "heun": ("heun", None, {}),
+    "heun logsnr": ("heun", "logsnr", {}),
     "heun trailing": ("heun", "trailing", {}),
-    "edm": ("edm", None, {}),
+    "edm logsnr": ("edm", "logsnr", {}),
     "edm trailing": ("edm", "trailing", {}),
 }
 NFES = (5, 10, 20, 50, 100)
@@ -70,7 +71,7 @@ def measure(model, schedule, *, n: int, nfes=NFES, curves=tuple(CURVES), dataset
                               batch_size=batch_size, precision=precision, **options)
             seconds = time.perf_counter() - t0
             scores = evaluate(images, dataset, data_dir, seed=seed)
-            rows.append({"curve": label, "sampler": sampler, "spacing": spacing or default_spacing(sampler),
+            rows.append({"curve": label, "sampler": sampler, "spacing": spacing,
                          "options": options, "nfe_budget": nfe, "nfe": steps_taken(sampler, nfe, schedule.T),
                          "n": n, "seconds": seconds, "fid_test": scores["fid_test"],
                          "floor_fid_test": scores["floor_fid_test"], "precision": scores["precision"],

@@ -102,7 +102,7 @@ def test_every_option_of_every_command_has_help_and_shows_its_default():
             if not isinstance(action, argparse._HelpAction):
                 assert action.help, f"mnistdiff {name} {'/'.join(action.option_strings) or action.dest}: no help"
     text = _subparsers(build_parser())["sample"].format_help()
-    assert "(default: 50;" in text and "(default: ddim)" in text and "seed + k) (default: 0)" in text
+    assert "(default: 50;" in text and "(default: dpm-solver-sde," in text and "seed + k) (default: 0)" in text
 
 
 def test_a_new_train_config_field_is_a_documented_working_flag(monkeypatch):

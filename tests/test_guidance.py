@@ -148,7 +148,7 @@ def test_generate_takes_an_int_a_list_or_a_tensor_and_defaults_the_scale(monkeyp
 def test_generate_without_labels_is_todays_unconditional_run():
     """labels None: the same noise and plain model(xt, t) calls as a direct sampler loop."""
     model = ClassGaussians()
-    images = generate(model, SCHEDULE, 10, steps=5, batch_size=4, image_shape=SHAPE, seed=3)
+    images = generate(model, SCHEDULE, 10, sampler="ddim", steps=5, batch_size=4, image_shape=SHAPE, seed=3)
     assert all(seen is None for _, seen in model.calls)
     grid = sampler_levels("ddim", 5, SCHEDULE)
     direct = []

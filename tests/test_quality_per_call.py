@@ -15,13 +15,16 @@ def test_every_curve_is_scored_at_each_budget_and_written(idx_folder, tmp_path):
 
     run = tiny_checkpoint(tmp_path / "model")  # untrained
     out = tmp_path / "quality"
-    main(["--checkpoint", str(run), "--n", "12", "--nfes", "2,4", "--curves", "ddim,heun,dpm-solver-sde",
+    main(["--checkpoint", str(run), "--n", "12", "--nfes", "2,4",
+          "--curves", "ddim uniform,heun logsnr,dpm-solver-sde trailing",
           "--data-dir", str(idx_folder), "--precision", "fp32", "--device", "cpu", "--batch-size", "12",
           "--out", str(out)])
     record = json.loads(out.with_suffix(".json").read_text())
     rows = [(r["curve"], r["spacing"], r["nfe_budget"], r["nfe"]) for r in record["rows"]]
-    assert rows == [("ddim", "uniform", 2, 2), ("ddim", "uniform", 4, 4), ("heun", "logsnr", 2, 1),
-                    ("heun", "logsnr", 4, 3), ("dpm-solver-sde", "logsnr", 2, 2), ("dpm-solver-sde", "logsnr", 4, 4)]
+    # budget by budget, so a stopped run has every curve at the small budgets
+    assert rows == [("ddim uniform", "uniform", 2, 2), ("heun logsnr", "logsnr", 2, 1),
+                    ("dpm-solver-sde trailing", "trailing", 2, 2), ("ddim uniform", "uniform", 4, 4),
+                    ("heun logsnr", "logsnr", 4, 3), ("dpm-solver-sde trailing", "trailing", 4, 4)]
     for r in record["rows"]:
         assert r["n"] == 12 and r["fid_test"] >= 0 and r["floor_fid_test"] >= 0
         assert 0 <= r["precision"] <= 1 and 0 <= r["recall"] <= 1

@@ -15,7 +15,7 @@ from conftest import make_idx_folder
 from mnistdiff import files, loading
 from mnistdiff.cli import main
 from mnistdiff.precision import pick_precision
-from mnistdiff.report import QUICK, build_report
+from mnistdiff.report import FID_ROWS, QUICK, build_report
 from mnistdiff.report.cache import Cache
 
 TINY = replace(QUICK, name="tiny", fid_images=10, headline_images=10, ddpm_images=10, timing_batch=2,
@@ -64,7 +64,7 @@ def test_the_page_holds_every_part(page):
                     "Provenance"):
         assert f"<h2>{heading}</h2>" in html
     summary = json.loads((page / "summary.json").read_text())
-    assert [r["n"] for r in summary["fid"]] == [10] * 8
+    assert [r["n"] for r in summary["fid"]] == [10] * len(FID_ROWS)
     assert summary["fid"][0]["label"] == "DDPM-100"
     assert "http" not in html.replace("http-equiv", "")  # nothing fetched from the network
     assert summary["provenance"]["settings"]["merge_per_class"] == 1
@@ -102,7 +102,7 @@ def test_the_terminal_summary_says_which_precision_ran(page):
     out = text.getvalue()
     ran = pick_precision("auto")  # the settings' precision, as this machine resolves it
     assert ("FID rows and timing " + ("under bf16 autocast" if ran == "bf16" else f"in {ran}")) in out.splitlines()[0]
-    assert out.count("(5 draws)") == 8  # each FID row's floor range
+    assert out.count("(5 draws)") == len(FID_ROWS)  # each FID row's floor range
 
 
 def test_the_fid_curve_says_what_part_of_training_it_shows():
@@ -137,7 +137,8 @@ def test_a_rerun_reuses_every_finished_part(tiny_run, page, capsys):
     run, data = tiny_run
     stamp = (page / "cache" / "timing.json").stat().st_mtime_ns
     build_report(page, run, TINY, device="cpu", data_dir=data)
-    assert capsys.readouterr().err.count("reused from the cache") == 16
+    # the FID rows and eight other parts
+    assert capsys.readouterr().err.count("reused from the cache") == len(FID_ROWS) + 8
     assert (page / "cache" / "timing.json").stat().st_mtime_ns == stamp
 
 
@@ -162,7 +163,7 @@ def test_compile_builds_one_runner_for_the_fid_rows_and_times_its_own_batch(tiny
 def test_the_summary_gives_every_parts_time_and_says_which_were_reused(tiny_run, page):
     run, data = tiny_run
     first = json.loads((page / "summary.json").read_text())["parts"]
-    assert len(first) == 16 and all(p["seconds"] > 0 for p in first.values())
+    assert len(first) == len(FID_ROWS) + 8 and all(p["seconds"] > 0 for p in first.values())
     again = build_report(page, run, TINY, device="cpu", data_dir=data, progress=False)["parts"]
     assert again == {name: {"seconds": p["seconds"], "reused": True} for name, p in first.items()}
 
@@ -233,7 +234,7 @@ def test_the_command_takes_the_conditional_model(tiny_run, conditional_page, tmp
     monkeypatch.setitem(SIZES, "quick", TINY)
     argv = ["report", "--out", str(out), "--checkpoint", str(run), "--device", "cpu", "--data-dir", str(data)]
     assert main(argv + ["--conditional-checkpoint", str(TINY_COND)]) == 0
-    assert capsys.readouterr().err.count("reused from the cache") == 16
+    assert capsys.readouterr().err.count("reused from the cache") == len(FID_ROWS) + 8
     assert json.loads((out / "summary.json").read_text())["conditional"]["rows"] == \
         conditional_page[1]["conditional"]["rows"]
 
@@ -248,8 +249,9 @@ def test_the_conditional_section_costs_its_model_evaluations():
     from mnistdiff.report import FULL
     from mnistdiff.report.settings import conditional_evaluations
 
-    # the grid: 100 images at s = 2 (a doubled batch); the table: 256 images at s = 1, 2 and 5; DDIM-50
-    assert conditional_evaluations(QUICK) == (100 * 2 + 256 * (1 + 2 + 2)) * 50
+    # the grid: 100 images at s = 2 (a doubled batch); the table: 256 images at s = 2 alone; DDIM-50
+    assert QUICK.guidance_scales == (2.0,)
+    assert conditional_evaluations(QUICK) == (100 * 2 + 256 * 2) * 50
     assert FULL.guidance_scales == (1.0, 1.5, 2.0, 3.0, 5.0)
 
 

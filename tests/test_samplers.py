@@ -54,10 +54,10 @@ def test_each_sampler_declares_its_grid_and_counts_its_model_calls():
     """sampler_levels gives each sampler its own spacing and at most `steps` model evaluations, and
     steps_taken says how many it makes: counted here on the closed-form model."""
     assert [default_spacing(name) for name in ("ddim", "dpm-solver", "heun", "edm", "dpm-solver-sde")] == \
-        ["uniform", "uniform", "logsnr", "logsnr", "logsnr"]
+        ["uniform", "trailing", "trailing", "trailing", "trailing"]
     assert sampler_levels("ddim", None, SCHEDULE) == levels(50, SCHEDULE)
-    assert sampler_levels("heun", 10, SCHEDULE) == levels(5, SCHEDULE, "logsnr")
-    assert sampler_levels("heun", 10, SCHEDULE, "trailing") == levels(5, SCHEDULE, "trailing")
+    assert sampler_levels("heun", 10, SCHEDULE) == levels(5, SCHEDULE, "trailing")
+    assert sampler_levels("heun", 10, SCHEDULE, "logsnr") == levels(5, SCHEDULE, "logsnr")
     assert sampler_levels("ddpm", None, SCHEDULE) == levels(1000, SCHEDULE)
     inner = GaussianData(SCHEDULE, 0.4, 0.3)
     for name in SAMPLERS:

@@ -10,7 +10,7 @@ from tqdm.auto import tqdm
 from mnistdiff.data import to_uint8
 from mnistdiff.diffusion import Schedule
 from mnistdiff.runtime import prepare
-from mnistdiff.samplers import SAMPLERS, sampler_levels
+from mnistdiff.samplers import DEFAULT_SAMPLER, SAMPLERS, sampler_levels
 from mnistdiff.samplers.guidance import DEFAULT_GUIDANCE, Guided, check_guidance, classes, label_list
 
 
@@ -36,7 +36,7 @@ def generate(
 ) -> torch.Tensor:
     """n images as uint8 (n, C, H, W) from SAMPLERS[sampler] over sampler_levels(sampler, steps, schedule,
     spacing, t_end); batch k starts from noise seeded with seed + k, so the same seed and batch size give
-    the same images. `sampler` None is "ddim", or for a distilled student its own (model_defaults).
+    the same images. `sampler` None is DEFAULT_SAMPLER, or for a distilled student its own (model_defaults).
 
     `steps` counts model evaluations, at most: by default samplers.default_steps (50, or all T for "ddpm");
     Heun and EDM take 2n - 1 for n steps, so an even count leaves one unused (samplers.steps_taken says
@@ -83,14 +83,14 @@ def generate(
 
 
 def model_defaults(model, sampler: str | None, steps: int | None, spacing: str | None) -> tuple:
-    """(sampler, steps, spacing) for `model`, the given ones kept: "ddim" and the samplers' own defaults,
+    """(sampler, steps, spacing) for `model`, the given ones kept: DEFAULT_SAMPLER and its own defaults,
     except for a student distilled for N steps (its config's distilled_steps), which takes N steps on
     the trailing grid with its method's sampler ("consistency" for a consistency model, else "ddim") and
     refuses more steps than N."""
     config = getattr(model, "config", None)
     distilled = getattr(config, "distilled_steps", 0)
     if not distilled:
-        return sampler or "ddim", steps, spacing
+        return sampler or DEFAULT_SAMPLER, steps, spacing
     if steps is not None and steps > distilled:
         raise ValueError(f"this student was distilled for {distilled} step(s): ask for at most {distilled} "
                          f"(--steps {steps}), or sample its teacher")

@@ -28,6 +28,8 @@ FID_ROWS = (
     FidRow("DDIM-100, eta 1", "ddim", 100, eta=1.0),
     FidRow("DPM-Solver++ 10", "dpm-solver", 10),
     FidRow("DPM-Solver++ 20", "dpm-solver", 20),
+    FidRow("DPM-Solver++ SDE 20", "dpm-solver-sde", 20),
+    FidRow("DPM-Solver++ SDE 50 (default)", "dpm-solver-sde", 50),  # what `mnistdiff sample` draws with
 )
 HEADLINE = "DDIM-50"
 

@@ -34,6 +34,9 @@ SAMPLERS: dict[str, Callable] = {"ddpm": sample_ddpm, "ddim": sample_ddim, "dpm-
 
 
 DEFAULT_STEPS = 50
+# What generate() and the CLI sample with when no sampler is named: the lowest FID per model call in the
+# quality-per-call table (docs/sampling.md). DDIM, deterministic, stays the one that inverts.
+DEFAULT_SAMPLER = "dpm-solver-sde"
 
 
 def grid_steps(name: str, steps: int | None, T: int) -> int:
@@ -81,6 +84,6 @@ def register(name: str, fn: Callable) -> None:
     SAMPLERS[name] = fn
 
 
-__all__ = ["DEFAULT_GUIDANCE", "DEFAULT_STEPS", "Guided", "SAMPLERS", "SPACINGS", "ddim_invert", "ddim_update", "ddpm_step", "default_spacing",
+__all__ = ["DEFAULT_GUIDANCE", "DEFAULT_SAMPLER", "DEFAULT_STEPS", "Guided", "SAMPLERS", "SPACINGS", "ddim_invert", "ddim_update", "ddpm_step", "default_spacing",
            "default_steps", "grid_steps", "levels", "register", "sample_consistency", "sample_ddim", "sample_ddpm", "sample_dpm_solver",
            "sample_dpm_solver_sde", "sample_edm", "sample_heun", "sampler_levels", "steps_taken"]

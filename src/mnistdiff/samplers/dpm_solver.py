@@ -52,4 +52,4 @@ def sample_dpm_solver(
     return x
 
 
-sample_dpm_solver.spacing = "uniform"  # the grid of the report's rows; "logsnr" is Lu et al.'s
+sample_dpm_solver.spacing = "trailing"  # from T - 1: best of the grids at every budget measured (docs/sampling.md)

@@ -47,4 +47,4 @@ def sample_dpm_solver_sde(
     return x
 
 
-sample_dpm_solver_sde.spacing = "logsnr"  # evenly in lambda, the variable the solver steps in
+sample_dpm_solver_sde.spacing = "trailing"  # from T - 1: ahead of "logsnr" at every budget measured (docs/sampling.md)

@@ -119,8 +119,12 @@ class Run:
             rng["cuda"] = torch.cuda.get_rng_state(self.device)
         return checkpoint.save(self.out, self.state["step"], self.model, self.ema, self.optimizer, rng, self.config)
 
+    def sampler(self) -> str | None:
+        """DDIM, so that runs' FID curves compare across versions; a student's own (None)."""
+        return None if getattr(getattr(self.ema_denoiser, "config", None), "distilled_steps", 0) else "ddim"
+
     def sample_grid(self) -> None:
-        pics = generate(self.ema_denoiser, self.schedule, self.train_config.grid_images, sampler=None,
+        pics = generate(self.ema_denoiser, self.schedule, self.train_config.grid_images, sampler=self.sampler(),
                         steps=self.train_config.grid_steps, clip_x0=True, seed=self.train_config.seed,
                         image_shape=tuple(self.images.shape[1:]))
         save_png(self.out / "samples" / f"step_{self.state['step']:07d}.png", grid(pics))
@@ -129,8 +133,8 @@ class Run:
         """FID of fresh DDIM samples of the EMA model (a student's: its own sampler) against the test
         statistics, in the run's precision; its time is not the time budget's (`paused_s`)."""
         settings, t0 = self.train_config, self.clock()
-        pics = generate(self.ema_denoiser, self.schedule, settings.fid_images, sampler=None, steps=settings.fid_steps,
-                        clip_x0=True, seed=settings.seed + 1, precision=settings.precision,
+        pics = generate(self.ema_denoiser, self.schedule, settings.fid_images, sampler=self.sampler(),
+                        steps=settings.fid_steps, clip_x0=True, seed=settings.seed + 1, precision=settings.precision,
                         image_shape=tuple(self.images.shape[1:]))
         fid = fid_test(pics, self.config["dataset"])
         self.paused_s += self.clock() - t0
