@@ -221,3 +221,18 @@ def test_sample_label_all_writes_balanced_labels_to_the_npz(tmp_path, monkeypatc
     assert np.load(npz)["labels"].tolist() == [2, 5, 2]
     assert main(["sample", "--n", "2", "--steps", "2", "--npz", str(npz), "--out", str(png), "--checkpoint", "."]) == 0
     assert "labels" not in np.load(npz)
+
+
+def test_guidance_above_one_samples_without_clipping_unless_asked():
+    """clip_x0 None: the predicted x0 is clipped to [-1, 1] unguided and up to s = 1, not above (the
+    DDIM x0 predicted at high noise leaves [-1, 1] here, so clipping changes the images)."""
+    from mnistdiff.samplers.guidance import clips
+
+    assert clips(None) and clips(0.0) and clips(1.0) and not clips(1.5)
+    model = ClassGaussians()
+    run = dict(sampler="ddim", steps=6, image_shape=SHAPE, labels=range(10), seed=2)
+    guided = generate(model, SCHEDULE, 10, guidance=1.5, **run)
+    assert torch.equal(guided, generate(model, SCHEDULE, 10, guidance=1.5, clip_x0=False, **run))
+    assert not torch.equal(guided, generate(model, SCHEDULE, 10, guidance=1.5, clip_x0=True, **run))
+    plain = generate(model, SCHEDULE, 10, guidance=1.0, **run)
+    assert torch.equal(plain, generate(model, SCHEDULE, 10, guidance=1.0, clip_x0=True, **run))

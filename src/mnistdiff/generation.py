@@ -11,7 +11,7 @@ from mnistdiff.data import to_uint8
 from mnistdiff.diffusion import Schedule
 from mnistdiff.runtime import prepare
 from mnistdiff.samplers import DEFAULT_SAMPLER, SAMPLERS, sampler_levels
-from mnistdiff.samplers.guidance import DEFAULT_GUIDANCE, Guided, check_guidance, classes, label_list
+from mnistdiff.samplers.guidance import DEFAULT_GUIDANCE, Guided, check_guidance, classes, clips, label_list
 
 
 def generate(
@@ -23,7 +23,7 @@ def generate(
     steps: int | None = None,
     spacing: str | None = None,
     t_end: int | None = None,
-    clip_x0: bool = True,
+    clip_x0: bool | None = None,
     seed: int = 0,
     batch_size: int = 64,
     image_shape: tuple[int, int, int] = (1, 28, 28),
@@ -49,7 +49,8 @@ def generate(
     repeats in turn (image i gets labels[i % len], so range(10) gives balanced batches); `guidance` is
     the classifier-free guidance scale s (None: samplers.DEFAULT_GUIDANCE), which costs one model call of
     a doubled batch per evaluation unless s is 1 or 0 (samplers.Guided). Without labels the model runs
-    unconditionally, as before.
+    unconditionally, as before. `clip_x0` None clips the predicted x0 to [-1, 1] at each step unless
+    guidance is above 1 (samplers.guidance.clips).
     """
     sampler, steps, spacing = model_defaults(model, sampler, steps, spacing)
     if sampler not in SAMPLERS:
@@ -66,6 +67,8 @@ def generate(
     if labels is not None:
         labels = label_list(labels, n, classes(model))
         guidance = check_guidance(DEFAULT_GUIDANCE if guidance is None else guidance)
+    if clip_x0 is None:
+        clip_x0 = clips(guidance)
     grid = sampler_levels(sampler, steps, schedule, spacing, t_end)
     device = next(model.parameters()).device
     model = prepare(model, precision=precision, compile=compile)

@@ -137,7 +137,8 @@ def _device_arg(p: argparse.ArgumentParser, help: str) -> None:
 
 def _no_clip_arg(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-clip", action="store_true",
-                   help="do not clip the predicted x0 to [-1, 1] at each step (the CLI clips by default, as the DDPM code does)")
+                   help="do not clip the predicted x0 to [-1, 1] at each step (the CLI clips by default, as the DDPM code "
+                        "does, except with guidance above 1, which clipping harms)")
 
 
 def _seed_arg(p: argparse.ArgumentParser, help: str = "seed of the noise (batch k uses seed + k)") -> None:

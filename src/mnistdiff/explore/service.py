@@ -28,7 +28,7 @@ from mnistdiff.experiments import mixing
 from mnistdiff import samplers
 from mnistdiff.samplers import ddim_invert, levels, sample_ddim
 from mnistdiff.samplers.ddim import check_eta
-from mnistdiff.samplers.guidance import DEFAULT_GUIDANCE, Guided, check_guidance, classes
+from mnistdiff.samplers.guidance import DEFAULT_GUIDANCE, Guided, check_guidance, classes, clips
 
 SIDE = 28
 RULES = (*mixing.RULES, "pixel")  # "pixel" mixes the images themselves, as the merge study's baseline
@@ -47,7 +47,8 @@ INVERSION_ITERATIONS = 2
 
 
 # The one place that calls the samplers: decoding and inversion are deterministic DDIM (Song et al.
-# 2021); decoding inverted latents does not clip x0 (see experiments.merge), sampling does.
+# 2021); decoding inverted latents does not clip x0 (see experiments.merge), sampling does unless
+# guidance above 1 pushes x0 out of range (samplers.guidance.clips).
 def _invert(model, schedule: Schedule, x0: torch.Tensor, steps: int, iterations: int) -> torch.Tensor:
     return ddim_invert(model, x0, schedule, levels(steps, schedule), iterations=iterations)
 
@@ -57,11 +58,11 @@ def _decode(model, schedule: Schedule, x_T: torch.Tensor, steps: int) -> torch.T
 
 
 def _sample(model, schedule: Schedule, x_T: torch.Tensor, sampler: str, steps: int, eta: float,
-            generator: torch.Generator) -> torch.Tensor:
+            generator: torch.Generator, clip_x0: bool = True) -> torch.Tensor:
     fn = samplers.SAMPLERS[sampler]
     options = {"eta": eta} if "eta" in inspect.signature(fn).parameters else {}  # the page sends eta to any sampler
     grid = samplers.sampler_levels(sampler, None if getattr(fn, "every_step", False) else steps, schedule)
-    return fn(model, x_T, schedule, grid, clip_x0=True, generator=generator, **options)
+    return fn(model, x_T, schedule, grid, clip_x0=clip_x0, generator=generator, **options)
 
 
 class _Recorder:
@@ -269,7 +270,8 @@ class Explorer:
             generator = torch.Generator(device=self.device).manual_seed(seed)
             x_T = torch.randn((n, 1, SIDE, SIDE), generator=generator, device=self.device)
             recorder = _Recorder(model, self.schedule) if trajectory else None
-            x0 = _sample(recorder or model, self.schedule, x_T, sampler, steps, eta, generator).cpu()
+            x0 = _sample(recorder or model, self.schedule, x_T, sampler, steps, eta, generator,
+                         clip_x0=clips(model.scale if isinstance(model, Guided) else None)).cpu()
             readings = self.read(x0)
         return {"images": [pixels(x) for x in x0], "readings": readings,
                 "trajectory": strip(recorder.frames, x0[:1]) if recorder else None}
