@@ -141,8 +141,10 @@ def test_dpm_solver_and_nfe_curve_from_the_cli(idx_folder, tmp_path, capsys):
         ("dpm-solver", "quadratic", None, 2), ("ddim", "uniform", 300, 2)]
     assert "| ddim, uniform, t_end 300 |" in (tmp_path / "nfe.md").read_text()
     assert main(["sample", "--checkpoint", str(run), "--sampler", "dpm-solver", "--steps", "3", "--t-end", "200",
-                 "--n", "2", "--out", str(tmp_path / "g.png")]) == 0
-    assert main(["sample", "--checkpoint", str(run), "--steps", "50", "--t-end", "990"]) == 2
+                 "--spacing", "uniform", "--n", "2", "--out", str(tmp_path / "g.png")]) == 0
+    assert main(["sample", "--checkpoint", str(run), "--sampler", "dpm-solver", "--steps", "3", "--t-end", "200"]) == 2
+    assert "another spacing" in capsys.readouterr().err  # its own grid, trailing, stops at T/n - 1
+    assert main(["sample", "--checkpoint", str(run), "--sampler", "ddim", "--steps", "50", "--t-end", "990"]) == 2
     assert "t_end" in capsys.readouterr().err
     assert main(["nfe-curve", "--checkpoint", str(run), "--curves", "ddim:uniform:x"]) == 2
 

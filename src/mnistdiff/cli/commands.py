@@ -108,7 +108,8 @@ def generate_images(args, classified_by: str | None = None) -> tuple:
     if labels is not None:
         labels = label_list(list(range(classes(model))) if labels == "all" else labels, args.n, classes(model))
     images = generate(model, schedule, args.n, sampler=args.sampler, steps=args.steps, spacing=args.spacing,
-                      t_end=args.t_end, clip_x0=False if args.no_clip else None, seed=args.seed, batch_size=args.batch_size,
+                      t_end=args.t_end, clip_x0=False if args.no_clip else None, seed=args.seed,
+                      batch_size=args.batch_size,
                       image_shape=image_shape(config), precision=args.precision, compile=args.compile, progress=True,
                       labels=labels, guidance=args.guidance, **sampler_options(args))
     return images, config, labels
@@ -181,7 +182,7 @@ def cmd_eval_grid(args) -> None:
         raise ValueError(f"--steps must be at most T={schedule.T}")
     rows = eval_grid(model, schedule, n=args.n, dataset=config["dataset"], etas=args.etas, steps=args.steps,
                      ddpm=not args.no_ddpm, seed=args.seed, batch_size=args.batch_size, precision=args.precision,
-                     compile=args.compile, clip_x0=False if args.no_clip else None)
+                     compile=args.compile, clip_x0=not args.no_clip)
     write_results(args.out, to_markdown(rows), {"checkpoint": str(args.checkpoint), "rows": rows})
 
 
@@ -197,7 +198,7 @@ def cmd_nfe_curve(args) -> None:
     floor = real_floor(args.n, config["dataset"], args.data_dir)
     rows = nfe_curve(model, schedule, n=args.n, dataset=config["dataset"], nfes=args.nfes,
                      curves=args.curves or CURVES, seed=args.seed, batch_size=args.batch_size,
-                     precision=args.precision, compile=args.compile, clip_x0=False if args.no_clip else None)
+                     precision=args.precision, compile=args.compile, clip_x0=not args.no_clip)
     markdown = nfe_markdown(rows) + f"\nReal training images at the same count: {floor:.3f}\n"
     write_results(args.out, markdown, {"checkpoint": str(args.checkpoint), "command": args.command_line,
                                        "floor_fid_test": floor, "rows": rows})

@@ -45,7 +45,8 @@ def trailing_grid(n: int, schedule: Schedule, low: int = 0) -> list[int]:
     from the level of pure noise. It ends at T/n - 1 and takes no t_end."""
     T = schedule.T
     if low:
-        raise ValueError("the trailing spacing ends at T/n - 1 and takes no t_end")
+        raise ValueError("the trailing spacing ends at T/n - 1 and takes no t_end: stop early on another spacing "
+                         "(uniform, say)")
     return [round(T - i * (T / n)) - 1 for i in range(n)][::-1]
 
 
