@@ -277,8 +277,9 @@ def print_summary(summary: dict, out: Path, file=sys.stdout) -> None:
     reused = [p["seconds"] for p in summary.get("parts", {}).values() if p["reused"]]
     if reused:
         lines[0] += f" ({len(reused)} parts reused from the cache, {sum(reused) / 60:.1f} min when computed)"
+    width = max((len(r["label"]) for r in summary["fid"]), default=0)
     for r in summary["fid"]:
-        lines.append(f"  {r['label']:<16} {r['n']:>6} images  FID {r['fid_test']:7.3f}  floor {r['floor_fid_test']:6.3f}"
+        lines.append(f"  {r['label']:<{width}} {r['n']:>6} images  FID {r['fid_test']:7.3f}  floor {r['floor_fid_test']:6.3f}"
                      f" ({tables.floor_range(r['floor_spread'])})  precision {r['precision']:.3f}"
                      f"  recall {r['recall']:.3f}")
     t = summary["timing"]
