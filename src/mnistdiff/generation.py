@@ -11,6 +11,7 @@ from mnistdiff.data import to_uint8
 from mnistdiff.diffusion import Schedule
 from mnistdiff.runtime import prepare
 from mnistdiff.samplers import DEFAULT_SAMPLER, SAMPLERS, sampler_levels
+from mnistdiff.samplers.common import distilled_steps
 from mnistdiff.samplers.guidance import DEFAULT_GUIDANCE, Guided, check_guidance, classes, clips, label_list
 
 
@@ -90,12 +91,11 @@ def model_defaults(model, sampler: str | None, steps: int | None, spacing: str |
     except for a student distilled for N steps (its config's distilled_steps), which takes N steps on
     the trailing grid with its method's sampler ("consistency" for a consistency model, else "ddim") and
     refuses more steps than N."""
-    config = getattr(model, "config", None)
-    distilled = getattr(config, "distilled_steps", 0)
+    distilled = distilled_steps(model)
     if not distilled:
         return sampler or DEFAULT_SAMPLER, steps, spacing
     if steps is not None and steps > distilled:
         raise ValueError(f"this student was distilled for {distilled} step(s): ask for at most {distilled} "
                          f"(--steps {steps}), or sample its teacher")
-    own = "consistency" if config.preconditioning == "consistency" else "ddim"
+    own = "consistency" if model.config.preconditioning == "consistency" else "ddim"
     return sampler or own, distilled if steps is None else steps, spacing or "trailing"

@@ -58,7 +58,7 @@ def _decode(model, schedule: Schedule, x_T: torch.Tensor, steps: int) -> torch.T
 
 
 def _sample(model, schedule: Schedule, x_T: torch.Tensor, sampler: str, steps: int, eta: float,
-            generator: torch.Generator, clip_x0: bool = True) -> torch.Tensor:
+            generator: torch.Generator, clip_x0: bool) -> torch.Tensor:
     fn = samplers.SAMPLERS[sampler]
     options = {"eta": eta} if "eta" in inspect.signature(fn).parameters else {}  # the page sends eta to any sampler
     grid = samplers.sampler_levels(sampler, None if getattr(fn, "every_step", False) else steps, schedule)

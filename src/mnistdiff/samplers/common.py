@@ -15,6 +15,11 @@ from mnistdiff.diffusion import Schedule
 Callback = Callable[[int, torch.Tensor, torch.Tensor], None]
 
 
+def distilled_steps(model) -> int:
+    """The steps a distilled student samples in (its config's `distilled_steps`); 0 for any other model."""
+    return getattr(getattr(model, "config", None), "distilled_steps", 0)
+
+
 def check_levels(levels: list[int], T: int) -> list[int]:
     """`levels` as ints, or ValueError unless they fall strictly within T - 1 .. 0, then -1 (clean data) at most."""
     levels = [int(t) for t in levels]

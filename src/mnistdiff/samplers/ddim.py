@@ -7,7 +7,8 @@ import math
 import torch
 
 from mnistdiff.diffusion import Schedule
-from mnistdiff.samplers.common import Callback, alpha_bar, call, check_levels, noise_like, predict_x0, progress_bar
+from mnistdiff.samplers.common import (Callback, alpha_bar, call, check_levels, distilled_steps, noise_like, predict_x0,
+                                       progress_bar)
 
 
 def ddim_update(
@@ -78,7 +79,7 @@ def ddim_invert(
 def refuse_student(model) -> None:
     """One-line ValueError for a distilled student (its config's distilled_steps): its few steps follow
     no ODE that inversion could walk back up, so inverting, and merging through it, needs the teacher."""
-    steps = getattr(getattr(model, "config", None), "distilled_steps", 0)
+    steps = distilled_steps(model)
     if steps:
         raise ValueError(f"DDIM inversion needs the teacher: this model is a student distilled for {steps} "
                          f"step(s), which cannot be run backwards (pass the teacher's --checkpoint)")

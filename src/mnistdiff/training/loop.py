@@ -21,6 +21,7 @@ from mnistdiff.model import UNet, precondition
 from mnistdiff.model.grow import deepen
 from mnistdiff.precision import autocast, pick_precision
 from mnistdiff.runtime import adamw
+from mnistdiff.samplers.common import distilled_steps
 from mnistdiff.training import checkpoint, distributed, sittings
 from mnistdiff.training import state as state_io
 from mnistdiff.training.compiled import compile_for_training
@@ -121,7 +122,7 @@ class Run:
 
     def sampler(self) -> str | None:
         """DDIM, so that runs' FID curves compare across versions; a student's own (None)."""
-        return None if getattr(getattr(self.ema_denoiser, "config", None), "distilled_steps", 0) else "ddim"
+        return None if distilled_steps(self.ema_denoiser) else "ddim"
 
     def sample_grid(self) -> None:
         pics = generate(self.ema_denoiser, self.schedule, self.train_config.grid_images, sampler=self.sampler(),
