@@ -269,3 +269,56 @@ def test_the_shipped_conditional_model_is_served_by_its_name(tmp_path, monkeypat
     monkeypatch.setitem(loading.SHIPPED, "conditional", Path(__file__).parent / "data" / "tiny-cond-checkpoint")
     explorer = Explorer.from_checkpoint("conditional", data_dir=folder_with_test_set(tmp_path / "data"), device="cpu")
     assert explorer.info()["classes"] == 10 and explorer.name == "conditional (mnist)"
+
+
+# A distilled student beside the model
+
+class OnePointStudent(OnePoint):
+    """The one-point model as a student distilled for 2 steps (DDIM on the trailing grid), counting its calls."""
+
+    config = SimpleNamespace(distilled_steps=2, preconditioning="v")
+
+    def __init__(self, point: torch.Tensor):
+        super().__init__(point)
+        self.calls = []
+
+    def forward(self, xt, t):
+        self.calls.append(int(t[0]))
+        return super().forward(xt, t)
+
+
+def test_the_student_samples_and_decodes_the_mix_in_its_own_calls(point):
+    student = OnePointStudent(point)
+    exact = Explorer(OnePoint(point), SCHEDULE, load_classifier("mnist")[0], student=student)
+    assert exact.info()["student"] == {"steps": 2, "method": "progressive"}
+    expected = to_uint8(point).flatten().tolist()
+    assert exact.sample(seed=1, sampler="student", steps=2, eta=0.0, n=2)["images"] == [expected, expected]
+    assert student.calls == [999, 499]  # the trailing grid of 2 steps
+    student.calls.clear()
+    assert exact.sample(seed=1, sampler="student", steps=1, eta=0.0, n=1)["images"] == [expected]
+    assert student.calls == [999]
+    student.calls.clear()
+    mixed = exact.mix(A, B, "slerp", 0.3, steps=10, fast=True, trajectory=True)
+    assert mixed["image"] == expected and student.calls == [999, 499]  # inversion ran the teacher
+    assert [f["t"] for f in mixed["trajectory"]] == [999, 499, -1]
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda e: e.sample(seed=0, sampler="student", steps=4, eta=0.0, n=1), "distilled for 2 step"),
+    (lambda e: e.mix(A, B, "slerp", 0.5, steps=10, fast=True, label=3), "a fast decode takes no label"),
+    (lambda e: e.sample(seed=0, sampler="student", steps=2, eta=0.0, n=1, label=3), "samples without a label"),
+])
+def test_the_student_refuses_more_steps_and_labels(point, call, message):
+    exact = Explorer(OnePoint(point), SCHEDULE, load_classifier("mnist")[0], student=OnePointStudent(point))
+    with pytest.raises(ValueError, match=message):
+        call(exact)
+
+
+def test_without_a_student_its_sampler_and_fast_decode_are_refused(explorer):
+    assert explorer.info()["student"] is None
+    with pytest.raises(ValueError, match="has no student"):
+        explorer.sample(seed=0, sampler="student", steps=2, eta=0.0, n=1)
+    with pytest.raises(ValueError, match="has no student"):
+        explorer.mix(A, B, "slerp", 0.5, steps=2, fast=True)
+    with pytest.raises(ValueError, match="not a distilled student"):
+        Explorer(OnePoint(IMAGES[0].float()), SCHEDULE, load_classifier("mnist")[0], student=OnePoint(IMAGES[0].float()))

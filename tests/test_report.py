@@ -137,8 +137,8 @@ def test_a_rerun_reuses_every_finished_part(tiny_run, page, capsys):
     run, data = tiny_run
     stamp = (page / "cache" / "timing.json").stat().st_mtime_ns
     build_report(page, run, TINY, device="cpu", data_dir=data)
-    # the FID rows and eight other parts
-    assert capsys.readouterr().err.count("reused from the cache") == len(FID_ROWS) + 8
+    # the FID rows and nine other parts
+    assert capsys.readouterr().err.count("reused from the cache") == len(FID_ROWS) + 9
     assert (page / "cache" / "timing.json").stat().st_mtime_ns == stamp
 
 
@@ -163,7 +163,7 @@ def test_compile_builds_one_runner_for_the_fid_rows_and_times_its_own_batch(tiny
 def test_the_summary_gives_every_parts_time_and_says_which_were_reused(tiny_run, page):
     run, data = tiny_run
     first = json.loads((page / "summary.json").read_text())["parts"]
-    assert len(first) == len(FID_ROWS) + 8 and all(p["seconds"] > 0 for p in first.values())
+    assert len(first) == len(FID_ROWS) + 9 and all(p["seconds"] > 0 for p in first.values())
     again = build_report(page, run, TINY, device="cpu", data_dir=data, progress=False)["parts"]
     assert again == {name: {"seconds": p["seconds"], "reused": True} for name, p in first.items()}
 
@@ -234,7 +234,7 @@ def test_the_command_takes_the_conditional_model(tiny_run, conditional_page, tmp
     monkeypatch.setitem(SIZES, "quick", TINY)
     argv = ["report", "--out", str(out), "--checkpoint", str(run), "--device", "cpu", "--data-dir", str(data)]
     assert main(argv + ["--conditional-checkpoint", str(TINY_COND)]) == 0
-    assert capsys.readouterr().err.count("reused from the cache") == len(FID_ROWS) + 8
+    assert capsys.readouterr().err.count("reused from the cache") == len(FID_ROWS) + 9
     assert json.loads((out / "summary.json").read_text())["conditional"]["rows"] == \
         conditional_page[1]["conditional"]["rows"]
 
@@ -307,6 +307,63 @@ def test_the_page_loads_in_a_browser_without_errors_or_network(page):
 
 
 # Faults: a full disk at each kind of file the report writes, each kind of damaged cache entry.
+
+@pytest.fixture(scope="module")
+def student_page(tiny_run, page, tmp_path_factory) -> tuple[Path, dict, Path]:
+    """The tiny page again with a tiny consistency student of its model, distilled for 2 steps."""
+    from mnistdiff.distill import distill
+
+    run, data = tiny_run
+    student = tmp_path_factory.mktemp("student") / "run"
+    distill(student, method="consistency", teacher=run, student_steps=2, levels=4, steps=2, batch_size=4,
+            grid_images=2, precision="fp32", data_dir=data, progress=False)
+    out = copy_of(page, tmp_path_factory.mktemp("student-page"))
+    summary = build_report(out, run, TINY, device="cpu", data_dir=data, progress=False, student_checkpoint=student)
+    return out, summary, student
+
+
+def test_the_student_section_has_a_row_per_step_count_beside_the_teacher(tiny_run, student_page):
+    out, summary, student = student_page
+    assert [name for name, p in summary["parts"].items() if not p["reused"]] == ["student"]
+    section = summary["student"]
+    assert section["method"] == "consistency" and section["distilled_steps"] == 2
+    assert [(r["steps"], r["n"]) for r in section["rows"]] == [(1, 10), (2, 10)]  # 4 calls: more than it takes
+    assert section["timing"]["batch_size"] == TINY.timing_batch and section["timing"]["teacher_steps"] == 50
+    assert section["timing"]["teacher_s"] > 0 and all(r["seconds"] > 0 for r in section["rows"])
+    for r in section["rows"]:
+        assert r["floor_spread"]["min"] <= r["floor_fid_test"] <= r["floor_spread"]["max"]
+    html = (out / "index.html").read_text()
+    assert "<h2>Fast: a few-step student</h2>" in html and "student-grid.png" in html
+    assert (out / "student-grid.png").is_file()
+    report_md = (out / "report.md").read_text()
+    assert "| teacher, DDIM-50 | 50 | 10 |" in report_md and "| student, 2 call(s) | 2 | 10 |" in report_md
+    command = summary["provenance"]["commands"]["student table"]
+    assert f"--students {student} --steps 1,2,4 --n 10" in command and f"--teacher {tiny_run[0]}" in command
+
+
+def test_the_student_rows_score_the_images_generate_draws(tiny_run, student_page):
+    from mnistdiff import load_checkpoint
+    from mnistdiff.evaluation import evaluate
+    from mnistdiff.generation import generate
+
+    _, summary, student = student_page
+    model, schedule, _ = load_checkpoint(student)
+    settings = summary["provenance"]["settings"]
+    for row in summary["student"]["rows"]:
+        images = generate(model, schedule, 10, steps=row["steps"], seed=0, batch_size=settings["batch_size"],
+                          precision=settings["precision"])
+        assert evaluate(images, "mnist", tiny_run[1], seed=0)["fid_test"] == pytest.approx(row["fid_test"])
+
+
+def test_the_shipped_student_stays_out_of_another_models_page(page):
+    summary = json.loads((page / "summary.json").read_text())
+    shipped = (loading.SHIPPED["fast"] / "weights.safetensors").is_file()
+    note = ("The shipped student was distilled from the shipped model, not from this one" if shipped
+            else "This installation ships no student")
+    assert summary["student"] == {"available": False, "note": summary["student"]["note"]}
+    assert summary["student"]["note"].startswith(note)
+    assert note in (page / "index.html").read_text() and "student-grid.png" not in (page / "index.html").read_text()
+
 
 def copy_of(page: Path, tmp_path: Path) -> Path:
     out = tmp_path / "page"

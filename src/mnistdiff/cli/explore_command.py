@@ -43,7 +43,7 @@ def cmd_explore(args) -> None:
     print("mnistdiff explore: loading the model...", file=sys.stderr, flush=True)
     try:
         explorer = Explorer.from_checkpoint(args.checkpoint, data_dir=args.data_dir, device=args.device,
-                                            inversion_iterations=args.inversion_iterations)
+                                            inversion_iterations=args.inversion_iterations, student=args.student)
     except BaseException:
         listener.close()
         raise

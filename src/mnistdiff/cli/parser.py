@@ -446,6 +446,9 @@ def _report_parser(sub) -> None:
     p.add_argument("--conditional-checkpoint", default="conditional", metavar="PATH",
                    help="the class-conditional model of the section \"Draw me a 7\": a run or checkpoint folder, "
                         "or conditional, the shipped one (where this installation lacks it, the section is one line)")
+    p.add_argument("--student-checkpoint", default="fast", metavar="PATH",
+                   help="the distilled student of the section \"Fast\": a run or checkpoint folder, or fast, the "
+                        "shipped student of the shipped model (where it does not apply, the section is one line)")
 
 
 def _prompt_arg(p: argparse.ArgumentParser) -> None:
@@ -553,3 +556,6 @@ def _explore_parser(sub) -> None:
                           "(else $MNISTDIFF_DATA or the cache; never downloaded)")
     _device_arg(p, "where to run the model (auto: a CUDA GPU when there is one)")
     _inversion_iterations_arg(p, default=EXPLORER_INVERSION_ITERATIONS)
+    p.add_argument("--student", default="fast", metavar="PATH",
+                   help="a distilled student of the model, for the \"student\" sampler and the mix's fast decode "
+                        "(default: fast, the shipped student, beside the shipped model only)")

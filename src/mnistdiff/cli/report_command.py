@@ -14,5 +14,6 @@ def cmd_report(args) -> None:
     settings = replace(SIZES[args.size], precision=args.precision, compile=args.compile)
     summary = build_report(args.out, args.checkpoint, settings, device=args.device,
                            data_dir=args.data_dir, force=args.force, command=args.command_line,
-                           conditional_checkpoint=args.conditional_checkpoint)
+                           conditional_checkpoint=args.conditional_checkpoint,
+                           student_checkpoint=args.student_checkpoint)
     print_summary(summary, Path(args.out))

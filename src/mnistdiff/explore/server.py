@@ -47,6 +47,7 @@ class MixBody(_Body):
     trajectory: bool = False
     label: Label = None
     guidance: Guidance = None
+    fast: bool = False  # decode with the explorer's student
 
 
 class SampleBody(_Body):
@@ -118,7 +119,7 @@ def create_app(explorer: Explorer, body_timeout: float = BODY_TIMEOUT) -> FastAP
     @app.post("/api/mix")
     def mix(body: MixBody):
         return explorer.mix(body.a, body.b, body.rule, body.weight, body.steps, body.trajectory, body.label,
-                            body.guidance)
+                            body.guidance, body.fast)
 
     @app.post("/api/sample")
     def sample(body: SampleBody):

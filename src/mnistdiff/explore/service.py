@@ -5,6 +5,10 @@ MNIST); tensors stay inside. With a class-conditional model, sampling and the mi
 label (0..classes-1, or None for none) and a classifier-free guidance scale; inversion always runs
 with no label, so a digit's latent does not depend on the label picked for the decode.
 
+With a distilled student of the model (by default the shipped one, "fast", beside the shipped model),
+sampling may take the "student" sampler and the mix may decode with the student's few calls
+(`fast`). Inversion always runs the teacher: a student follows no ODE that can be walked back.
+
 Every public method holds one lock while it runs the model, so requests that arrive together are
 served one model call at a time and never see each other's tensors.
 """
@@ -27,13 +31,16 @@ from mnistdiff.diffusion import Schedule
 from mnistdiff.experiments import mixing
 from mnistdiff import samplers
 from mnistdiff.samplers import ddim_invert, levels, sample_ddim
+from mnistdiff.samplers.common import distilled_steps
 from mnistdiff.samplers.ddim import check_eta
 from mnistdiff.samplers.guidance import DEFAULT_GUIDANCE, Guided, check_guidance, classes, clips
 
 SIDE = 28
 RULES = (*mixing.RULES, "pixel")  # "pixel" mixes the images themselves, as the merge study's baseline
-# The registry's names when the page is served, DDIM first: the page offers the first one.
-SAMPLERS = ("ddim", *(name for name in samplers.SAMPLERS if name != "ddim"))
+# The registry's names when the page is served, DDIM first: the page offers the first one; STUDENT
+# samples with the explorer's student, where it has one.
+STUDENT = "student"
+SAMPLERS = ("ddim", *(name for name in samplers.SAMPLERS if name != "ddim"), STUDENT)
 MAX_STEPS = 200
 MAX_IMAGES = 64
 MAX_WORK = MAX_STEPS * MAX_IMAGES  # model evaluations times images in one request (DDPM runs all T)
@@ -63,6 +70,17 @@ def _sample(model, schedule: Schedule, x_T: torch.Tensor, sampler: str, steps: i
     options = {"eta": eta} if "eta" in inspect.signature(fn).parameters else {}  # the page sends eta to any sampler
     grid = samplers.sampler_levels(sampler, None if getattr(fn, "every_step", False) else steps, schedule)
     return fn(model, x_T, schedule, grid, clip_x0=clip_x0, generator=generator, **options)
+
+
+def _student_sample(student, schedule: Schedule, x_T: torch.Tensor, steps: int | None,
+                    generator: torch.Generator, clip_x0: bool, recorder=None) -> torch.Tensor:
+    """A distilled student's own sampler over its own grid (generation.model_defaults), `steps` at most
+    the steps it was distilled for (None: all of them); through `recorder`, a _Recorder of it, if given."""
+    from mnistdiff.generation import model_defaults
+
+    sampler, steps, spacing = model_defaults(student, None, steps, None)
+    grid = samplers.sampler_levels(sampler, steps, schedule, spacing)
+    return samplers.SAMPLERS[sampler](recorder or student, x_T, schedule, grid, clip_x0=clip_x0, generator=generator)
 
 
 class _Recorder:
@@ -128,14 +146,17 @@ class Explorer:
 
     digits: optional (images uint8 (N, 1, 28, 28), labels (N,)) offered by the picker.
     inversion_iterations: the refinement of each DDIM inversion step (samplers.ddim_invert).
+    student: a distilled student of the model, for the "student" sampler and the mix's fast decode.
     """
 
     def __init__(self, model, schedule: Schedule, classifier, digits: tuple[torch.Tensor, torch.Tensor] | None = None,
                  *, name: str = "", note: str = "", cache_size: int = 256,
-                 inversion_iterations: int = INVERSION_ITERATIONS):
+                 inversion_iterations: int = INVERSION_ITERATIONS, student=None):
         if inversion_iterations < 0:
             raise ValueError(f"inversion_iterations must be >= 0, got {inversion_iterations}")
-        self.inversion_iterations = inversion_iterations
+        if student is not None and not distilled_steps(student):
+            raise ValueError("student: not a distilled student (its config has no distilled_steps)")
+        self.inversion_iterations, self.student = inversion_iterations, student
         self.model, self.schedule, self.classifier = model, schedule, classifier
         self.device = next(model.parameters()).device
         self.digit_images, self.digit_labels = digits if digits is not None else (None, None)
@@ -145,9 +166,11 @@ class Explorer:
 
     @classmethod
     def from_checkpoint(cls, checkpoint: str | Path | None = None, *, data_dir: str | Path | None = None,
-                        device: str = "auto", inversion_iterations: int = INVERSION_ITERATIONS) -> Explorer:
+                        device: str = "auto", inversion_iterations: int = INVERSION_ITERATIONS,
+                        student: str | Path | None = "fast") -> Explorer:
         """The checkpoint's model (default: the shipped one) on `device`, its data set's classifier, and
-        the test set for the picker when it is on disk (never downloaded)."""
+        the test set for the picker when it is on disk (never downloaded). `student`: a distilled student
+        of that model; "fast", the shipped student, only beside the shipped model and where it is shipped."""
         from mnistdiff import load_checkpoint
         from mnistdiff.data.idx import DataFileError, read_split
         from mnistdiff.data.locate import find_split
@@ -168,8 +191,10 @@ class Explorer:
                 raise
             note = f"no test digits to pick from ({err})"
         name = str(checkpoint) if checkpoint else "the shipped model"
+        fast = _load_student(student, checkpoint)
         return cls(model.to(target), schedule, classifier.to(target), digits, name=f"{name} ({config['dataset']})",
-                   note=note, inversion_iterations=inversion_iterations)
+                   note=note, inversion_iterations=inversion_iterations,
+                   student=fast.to(target) if fast is not None else None)
 
     def info(self) -> dict:
         return {"model": self.name, "device": str(self.device), "T": self.schedule.T, "rules": list(RULES),
@@ -177,7 +202,10 @@ class Explorer:
                 "weights": list(WEIGHTS), "digits": 0 if self.digit_images is None else len(self.digit_images),
                 "note": self.note, "classes": classes(self.model),
                 "guidance": {"min": GUIDANCE[0], "max": GUIDANCE[1], "step": GUIDANCE_STEP,
-                             "default": DEFAULT_GUIDANCE}}
+                             "default": DEFAULT_GUIDANCE},
+                "student": None if self.student is None else {
+                    "steps": distilled_steps(self.student),
+                    "method": "consistency" if self.student.config.preconditioning == "consistency" else "progressive"}}
 
     def digits(self, start: int, count: int) -> list[dict]:
         """Test digits start..start + count: index, label and pixels."""
@@ -228,14 +256,24 @@ class Explorer:
         return {"reconstruction": pixels(recon[0]), "mse": round(mse, 6), "input_reading": readings[0],
                 "reading": readings[1], "trajectory": frames}
 
+    def _student(self) -> torch.nn.Module:
+        if self.student is None:
+            raise ValueError("this explorer has no student: start it with --student PATH (a model made by "
+                             "`mnistdiff distill` from this one)")
+        return self.student
+
     @torch.no_grad()
     def mix(self, a: Sequence[int], b: Sequence[int], rule: str, weight: float, steps: int,
-            trajectory: bool = False, label: int | None = None, guidance: float | None = None) -> dict:
+            trajectory: bool = False, label: int | None = None, guidance: float | None = None,
+            fast: bool = False) -> dict:
         """Mix two images with weight w of b: their DDIM latents by `rule` and decode, or with
         rule "pixel" the images themselves. The inversions are cached, so a new weight only decodes.
-        With a conditional model, `label` and `guidance` guide the decode towards that digit."""
+        With a conditional model, `label` and `guidance` guide the decode towards that digit. `fast`
+        decodes with the student in its own few calls (the inversion stays the teacher's DDIM-`steps`)."""
         _check(steps, weight, rule)
-        decoder = _conditioned(self.model, label, guidance, 1)
+        if fast and label is not None:
+            raise ValueError("the student is unconditional: a fast decode takes no label")
+        decoder = self._student() if fast else _conditioned(self.model, label, guidance, 1)
         a8, b8 = as_image(a), as_image(b)
         with self._lock:
             if rule == "pixel":
@@ -243,7 +281,13 @@ class Explorer:
                 frames = None
             else:
                 latent = mixing.RULES[rule](self._latent(a8, steps), self._latent(b8, steps), weight)
-                mixed, frames = self._decode(latent, steps, trajectory, decoder)
+                if fast:
+                    recorder = _Recorder(decoder, self.schedule) if trajectory else None
+                    generator = torch.Generator(device=self.device).manual_seed(0)
+                    mixed = _student_sample(decoder, self.schedule, latent, None, generator, False, recorder)
+                    frames = strip(recorder.frames, mixed) if recorder else None
+                else:
+                    mixed, frames = self._decode(latent, steps, trajectory, decoder)
             mixed = mixed.cpu()
             reading = self.read(mixed)[0]
         return {"image": pixels(mixed[0]), "reading": reading, "weight": weight, "rule": rule, "trajectory": frames}
@@ -259,6 +303,8 @@ class Explorer:
         if not 1 <= n <= MAX_IMAGES:
             raise ValueError(f"n must be in 1..{MAX_IMAGES}, got {n}")
         check_eta(eta)
+        if sampler == STUDENT:
+            return self._sample_student(seed, steps, n, trajectory, label)
         model = _conditioned(self.model, label, guidance, n)
         doubled = 2 if isinstance(model, Guided) and model.scale not in (0, 1) else 1  # one call of 2n images
         evaluations = samplers.steps_taken(sampler, steps, self.schedule.T)
@@ -275,6 +321,32 @@ class Explorer:
             readings = self.read(x0)
         return {"images": [pixels(x) for x in x0], "readings": readings,
                 "trajectory": strip(recorder.frames, x0[:1]) if recorder else None}
+
+
+    def _sample_student(self, seed: int, steps: int, n: int, trajectory: bool, label: int | None) -> dict:
+        student = self._student()
+        if label is not None:
+            raise ValueError("the student is unconditional: it samples without a label")
+        with self._lock:
+            generator = torch.Generator(device=self.device).manual_seed(seed)
+            x_T = torch.randn((n, 1, SIDE, SIDE), generator=generator, device=self.device)
+            recorder = _Recorder(student, self.schedule) if trajectory else None
+            x0 = _student_sample(student, self.schedule, x_T, steps, generator, True, recorder).cpu()
+            readings = self.read(x0)
+        return {"images": [pixels(x) for x in x0], "readings": readings,
+                "trajectory": strip(recorder.frames, x0[:1]) if recorder else None}
+
+
+def _load_student(student: str | Path | None, checkpoint: str | Path | None):
+    """The student to serve beside `checkpoint`'s model: None for none; "fast" is the shipped model's
+    shipped student, left out beside any other model or where it is not shipped."""
+    from mnistdiff import load_checkpoint
+    from mnistdiff.loading import SHIPPED
+
+    if student is None or (student == "fast" and (checkpoint is not None or not (
+            SHIPPED["fast"] / "weights.safetensors").is_file())):
+        return None
+    return load_checkpoint(student)[0]
 
 
 def strip(frames: list, result: torch.Tensor) -> list[dict]:

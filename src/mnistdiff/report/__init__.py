@@ -54,17 +54,20 @@ class JobProgress:
 def build_report(out: str | Path = "report", checkpoint: str | Path | None = None, settings: Settings = QUICK, *,
                  device: str = "auto", data_dir: str | Path | None = None, force: bool = False,
                  progress: bool = True, command: str | None = None,
-                 conditional_checkpoint: str | Path | None = "conditional") -> dict:
+                 conditional_checkpoint: str | Path | None = "conditional",
+                 student_checkpoint: str | Path | None = "fast") -> dict:
     """Compute every part (or reuse it from OUT/cache), then write OUT/index.html, summary.json and
     report.md. Returns the summary: the page's key numbers and provenance.
 
     conditional_checkpoint: the class-conditional model of the section "Draw me a 7" (default: the
-    shipped one, "conditional"); None, or no shipped model, leaves a one-line note there instead."""
+    shipped one, "conditional"); None, or no shipped model, leaves a one-line note there instead.
+    student_checkpoint: the distilled student of the section "Fast" (default: the shipped one, "fast"),
+    likewise."""
     from mnistdiff.external.diffusers import is_diffusers_folder
     from mnistdiff.loading import find
     from mnistdiff.precision import pick_device, pick_precision
     from mnistdiff.provenance import git_commit
-    from mnistdiff.report import conditional, page, parts
+    from mnistdiff.report import conditional, page, parts, student
     from mnistdiff.report.cache import Cache, model_checksum
 
     started, commit = time.perf_counter(), git_commit()  # the code that runs, not a later checkout
@@ -78,13 +81,16 @@ def build_report(out: str | Path = "report", checkpoint: str | Path | None = Non
     cache = Cache(out, {"model": checksum, "settings": asdict(settings), "data_dir": ctx.data_dir}, force=force)
     fid_csv = parts.find_fid_csv(checkpoint, folder)
     cond = conditional.load(conditional_checkpoint, target, settings, ctx.dataset)
-    jobs = _jobs(ctx, fid_csv, cond)
+    fast = student.load(student_checkpoint, target, ctx.dataset, shipped_teacher=checkpoint is None)
+    jobs = _jobs(ctx, fid_csv, cond, fast)
     keys = {name: _part_key(name, target.type, fid_csv) for name in jobs}
     keys["conditional"] |= {"checksum": cond.checksum, "note": cond.note}
+    keys["student"] |= {"checksum": fast.checksum, "note": fast.note}
     results = _compute(jobs, keys, cache, model_evaluations(settings), progress)
     provenance = page.provenance(settings, checkpoint=checkpoint, folder=folder, checksum=checksum, device=target,
                                  command=command, data_dir=ctx.data_dir, results=results, commit=commit,
-                                 conditional_checkpoint=conditional_checkpoint if cond.checksum else None)
+                                 conditional_checkpoint=conditional_checkpoint if cond.checksum else None,
+                                 student_checkpoint=student_checkpoint if fast.checksum else None)
     return page.write(out, results, settings, provenance, seconds=time.perf_counter() - started, parts=cache.times)
 
 
@@ -102,15 +108,16 @@ def _context(out: Path, checkpoint, settings: Settings, target, data_dir) -> par
                          settings=settings, out=out, data_dir=data_dir_for(settings, config["dataset"], data_dir))
 
 
-def _jobs(ctx, fid_csv: Path | None, cond) -> dict[str, Callable[[], dict]]:
+def _jobs(ctx, fid_csv: Path | None, cond, fast) -> dict[str, Callable[[], dict]]:
     """Every part of the page, by name, in the order the page shows them."""
-    from mnistdiff.report import conditional, parts
+    from mnistdiff.report import conditional, parts, student
 
     return {
         "forward": lambda: parts.forward(ctx),
         "trajectory": lambda: parts.trajectory(ctx),
         **{f"fid {row.label}": (lambda r=row: parts.fid_row(ctx, r)) for row in FID_ROWS},
         "timing": lambda: parts.timing(ctx),
+        "student": lambda: student.section(ctx, fast),
         "conditional": lambda: conditional.section(ctx, cond),
         "reconstruction": lambda: parts.reconstruction(ctx),
         "merges": lambda: parts.merges(ctx),
@@ -125,7 +132,7 @@ def _part_key(name: str, device: str, fid_csv: Path | None) -> dict:
     from mnistdiff.samplers import default_spacing
 
     # Sampling and timing depend on the device (its noise differs from the CPU's); the rest runs on the CPU.
-    sampled = name.startswith("fid ") or name == "conditional"
+    sampled = name.startswith("fid ") or name in ("conditional", "student")
     key = {"device": device} if sampled or name == "timing" else {}
     if sampled:
         key["floor_draws"] = FLOOR_DRAWS  # rows kept before the floor had its spread lack it

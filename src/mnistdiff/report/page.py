@@ -17,7 +17,7 @@ import torch
 from mnistdiff.experiments.merge_study import third_digits
 from mnistdiff.files import atomic_write
 from mnistdiff.report import tables
-from mnistdiff.report.conditional import rerun_command
+from mnistdiff.report import conditional, student
 from mnistdiff.report.settings import FID_ROWS, HEADLINE, REPORT_FID, REPORT_TIMING, Settings
 
 PACKAGES = ("mnistdiff", "torch", "numpy", "torchmetrics", "safetensors", "pillow", "matplotlib")
@@ -39,15 +39,16 @@ pre { background: #f4f4f4; padding: 0.5rem; overflow-x: auto; font-size: 0.8rem;
 
 def provenance(settings: Settings, *, checkpoint, folder: Path, checksum: str, device: torch.device,
                command: str | None, data_dir: str | None, results: dict, commit: str | None,
-               conditional_checkpoint=None) -> dict:
+               conditional_checkpoint=None, student_checkpoint=None) -> dict:
     """What reruns every number: commands, versions, commit, machine, seeds and counts;
-    conditional_checkpoint: the model of the conditional section, where it has one."""
+    conditional_checkpoint and student_checkpoint: the models of those sections, where they have one."""
     from mnistdiff.provenance import machine_details
 
     return {
         "command": command or "build_report(...) from Python",
         "commands": _rerun_commands(settings, checkpoint, device, data_dir, results)
-                    | rerun_command(settings, checkpoint, conditional_checkpoint, device, data_dir),
+                    | conditional.rerun_command(settings, checkpoint, conditional_checkpoint, device, data_dir)
+                    | student.rerun_command(settings, checkpoint, student_checkpoint, device, data_dir),
         "settings": asdict(settings),
         "model": str(folder) if checkpoint is not None else "the shipped model",
         "weights_sha256": checksum,
@@ -109,6 +110,19 @@ def _conditional(results: dict) -> list[str]:
                 f"s = {section['default_guidance']:g}.", "conditional samples, one row per digit"),
         tables.html_table(*tables.guidance_table(section)),
         tables.html_definitions(tables.GUIDANCE_COLUMNS),
+    ]
+
+
+def _student(results: dict) -> list[str]:
+    section = results["student"]
+    html = [f"<h2>{escape(tables.STUDENT_TITLE)}</h2>"]
+    if not section["available"]:
+        return html + [f'<p class="note">{escape(section["note"])}</p>']
+    return html + [
+        f"<p>{escape(tables.student_intro(section))}</p>",
+        _figure("student-grid.png", f"{section['grid_steps']} call(s) of the student.", "student samples"),
+        tables.html_table(*tables.student_table(section, results)),
+        tables.html_definitions(tables.STUDENT_COLUMNS),
     ]
 
 
@@ -230,7 +244,18 @@ def summary_of(results: dict, settings: Settings, prov: dict) -> dict:
             "reconstruction_mse": recon,
             "two_plus_five_to_eight": {m: [v["counts"]["2+5"][8], sum(v["counts"]["2+5"])] for m, v in methods.items()},
             "conditional": _conditional_summary(results["conditional"]),
+            "student": _student_summary(results["student"]),
             "provenance": prov}
+
+
+def _student_summary(section: dict) -> dict:
+    """The student section's numbers by step count, and the teacher's timing beside them; or its note."""
+    if not section["available"]:
+        return {"available": False, "note": section["note"]}
+    keep = ("steps", "n", "fid_test", "floor_fid_test", "floor_spread", "precision", "recall", "seconds")
+    return {"available": True, "model": section["model"], "method": section["method"],
+            "distilled_steps": section["distilled_steps"], "timing": section["timing"],
+            "rows": [{k: r[k] for k in keep} for r in section["rows"]]}
 
 
 def _conditional_summary(section: dict) -> dict:
@@ -248,7 +273,8 @@ def write(out: Path, results: dict, settings: Settings, prov: dict, seconds: flo
     """index.html, summary.json and report.md, each whole or not at all; returns the summary.
     `seconds`: the run's wall time; `parts`: each part's seconds and whether it was reused (Cache.times)."""
     summary = summary_of(results, settings, prov) | {"seconds": seconds, "parts": parts or {}}
-    body = "\n".join(_figures(results, settings) + _fid_and_timing(results, settings) + _conditional(results)
+    body = "\n".join(_figures(results, settings) + _fid_and_timing(results, settings) + _student(results)
+                     + _conditional(results)
                      + _inversion(results)
                      + _curve_and_provenance(results, prov))
     page = (f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8"><title>mnistdiff report</title>'
@@ -289,6 +315,11 @@ def print_summary(summary: dict, out: Path, file=sys.stdout) -> None:
     cond = summary["conditional"]
     lines.append("  conditional model: " + (cond["note"] if not cond["available"] else ", ".join(
         f"s={r['guidance']:g} read as requested {r['accuracy']:.3f} FID {r['fid_test']:.3f}" for r in cond["rows"])))
+    fast = summary["student"]
+    lines.append("  student: " + (fast["note"] if not fast["available"] else ", ".join(
+        f"{r['steps']} call(s) FID {r['fid_test']:.3f} {r['seconds']:.2f} s" for r in fast["rows"])
+        + f" a batch of {fast['timing']['batch_size']} (DDIM-{fast['timing']['teacher_steps']}: "
+        f"{fast['timing']['teacher_s']:.2f} s)"))
     lines.append("  2 + 5 -> 8: " + ", ".join(f"{m} {k}/{n}" for m, (k, n) in summary["two_plus_five_to_eight"].items()))
     lines += ["", f"open {(out / 'index.html').resolve().as_uri()}"]
     print("\n".join(lines), file=file)

@@ -54,6 +54,7 @@ class Settings:
     merge_per_class: int  # image pairs per class pair in the merge study
     guidance_scales: tuple[float, ...] = (DEFAULT_GUIDANCE,)  # the conditional model's table, fid_images each
     digit_row: int = 10  # images per digit in the conditional model's grid
+    student_steps: tuple[int, ...] = (1, 2, 4)  # the student's rows, fid_images each, up to its distilled steps
     trajectory_images: int = 16
     ddim_steps: int = 50  # inversion, merges and figures
     precision: str = "auto"  # the FID rows' sampling and the timing; inversion and merges run in fp32
@@ -90,6 +91,7 @@ def model_evaluations(s: Settings) -> dict[str, float]:
         "merge study": (10 * s.merge_per_class + 3 * 45 * s.merge_per_class) * s.ddim_steps,
         "fid curve": 1,
         "conditional": conditional_evaluations(s),
+        "student": s.fid_images * sum(s.student_steps) + s.timing_batch * (s.timing_repeats + 1) * (50 + 7),
     }
 
 

@@ -121,12 +121,14 @@ def markdown(results: dict) -> str:
     if study is None or "skipped" in results["fid DDPM-1000"]:  # a model whose images the classifier cannot read
         return "\n".join(["# mnistdiff report", "", f"{results['fid DDPM-1000'].get('skipped', '')}", "",
                           "## Timing", "", md_table(*timing_table(results["timing"])),
+                          *student_markdown(results["student"], results),
                           *conditional_markdown(results["conditional"]),
                           "## Inversion", "", md_table(*reconstruction_table(results["reconstruction"]["rows"])), ""])
     return "\n".join([
         "# mnistdiff report", "", "## FID", "", md_table(*fid_table(results)), md_definitions(FID_COLUMNS),
         md_table(*class_table(results)), md_definitions(CLASS_COLUMNS),
         "## Timing", "", md_table(*timing_table(results["timing"])), md_definitions(TIMING_COLUMNS),
+        *student_markdown(results["student"], results),
         *conditional_markdown(results["conditional"]),
         "## Inversion", "", md_table(*reconstruction_table(results["reconstruction"]["rows"])),
         md_definitions(RECONSTRUCTION_COLUMNS),
@@ -178,3 +180,50 @@ def conditional_markdown(section: dict) -> list[str]:
         return [f"## {CONDITIONAL_TITLE}", "", section["note"], ""]
     return [f"## {CONDITIONAL_TITLE}", "", conditional_intro(section), "", md_table(*guidance_table(section)),
             md_definitions(GUIDANCE_COLUMNS)]
+
+
+STUDENT_TITLE = "Fast: a few-step student"
+STUDENT_COLUMNS = (
+    ("model", "the student at a number of calls, and its teacher (the report's model) with DDIM-50 above it."),
+    ("calls", "model evaluations per image."),
+    ("images", "as in the FID table; the student's rows start from the report's seed, as the FID rows do."),
+    ("FID vs test", "as in the FID table."),
+    ("floor", "real training digits at the same count, as in the FID table."),
+    ("FID / floor", "FID vs test over the floor."),
+    ("precision", "as in the FID table: fidelity."),
+    ("recall", "as in the FID table: coverage."),
+    ("seconds a batch", "wall time for one batch from the same noise, the median of turns in which the teacher's "
+                        "DDIM-50 and each student row run one after another."),
+)
+
+
+def student_intro(section: dict) -> str:
+    """The sentence above the section's grid."""
+    return (f"{section['model']}: a {section['method']} student distilled for {section['distilled_steps']} step(s) "
+            "from the report's model, sampled in 1 to that many calls. It cannot invert images: the experiments "
+            "below use its teacher.")
+
+
+def student_table(section: dict, results: dict) -> tuple[list[str], list[list[str]]]:
+    """The teacher's DDIM-50 row of the FID table, then one row per student step count."""
+    headers = [c for c, _ in STUDENT_COLUMNS]
+    headers[-1] = f"seconds a batch of {section['timing']['batch_size']}"
+    t = results.get("fid DDIM-50", {})
+    rows = []
+    if "fid_test" in t:
+        rows.append(["teacher, DDIM-50", "50", str(t["n"]), f"{t['fid_test']:.3f}", f"{t['floor_fid_test']:.3f}",
+                     f"{t['fid_test'] / t['floor_fid_test']:.1f}x", f"{t['precision']:.3f}", f"{t['recall']:.3f}",
+                     f"{section['timing']['teacher_s']:.2f}"])
+    for r in section["rows"]:
+        rows.append([f"student, {r['steps']} call(s)", str(r["steps"]), str(r["n"]), f"{r['fid_test']:.3f}",
+                     f"{r['floor_fid_test']:.3f}", f"{r['fid_test'] / r['floor_fid_test']:.1f}x",
+                     f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['seconds']:.3f}"])
+    return headers, rows
+
+
+def student_markdown(section: dict, results: dict) -> list[str]:
+    """The section in Markdown: its note, or its sentence and table."""
+    if not section["available"]:
+        return [f"## {STUDENT_TITLE}", "", section["note"], ""]
+    return [f"## {STUDENT_TITLE}", "", student_intro(section), "", md_table(*student_table(section, results)),
+            md_definitions(STUDENT_COLUMNS)]

@@ -158,12 +158,13 @@ function requestMix() {
   if (empty("a") || empty("b")) return;
   if (mixBusy) { mixAgain = true; return; }
   mixBusy = true;
+  const fast = !$("fast-choice").hidden && $("fast").checked;
   const body = { a: image("a"), b: image("b"), rule: $("rule").value, weight: Number($("weight").value), steps: steps(),
-    ...condition() };
+    ...(fast ? { fast } : condition()) };
   api("/api/mix", body).then((r) => {
     last.mix = ["/api/mix", body];
     paint($("mix"), r.image);
-    const towards = body.label === undefined ? "" : `, towards ${body.label} at s = ${body.guidance}`;
+    const towards = body.fast ? ", student" : body.label === undefined ? "" : `, towards ${body.label} at s = ${body.guidance}`;
     const shown = `w = ${r.weight.toFixed(2)} (${r.rule}${towards})`;
     $("mix-reading").textContent = `${shown}: ${reading(r.reading)}, ${r.ms} ms`;
     $("traj-mix").disabled = r.rule === "pixel";
@@ -189,8 +190,9 @@ async function trajectory(kind, title) {
 }
 
 async function sample() {
-  const body = { seed: Number($("seed").value), sampler: $("sampler").value, steps: Number($("sample-steps").value),
-    eta: Number($("eta").value), n: Number($("count").value), ...condition() };
+  const sampler = $("sampler").value;
+  const body = { seed: Number($("seed").value), sampler, steps: Number($("sample-steps").value),
+    eta: Number($("eta").value), n: Number($("count").value), ...(sampler === "student" ? {} : condition()) };
   const r = await api("/api/sample", body);
   last.sample = ["/api/sample", body];
   $("grid").replaceChildren(...r.images.map((px, i) => tile(px, reading(r.readings[i]))));
@@ -217,7 +219,14 @@ async function loadDigits() {
 async function start() {
   const info = await api("/api/info");
   $("rule").replaceChildren(...info.rules.map((r) => new Option(r, r, r === "slerp", r === "slerp")));
-  $("sampler").replaceChildren(...info.samplers.map((s) => new Option(s, s)));
+  // The student sampler, and the mix's fast decode, where the server has a student of the model.
+  const offered = info.samplers.filter((s) => s !== "student" || info.student);
+  $("sampler").replaceChildren(...offered.map((s) => new Option(s, s)));
+  if (info.student) {
+    $("fast-choice").hidden = false;
+    $("fast-steps").textContent = String(info.student.steps);
+    $("fast").addEventListener("change", requestMix);
+  }
   $("weight").min = Math.max(info.weights[0], -0.5);
   $("weight").max = Math.min(info.weights[1], 1.5);
   $("weight").addEventListener("input", () => {

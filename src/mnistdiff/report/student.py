@@ -1,0 +1,101 @@
+"""The report's section on a few-step student of the model: a grid, and for 1, 2 and 4 calls its FID
+beside the floor, precision, recall and a batch's sampling time, next to the teacher's DDIM-50 timed in
+the same turns from the same noise."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+
+from mnistdiff.images import DIGITS, grid, image_shape, save_png
+from mnistdiff.samplers.common import distilled_steps
+
+SHIPPED_NAME = "fast"  # loading.SHIPPED's name of the shipped student: the default
+TEACHER_STEPS = 50
+
+
+@dataclass
+class Student:
+    """The student on the report's device, where it came from and its weights' checksum; or, with
+    `note`, why the section is left out."""
+
+    model: torch.nn.Module | None = None
+    source: str = ""
+    method: str = ""
+    checksum: str | None = None
+    note: str | None = None
+
+
+def load(checkpoint: str | Path | None, target: torch.device, dataset: str, shipped_teacher: bool = True) -> Student:
+    """The student of `checkpoint` (a run or checkpoint folder, or "fast", the shipped one), or a Student
+    whose note says why there is none; shipped_teacher: whether the report's model is the shipped one,
+    the shipped student's teacher. A model that is not a student is an error."""
+    from mnistdiff import load_checkpoint
+    from mnistdiff.loading import SHIPPED, find
+    from mnistdiff.report.cache import model_checksum
+
+    if checkpoint is None:
+        return Student(note="No student given: --student-checkpoint PATH adds this section.")
+    if checkpoint == SHIPPED_NAME and not (SHIPPED[SHIPPED_NAME] / "weights.safetensors").is_file():
+        return Student(note="This installation ships no student: --student-checkpoint PATH (a model made by "
+                            "`mnistdiff distill`) adds this section.")
+    if checkpoint == SHIPPED_NAME and not shipped_teacher:
+        return Student(note="The shipped student was distilled from the shipped model, not from this one: "
+                            "--student-checkpoint PATH (a student made by `mnistdiff distill --teacher` this "
+                            "model) adds this section.")
+    model, _, config = load_checkpoint(checkpoint)
+    if not distilled_steps(model):
+        raise ValueError(f"--student-checkpoint {checkpoint}: not a distilled student (its config has no "
+                         "distilled_steps); make one with `mnistdiff distill`")
+    if image_shape(config) != DIGITS or config["dataset"] != dataset:
+        return Student(note=f"The student {checkpoint} makes {config['dataset']} images: the section needs the "
+                            f"1x28x28 {dataset} digits the report's model makes.")
+    source = "the shipped student (fast)" if checkpoint == SHIPPED_NAME else str(find(checkpoint))
+    return Student(model.to(target), source, config["student"]["method"], model_checksum(find(checkpoint)))
+
+
+def section(ctx, student: Student) -> dict:
+    """For each count of settings.student_steps the student takes: fid_images from the report's seed,
+    scored as the FID rows are; a batch of timing_batch timed beside the teacher's DDIM-50; and a grid
+    of the most steps' first images."""
+    from mnistdiff.bench import bench_student
+    from mnistdiff.evaluation import evaluate
+    from mnistdiff.generation import generate
+
+    if student.note:
+        return {"available": False, "note": student.note, "files": []}
+    s = ctx.settings
+    steps = [n for n in s.student_steps if n <= distilled_steps(student.model)]
+    rows, images = [], None
+    for n in steps:
+        images = generate(student.model, ctx.schedule, s.fid_images, steps=n, seed=s.seed, batch_size=s.batch_size,
+                          precision=s.precision, compile=s.compile, progress=True)
+        rows.append({"steps": n, **evaluate(images, ctx.dataset, ctx.data_dir, seed=s.seed,
+                                            floors=ctx.floors(s.fid_images))})
+    save_png(ctx.out / "student-grid.png", grid(images[:64], nrow=8), scale=2)
+    timing = bench_student(student.model, getattr(ctx.model, "model", ctx.model), ctx.schedule, student_steps=steps,
+                           teacher_steps=TEACHER_STEPS, batch_size=s.timing_batch, seed=s.seed,
+                           precision=s.precision, repeats=s.timing_repeats, compile=s.compile)
+    for row in rows:
+        row["seconds"] = timing["student_s"][row["steps"]]
+    return {"available": True, "model": student.source, "method": student.method,
+            "distilled_steps": distilled_steps(student.model), "grid_steps": steps[-1], "rows": rows,
+            "timing": {k: timing[k] for k in ("batch_size", "teacher_steps", "teacher_s")},
+            "files": ["student-grid.png"]}
+
+
+def rerun_command(s, checkpoint, student_checkpoint, device: torch.device, data_dir: str | None) -> dict[str, str]:
+    """The students benchmark's command that reruns the section's table and timing."""
+    import shlex
+
+    if student_checkpoint is None:
+        return {}
+    command = ["python", "benchmarks/students.py", "--students", str(student_checkpoint),
+               "--steps", ",".join(map(str, s.student_steps)), "--n", str(s.fid_images),
+               "--timing-batch", str(s.timing_batch), "--repeats", str(s.timing_repeats), "--seed", str(s.seed),
+               "--precision", s.precision, "--device", device.type, *(["--compile"] if s.compile else []),
+               *([] if checkpoint is None else ["--teacher", str(checkpoint)]),
+               *([] if data_dir is None else ["--data-dir", data_dir])]
+    return {"student table": shlex.join(command)}
