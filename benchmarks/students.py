@@ -32,13 +32,9 @@ from mnistdiff.generation import generate
 from mnistdiff.loading import find
 from mnistdiff.precision import pick_device, pick_precision
 from mnistdiff.provenance import git_commit
-from mnistdiff.samplers.common import distilled_steps
+from mnistdiff.samplers.common import distilled_method, distilled_steps
 
 TEACHER_STEPS = 50
-
-
-def method(model) -> str:
-    return "consistency" if model.config.preconditioning == "consistency" else "progressive"
 
 
 def score(rows_done: dict, partial: Path, key: tuple, make) -> dict:
@@ -170,7 +166,7 @@ def main(argv: list[str] | None = None) -> None:
         student = load_checkpoint(name)[0].to(device)
         if not distilled_steps(student):
             p.error(f"{name} is not a distilled student (its config has no distilled_steps)")
-        label = f"{name} ({method(student)}, {distilled_steps(student)}-step)"
+        label = f"{name} ({distilled_method(student)}, {distilled_steps(student)}-step)"
         steps = [s for s in map(int, args.steps.split(",")) if s <= distilled_steps(student)]
         for s in steps:
             rows.append(score(done, partial, (label, s, args.n, args.seed, precision),

@@ -285,9 +285,16 @@ def test_progressive_rounds_halve_the_steps_each_student_the_next_teacher(idx_fo
     assert "--down-to must be a power of two" in capsys.readouterr().err
 
 
-def test_fast_names_the_shipped_student(tmp_path, capsys):
-    if (loading.WEIGHTS / "fast-mnist").is_dir():
-        pytest.skip("a fast model is shipped")
+def test_fast_names_the_shipped_student_which_samples_its_own_way(tmp_path, capsys):
+    model, _, config = load_checkpoint("fast")
+    assert config["student"]["method"] == "progressive" and model.config.distilled_steps == config["student"]["steps"]
+    assert main(["sample", "--checkpoint", "fast", "--n", "2", "--out", str(tmp_path / "s.png")]) == 0
+    assert main(["sample", "--checkpoint", "fast", "--steps", "8", "--out", str(tmp_path / "s8.png")]) == 2
+    assert f"distilled for {model.config.distilled_steps} step(s)" in capsys.readouterr().err
+
+
+def test_without_a_shipped_student_fast_says_so(tmp_path, monkeypatch, capsys):
+    monkeypatch.setitem(loading.SHIPPED, "fast", tmp_path / "none" / "fast-mnist")
     with pytest.raises(FileNotFoundError, match="no fast model is shipped"):
         load_checkpoint("fast")
     assert main(["sample", "--checkpoint", "fast", "--out", str(tmp_path / "s.png")]) == 2

@@ -11,7 +11,7 @@ from mnistdiff.data import to_uint8
 from mnistdiff.diffusion import Schedule
 from mnistdiff.runtime import prepare
 from mnistdiff.samplers import DEFAULT_SAMPLER, SAMPLERS, sampler_levels
-from mnistdiff.samplers.common import distilled_steps
+from mnistdiff.samplers.common import distilled_method, distilled_steps
 from mnistdiff.samplers.guidance import DEFAULT_GUIDANCE, Guided, check_guidance, classes, clips, label_list
 
 
@@ -97,5 +97,5 @@ def model_defaults(model, sampler: str | None, steps: int | None, spacing: str |
     if steps is not None and steps > distilled:
         raise ValueError(f"this student was distilled for {distilled} step(s): ask for at most {distilled} "
                          f"(--steps {steps}), or sample its teacher")
-    own = "consistency" if model.config.preconditioning == "consistency" else "ddim"
+    own = "consistency" if distilled_method(model) == "consistency" else "ddim"
     return sampler or own, distilled if steps is None else steps, spacing or "trailing"

@@ -31,7 +31,7 @@ from mnistdiff.diffusion import Schedule
 from mnistdiff.experiments import mixing
 from mnistdiff import samplers
 from mnistdiff.samplers import ddim_invert, levels, sample_ddim
-from mnistdiff.samplers.common import distilled_steps
+from mnistdiff.samplers.common import distilled_method, distilled_steps
 from mnistdiff.samplers.ddim import check_eta
 from mnistdiff.samplers.guidance import DEFAULT_GUIDANCE, Guided, check_guidance, classes, clips
 
@@ -204,8 +204,7 @@ class Explorer:
                 "guidance": {"min": GUIDANCE[0], "max": GUIDANCE[1], "step": GUIDANCE_STEP,
                              "default": DEFAULT_GUIDANCE},
                 "student": None if self.student is None else {
-                    "steps": distilled_steps(self.student),
-                    "method": "consistency" if self.student.config.preconditioning == "consistency" else "progressive"}}
+                    "steps": distilled_steps(self.student), "method": distilled_method(self.student)}}
 
     def digits(self, start: int, count: int) -> list[dict]:
         """Test digits start..start + count: index, label and pixels."""

@@ -20,6 +20,14 @@ def distilled_steps(model) -> int:
     return getattr(getattr(model, "config", None), "distilled_steps", 0)
 
 
+def distilled_method(model) -> str | None:
+    """How a distilled student was made, "progressive" or "consistency" (whose network has the
+    consistency preconditioning); None for any other model."""
+    if not distilled_steps(model):
+        return None
+    return "consistency" if model.config.preconditioning == "consistency" else "progressive"
+
+
 def check_levels(levels: list[int], T: int) -> list[int]:
     """`levels` as ints, or ValueError unless they fall strictly within T - 1 .. 0, then -1 (clean data) at most."""
     levels = [int(t) for t in levels]
