@@ -82,6 +82,30 @@ def slider(explorer, repeats: int, rules: list[str], guidance: float | None = No
     return out
 
 
+def fast_fidelity(explorer, n: int = 100, steps: int = 10) -> dict:
+    """How far the student's decode of an inverted latent lies from the teacher's: the first n test
+    digits inverted as the page inverts them (DDIM-`steps`, the explorer's refinement), decoded by
+    the teacher's DDIM-`steps` and by the student; per-pixel MSE on [0, 1] to the inputs, and the
+    share the classifier reads as the input's label."""
+    from mnistdiff.data import to_model_range
+    from mnistdiff.explore.service import _decode, _invert, _student_sample
+
+    if explorer.digit_images is None:
+        return {}
+    x0, labels = to_model_range(explorer.digit_images[:n]), explorer.digit_labels[:n]
+    with torch.no_grad():
+        latents = _invert(explorer.model, explorer.schedule, x0, steps, explorer.inversion_iterations)
+        decoded = {"teacher": _decode(explorer.model, explorer.schedule, latents, steps),
+                   "student": _student_sample(explorer.student, explorer.schedule, latents, None,
+                                              torch.Generator().manual_seed(0), False)}
+        out = {"images": len(x0), "steps": steps}
+        for name, x in decoded.items():
+            x = x.clamp(-1, 1)
+            out[name] = {"mse": round(float(((x - x0) / 2).pow(2).mean()), 6),
+                         "read_as_input": float((explorer.classifier(x).argmax(1) == labels).double().mean())}
+    return out
+
+
 def inversion(explorer, repeats: int) -> dict:
     """Explorer.invert of `repeats` digits it has not seen: each one's inversion is computed, not cached."""
     a, b = two_digits(explorer)
@@ -216,6 +240,7 @@ def main() -> None:
         "student": explorer.info()["student"] if args.fast else None,
         "slider_ddim10": slider(explorer, args.repeats, args.rules.split(","), args.guidance, args.fast),
         "invert_ddim10": inversion(explorer, max(args.repeats // 4, 1)),
+        "fast_decode_fidelity": fast_fidelity(explorer) if args.fast else None,
         "start": first_start(args.checkpoint, args.threads, args.data_dir, args.browser, args.screenshot,
                              args.inversion_iterations),
         "load_average_after": [round(x, 2) for x in os.getloadavg()],
