@@ -322,3 +322,8 @@ def test_without_a_student_its_sampler_and_fast_decode_are_refused(explorer):
         explorer.mix(A, B, "slerp", 0.5, steps=2, fast=True)
     with pytest.raises(ValueError, match="not a distilled student"):
         Explorer(OnePoint(IMAGES[0].float()), SCHEDULE, load_classifier("mnist")[0], student=OnePoint(IMAGES[0].float()))
+
+
+def test_a_student_as_the_explorers_model_is_refused():
+    with pytest.raises(ValueError, match="fast is a distilled student: the explorer inverts"):
+        Explorer.from_checkpoint("fast", device="cpu")

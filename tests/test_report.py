@@ -355,6 +355,13 @@ def test_the_student_rows_score_the_images_generate_draws(tiny_run, student_page
         assert evaluate(images, "mnist", tiny_run[1], seed=0)["fid_test"] == pytest.approx(row["fid_test"])
 
 
+def test_a_student_as_the_reports_model_is_refused_in_one_line(tmp_path, capsys):
+    assert main(["report", "--checkpoint", "fast", "--out", str(tmp_path / "r"), "--device", "cpu"]) == 2
+    err = capsys.readouterr().err
+    assert "--checkpoint fast is a distilled student" in err and "--student-checkpoint" in err
+    assert len(err.strip().splitlines()) == 1
+
+
 def test_the_shipped_student_stays_out_of_another_models_page(page):
     summary = json.loads((page / "summary.json").read_text())
     shipped = (loading.SHIPPED["fast"] / "weights.safetensors").is_file()

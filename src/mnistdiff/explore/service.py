@@ -180,6 +180,9 @@ class Explorer:
 
         target = pick_device(device)
         model, schedule, config = load_checkpoint(checkpoint)
+        if distilled_steps(model):
+            raise ValueError(f"--checkpoint {checkpoint} is a distilled student: the explorer inverts images with its "
+                             "model; give the student's teacher as --checkpoint and the student as --student")
         require_digits(config, "explore")  # the page draws and reads 28x28 grey digits
         classifier, _ = load_classifier(config["dataset"])
         digits, note = None, ""

@@ -101,8 +101,13 @@ def _context(out: Path, checkpoint, settings: Settings, target, data_dir) -> par
     from mnistdiff.report import parts
     from mnistdiff.report.data_source import data_dir_for
     from mnistdiff.runtime import prepare
+    from mnistdiff.samplers.common import distilled_steps
 
     model, schedule, config = load_checkpoint(checkpoint)
+    if distilled_steps(model):
+        raise ValueError(f"--checkpoint {checkpoint} is a distilled student: the report samples its model over "
+                         "all T steps and inverts images with it; give the student's teacher as --checkpoint and "
+                         "the student as --student-checkpoint")
     runner = prepare(model.to(target), precision=settings.precision, compile=settings.compile)
     return parts.Context(model=runner, cpu_model=load_checkpoint(checkpoint)[0], schedule=schedule, config=config,
                          settings=settings, out=out, data_dir=data_dir_for(settings, config["dataset"], data_dir))
