@@ -199,9 +199,9 @@ STUDENT_COLUMNS = (
 
 def student_intro(section: dict) -> str:
     """The sentence above the section's grid."""
-    return (f"{section['model']}: a {section['method']} student distilled for {section['distilled_steps']} step(s) "
-            "from the report's model, sampled in 1 to that many calls. It cannot invert images: the experiments "
-            "below use its teacher.")
+    return (f"The student: {section['model']}, made by {section['method']} distillation of the report's model for "
+            f"{section['distilled_steps']} step(s), sampled in 1 to that many calls. It cannot invert images: the "
+            "experiments below use its teacher.")
 
 
 def student_table(section: dict, results: dict) -> tuple[list[str], list[list[str]]]:
