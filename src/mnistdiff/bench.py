@@ -168,8 +168,7 @@ def bench_student(student, teacher, schedule: Schedule, *, student_steps: list[i
     times in turns (teacher, then every student count, and again), and its time is the median: turns
     keep the machine's drift out of the ratios.
     """
-    from mnistdiff.generation import model_defaults
-    from mnistdiff.samplers import SAMPLERS, sampler_levels
+    from mnistdiff.generation import student_sampler
 
     device = next(student.parameters()).device
     precision = pick_precision(precision, device.type)
@@ -180,10 +179,9 @@ def bench_student(student, teacher, schedule: Schedule, *, student_steps: list[i
             sample_ddim(m, x_T, schedule, levels(teacher_steps, schedule), clip_x0=True)}
     fast = prepare(student, precision=precision, compile=compile)
     for n in student_steps:
-        sampler, steps, spacing = model_defaults(student, None, n, None)
-        grid = sampler_levels(sampler, steps, schedule, spacing)
-        runs[n] = lambda fn=SAMPLERS[sampler], grid=grid: fn(fast, x_T, schedule, grid, clip_x0=True,
-                                                              generator=torch.Generator(device).manual_seed(seed))
+        fn, grid = student_sampler(student, n, schedule)
+        runs[n] = lambda fn=fn, grid=grid: fn(fast, x_T, schedule, grid, clip_x0=True,
+                                              generator=torch.Generator(device).manual_seed(seed))
     times = {key: [] for key in runs}
     for k in range(repeats + 1):
         for key, run in runs.items():

@@ -99,3 +99,10 @@ def model_defaults(model, sampler: str | None, steps: int | None, spacing: str |
                          f"(--steps {steps}), or sample its teacher")
     own = "consistency" if distilled_method(model) == "consistency" else "ddim"
     return sampler or own, distilled if steps is None else steps, spacing or "trailing"
+
+
+def student_sampler(model, steps: int | None, schedule: Schedule) -> tuple:
+    """(sampler function, grid) a distilled student samples with in `steps` calls (None: the steps it
+    was distilled for), as generate() picks them (model_defaults)."""
+    sampler, steps, spacing = model_defaults(model, None, steps, None)
+    return SAMPLERS[sampler], sampler_levels(sampler, steps, schedule, spacing)

@@ -62,6 +62,11 @@ def load_checkpoint(path: str | Path | None = None, *, ema: bool = True) -> tupl
     return model.eval().requires_grad_(False), schedule, config
 
 
+def shipped(name: str) -> bool:
+    """Whether this installation ships the model of that name in SHIPPED (a wheel may leave one out)."""
+    return (SHIPPED[name] / "weights.safetensors").is_file()
+
+
 def find(path: str | Path | None) -> Path:
     """The checkpoint folder for a run folder, a checkpoint folder or a file inside one;
     None means the model shipped with the package, a name in SHIPPED the model shipped by that name."""

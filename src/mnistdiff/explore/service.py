@@ -74,13 +74,12 @@ def _sample(model, schedule: Schedule, x_T: torch.Tensor, sampler: str, steps: i
 
 def _student_sample(student, schedule: Schedule, x_T: torch.Tensor, steps: int | None,
                     generator: torch.Generator, clip_x0: bool, recorder=None) -> torch.Tensor:
-    """A distilled student's own sampler over its own grid (generation.model_defaults), `steps` at most
+    """A distilled student's own sampler over its own grid (generation.student_sampler), `steps` at most
     the steps it was distilled for (None: all of them); through `recorder`, a _Recorder of it, if given."""
-    from mnistdiff.generation import model_defaults
+    from mnistdiff.generation import student_sampler
 
-    sampler, steps, spacing = model_defaults(student, None, steps, None)
-    grid = samplers.sampler_levels(sampler, steps, schedule, spacing)
-    return samplers.SAMPLERS[sampler](recorder or student, x_T, schedule, grid, clip_x0=clip_x0, generator=generator)
+    fn, grid = student_sampler(student, steps, schedule)
+    return fn(recorder or student, x_T, schedule, grid, clip_x0=clip_x0, generator=generator)
 
 
 class _Recorder:
@@ -236,11 +235,16 @@ class Explorer:
             self._latents.popitem(last=False)
         return latent
 
-    def _decode(self, latent: torch.Tensor, steps: int, trajectory: bool,
-                model=None) -> tuple[torch.Tensor, list | None]:
+    def _decode(self, latent: torch.Tensor, steps: int, trajectory: bool, model=None,
+                fast: bool = False) -> tuple[torch.Tensor, list | None]:
+        """DDIM-`steps` of `model` (default: the explorer's), or with `fast` the student `model` in its own calls."""
         model = model or self.model
         recorder = _Recorder(model, self.schedule) if trajectory else None
-        x0 = _decode(recorder or model, self.schedule, latent, steps)
+        if fast:
+            generator = torch.Generator(device=self.device).manual_seed(0)
+            x0 = _student_sample(model, self.schedule, latent, None, generator, False, recorder)
+        else:
+            x0 = _decode(recorder or model, self.schedule, latent, steps)
         return x0, strip(recorder.frames, x0) if recorder else None
 
     @torch.no_grad()
@@ -283,13 +287,7 @@ class Explorer:
                 frames = None
             else:
                 latent = mixing.RULES[rule](self._latent(a8, steps), self._latent(b8, steps), weight)
-                if fast:
-                    recorder = _Recorder(decoder, self.schedule) if trajectory else None
-                    generator = torch.Generator(device=self.device).manual_seed(0)
-                    mixed = _student_sample(decoder, self.schedule, latent, None, generator, False, recorder)
-                    frames = strip(recorder.frames, mixed) if recorder else None
-                else:
-                    mixed, frames = self._decode(latent, steps, trajectory, decoder)
+                mixed, frames = self._decode(latent, steps, trajectory, decoder, fast)
             mixed = mixed.cpu()
             reading = self.read(mixed)[0]
         return {"image": pixels(mixed[0]), "reading": reading, "weight": weight, "rule": rule, "trajectory": frames}
@@ -305,11 +303,11 @@ class Explorer:
         if not 1 <= n <= MAX_IMAGES:
             raise ValueError(f"n must be in 1..{MAX_IMAGES}, got {n}")
         check_eta(eta)
-        if sampler == STUDENT:
-            return self._sample_student(seed, steps, n, trajectory, label)
-        model = _conditioned(self.model, label, guidance, n)
+        if sampler == STUDENT and label is not None:
+            raise ValueError("the student is unconditional: it samples without a label")
+        model = self._student() if sampler == STUDENT else _conditioned(self.model, label, guidance, n)
         doubled = 2 if isinstance(model, Guided) and model.scale not in (0, 1) else 1  # one call of 2n images
-        evaluations = samplers.steps_taken(sampler, steps, self.schedule.T)
+        evaluations = steps if sampler == STUDENT else samplers.steps_taken(sampler, steps, self.schedule.T)
         if evaluations * n * doubled > MAX_WORK:
             raise ValueError(f"{sampler} with {evaluations} model evaluations for {n} images"
                              f"{' (doubled by guidance)' if doubled == 2 else ''} is more than "
@@ -318,22 +316,11 @@ class Explorer:
             generator = torch.Generator(device=self.device).manual_seed(seed)
             x_T = torch.randn((n, 1, SIDE, SIDE), generator=generator, device=self.device)
             recorder = _Recorder(model, self.schedule) if trajectory else None
-            x0 = _sample(recorder or model, self.schedule, x_T, sampler, steps, eta, generator,
-                         clip_x0=clips(model.scale if isinstance(model, Guided) else None)).cpu()
-            readings = self.read(x0)
-        return {"images": [pixels(x) for x in x0], "readings": readings,
-                "trajectory": strip(recorder.frames, x0[:1]) if recorder else None}
-
-
-    def _sample_student(self, seed: int, steps: int, n: int, trajectory: bool, label: int | None) -> dict:
-        student = self._student()
-        if label is not None:
-            raise ValueError("the student is unconditional: it samples without a label")
-        with self._lock:
-            generator = torch.Generator(device=self.device).manual_seed(seed)
-            x_T = torch.randn((n, 1, SIDE, SIDE), generator=generator, device=self.device)
-            recorder = _Recorder(student, self.schedule) if trajectory else None
-            x0 = _student_sample(student, self.schedule, x_T, steps, generator, True, recorder).cpu()
+            if sampler == STUDENT:
+                x0 = _student_sample(model, self.schedule, x_T, steps, generator, True, recorder).cpu()
+            else:
+                x0 = _sample(recorder or model, self.schedule, x_T, sampler, steps, eta, generator,
+                             clip_x0=clips(model.scale if isinstance(model, Guided) else None)).cpu()
             readings = self.read(x0)
         return {"images": [pixels(x) for x in x0], "readings": readings,
                 "trajectory": strip(recorder.frames, x0[:1]) if recorder else None}
@@ -343,10 +330,9 @@ def _load_student(student: str | Path | None, checkpoint: str | Path | None):
     """The student to serve beside `checkpoint`'s model: None for none; "fast" is the shipped model's
     shipped student, left out beside any other model or where it is not shipped."""
     from mnistdiff import load_checkpoint
-    from mnistdiff.loading import SHIPPED
+    from mnistdiff.loading import shipped
 
-    if student is None or (student == "fast" and (checkpoint is not None or not (
-            SHIPPED["fast"] / "weights.safetensors").is_file())):
+    if student is None or (student == "fast" and (checkpoint is not None or not shipped("fast"))):
         return None
     return load_checkpoint(student)[0]
 

@@ -36,13 +36,13 @@ def load(checkpoint: str | Path | None, target: torch.device, settings, dataset:
     or a Conditional whose note says why there is none: no checkpoint given, none shipped with this
     installation, or images the report's classifier cannot read. A model without labels is an error."""
     from mnistdiff import load_checkpoint
-    from mnistdiff.loading import SHIPPED, find
+    from mnistdiff.loading import find, shipped
     from mnistdiff.report.cache import model_checksum
     from mnistdiff.runtime import prepare
 
     if checkpoint is None:
         return Conditional(note="No conditional model given: --conditional-checkpoint PATH adds this section.")
-    if checkpoint == SHIPPED_NAME and not (SHIPPED[SHIPPED_NAME] / "weights.safetensors").is_file():
+    if checkpoint == SHIPPED_NAME and not shipped(SHIPPED_NAME):
         return Conditional(note="This installation ships no conditional model: --conditional-checkpoint PATH "
                                 "(a model trained with `mnistdiff train --conditional`) adds this section.")
     model, schedule, config = load_checkpoint(checkpoint)

@@ -91,7 +91,9 @@ def model_evaluations(s: Settings) -> dict[str, float]:
         "merge study": (10 * s.merge_per_class + 3 * 45 * s.merge_per_class) * s.ddim_steps,
         "fid curve": 1,
         "conditional": conditional_evaluations(s),
-        "student": s.fid_images * sum(s.student_steps) + s.timing_batch * (s.timing_repeats + 1) * (50 + 7),
+        # the rows, then the timing's turns: the teacher's DDIM-50 and each student count
+        "student": (s.fid_images + s.timing_batch * (s.timing_repeats + 1)) * sum(s.student_steps)
+                   + s.timing_batch * (s.timing_repeats + 1) * 50,
     }
 
 

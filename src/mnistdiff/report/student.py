@@ -10,7 +10,7 @@ from pathlib import Path
 import torch
 
 from mnistdiff.images import DIGITS, grid, image_shape, save_png
-from mnistdiff.samplers.common import distilled_steps
+from mnistdiff.samplers.common import distilled_method, distilled_steps
 
 SHIPPED_NAME = "fast"  # loading.SHIPPED's name of the shipped student: the default
 TEACHER_STEPS = 50
@@ -23,7 +23,6 @@ class Student:
 
     model: torch.nn.Module | None = None
     source: str = ""
-    method: str = ""
     checksum: str | None = None
     note: str | None = None
 
@@ -33,12 +32,12 @@ def load(checkpoint: str | Path | None, target: torch.device, dataset: str, ship
     whose note says why there is none; shipped_teacher: whether the report's model is the shipped one,
     the shipped student's teacher. A model that is not a student is an error."""
     from mnistdiff import load_checkpoint
-    from mnistdiff.loading import SHIPPED, find
+    from mnistdiff.loading import find, shipped
     from mnistdiff.report.cache import model_checksum
 
     if checkpoint is None:
         return Student(note="No student given: --student-checkpoint PATH adds this section.")
-    if checkpoint == SHIPPED_NAME and not (SHIPPED[SHIPPED_NAME] / "weights.safetensors").is_file():
+    if checkpoint == SHIPPED_NAME and not shipped(SHIPPED_NAME):
         return Student(note="This installation ships no student: --student-checkpoint PATH (a model made by "
                             "`mnistdiff distill`) adds this section.")
     if checkpoint == SHIPPED_NAME and not shipped_teacher:
@@ -53,7 +52,7 @@ def load(checkpoint: str | Path | None, target: torch.device, dataset: str, ship
         return Student(note=f"The student {checkpoint} makes {config['dataset']} images: the section needs the "
                             f"1x28x28 {dataset} digits the report's model makes.")
     source = "the shipped student (fast)" if checkpoint == SHIPPED_NAME else str(find(checkpoint))
-    return Student(model.to(target), source, config["student"]["method"], model_checksum(find(checkpoint)))
+    return Student(model.to(target), source, model_checksum(find(checkpoint)))
 
 
 def section(ctx, student: Student) -> dict:
@@ -80,7 +79,7 @@ def section(ctx, student: Student) -> dict:
                            precision=s.precision, repeats=s.timing_repeats, compile=s.compile)
     for row in rows:
         row["seconds"] = timing["student_s"][row["steps"]]
-    return {"available": True, "model": student.source, "method": student.method,
+    return {"available": True, "model": student.source, "method": distilled_method(student.model),
             "distilled_steps": distilled_steps(student.model), "grid_steps": steps[-1], "rows": rows,
             "timing": {k: timing[k] for k in ("batch_size", "teacher_steps", "teacher_s")},
             "files": ["student-grid.png"]}
