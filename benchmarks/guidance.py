@@ -5,7 +5,7 @@ class-balanced set (labels 0..9 in turn) beside the real-data floor, precision a
 
     python benchmarks/guidance.py [--checkpoint conditional] [--scales 1,1.5,2,3,5] [--n 2048]
         [--large-n 10000 --large-scales 2] [--baseline SHIPPED] [--sampler ddim --steps 50]
-        [--precision auto] [--out benchmarks/results/guidance]
+        [--precision auto] [--compile] [--out benchmarks/results/guidance]
 
 Writes OUT.json, OUT.md and OUT.png (accuracy against FID over s). Rows are kept in OUT.partial.jsonl
 as they finish; rerunning the same command reuses them, and --kept-only writes the table from them
@@ -22,7 +22,7 @@ from pathlib import Path
 import torch
 
 from mnistdiff import load_checkpoint
-from mnistdiff.evaluation.guided import guided_scores
+from mnistdiff.evaluation import evaluate
 from mnistdiff.generation import generate
 from mnistdiff.precision import pick_device, pick_precision
 from mnistdiff.provenance import git_commit
@@ -109,6 +109,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
     p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    p.add_argument("--compile", action="store_true", help="torch.compile the models (rows kept without it are redone)")
     p.add_argument("--kept-only", action="store_true", help="write the table from the rows kept, computing nothing")
     p.add_argument("--out", default="benchmarks/results/guidance", help="writes OUT.json, OUT.md, OUT.png")
     args = p.parse_args(argv)
@@ -123,9 +124,11 @@ def main(argv: list[str] | None = None) -> None:
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     partial = out.with_suffix(".partial.jsonl")
-    setting = {"sampler": args.sampler, "steps": args.steps, "seed": args.seed, "precision_mode": precision}
+    setting = {"sampler": args.sampler, "steps": args.steps, "seed": args.seed, "precision_mode": precision,
+               "compile": args.compile}
     kept = [json.loads(line) for line in partial.read_text().splitlines()] if partial.exists() else []
-    done = {(r["model"], r["scale"], r["n"]): r for r in kept if all(r.get(k) == v for k, v in setting.items())}
+    done = {(r["model"], r["scale"], r["n"]): r for r in kept
+            if all(r.get(k, False if k == "compile" else None) == v for k, v in setting.items())}
     rows = []
     for name, scale, n in cells(scales, args.n, args.large_n, large_scales):
         if (name, scale, n) in done:
@@ -137,11 +140,11 @@ def main(argv: list[str] | None = None) -> None:
         requested = torch.arange(n) % classes if scale is not None else None
         t0 = time.perf_counter()
         images = generate(model.to(device), schedule, n, sampler=args.sampler, steps=args.steps, seed=args.seed,
-                          batch_size=args.batch_size, precision=precision,
+                          batch_size=args.batch_size, precision=precision, compile=args.compile,
                           **({"labels": list(range(classes)), "guidance": scale} if scale is not None else {}))
         seconds = time.perf_counter() - t0
         rows.append({"model": name, "scale": scale, "n": n, "seconds": seconds, **setting,
-                     **guided_scores(images, requested, config["dataset"], args.data_dir, args.seed)})
+                     **evaluate(images, config["dataset"], args.data_dir, seed=args.seed, requested=requested)})
         with partial.open("a") as f:
             f.write(json.dumps(rows[-1]) + "\n")
         r = rows[-1]
@@ -149,6 +152,7 @@ def main(argv: list[str] | None = None) -> None:
               + f"FID {r['fid_test']:.3f} (floor {r['floor_fid_test']:.3f}), {seconds:.0f} s", flush=True)
     command = (f"python benchmarks/guidance.py --scales {args.scales} --n {args.n} --sampler {args.sampler} "
                f"--steps {args.steps} --seed {args.seed} --precision {args.precision}"
+               + (" --compile" if args.compile else "")
                + (f" --large-n {args.large_n} --large-scales {args.large_scales}" if args.large_n else "")
                + (f" --checkpoint {args.checkpoint}" if args.checkpoint != "conditional" else "")
                + (f" --baseline {args.baseline}" if args.baseline else ""))

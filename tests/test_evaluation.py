@@ -107,6 +107,37 @@ def test_fid_command_scores_real_digits_far_better_than_noise(mnist_fixture, tmp
     assert scores["real"]["precision"] > 0.8 > 0.1 > scores["noise"]["precision"]
 
 
+def test_fid_command_reads_an_npz_s_labels_as_the_digits_asked_for(mnist_fixture, tmp_path, capsys):
+    from mnistdiff.cli import main
+
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+    for path, split in ((mnist_fixture[0], "images-idx3"), (mnist_fixture[1], "labels-idx1")):
+        for prefix in ("train", "t10k"):
+            (data_dir / f"{prefix}-{split}-ubyte.gz").write_bytes(path.read_bytes())
+    images, labels = read_split(*mnist_fixture)
+    scores = {}
+    for name, asked in (("true", labels[300:]), ("shifted", (labels[300:] + 1) % 10), ("none", None)):
+        path, out = tmp_path / f"{name}.npz", tmp_path / f"{name}.json"
+        np.savez(path, images=images[300:, None], **({} if asked is None else {"labels": np.asarray(asked)}))
+        assert main(["fid", "--npz", str(path), "--data-dir", str(data_dir), "--json", str(out)]) == 0
+        scores[name] = json.loads(out.read_text())
+        assert ("read as the digit asked for" in capsys.readouterr().out) == (asked is not None)
+    assert scores["true"]["accuracy"] > 0.95 > 0.05 > scores["shifted"]["accuracy"]
+    shares = scores["true"]["accuracy_by_digit"]
+    asked = torch.as_tensor(labels[300:])
+    assert len(shares) == 10 and scores["true"]["accuracy"] == pytest.approx(
+        sum(s * (asked == c).sum().item() for c, s in enumerate(shares)) / len(asked))
+    assert "accuracy" not in scores["none"]
+    wrong = tmp_path / "wrong.npz"
+    np.savez(wrong, images=images[300:, None], labels=np.full(200, 10))
+    assert main(["fid", "--npz", str(wrong), "--data-dir", str(data_dir)]) == 2
+    assert "requested labels must lie in 0..9" in capsys.readouterr().err
+    np.savez(wrong, images=images[300:, None], labels=np.zeros(199, dtype=np.int64))
+    assert main(["fid", "--npz", str(wrong), "--data-dir", str(data_dir)]) == 2
+    assert "'labels' is int64 of shape (199,), expected integer labels of shape (200)" in capsys.readouterr().err
+
+
 def test_fid_command_rejects_images_of_the_wrong_shape(tmp_path, capsys):
     from mnistdiff.cli import main
 

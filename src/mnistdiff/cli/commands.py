@@ -147,11 +147,13 @@ def cmd_fid(args) -> None:
         from mnistdiff.experiments.inputs import load_array
 
         images = torch.from_numpy(load_array(args.npz, "images", (None, 1, 28, 28), np.uint8))
+        labels = load_array(args.npz, "labels", (len(images),), np.integer, optional=True)
+        labels = None if labels is None else torch.from_numpy(labels).long()
     else:
         check_count(args.n)  # before minutes of sampling
-        images, config, _ = generate_images(args, classified_by="fid")
+        images, config, labels = generate_images(args, classified_by="fid")
         dataset = args.dataset or config["dataset"]
-    result = evaluate(images, dataset, args.data_dir, seed=args.seed)
+    result = evaluate(images, dataset, args.data_dir, seed=args.seed, requested=labels)
     print(f"images: {result['n']}")
     print(f"FID vs train: {result['fid_train']:.3f}   vs test: {result['fid_test']:.3f}   "
           f"(real train images vs test, same count: {result['floor_fid_test']:.3f}; over "
@@ -160,6 +162,11 @@ def cmd_fid(args) -> None:
     print(f"precision: {result['precision']:.3f}   recall: {result['recall']:.3f}   "
           f"confident (p >= 0.9): {result['confident_share']:.3f}")
     print("class shares: " + " ".join(f"{c}:{share:.3f}" for c, share in enumerate(result["class_shares"])))
+    if labels is not None:
+        by_digit = result["accuracy_by_digit"]
+        worst = min((c for c, share in enumerate(by_digit) if share is not None), key=lambda c: by_digit[c])
+        print(f"read as the digit asked for: {result['accuracy']:.4f}   worst digit: {worst} "
+              f"({by_digit[worst]:.3f})")
     if args.inception:
         from mnistdiff import data
         from mnistdiff.evaluation.inception import inception_fid

@@ -300,10 +300,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--npz", help="also write the images (uint8, key 'images') to this .npz, with --label their "
                                  "labels too (int64, key 'labels')")
 
-    p = sub.add_parser("fid", help="FID, precision/recall and class shares of generated images")
+    p = sub.add_parser("fid", help="FID, precision/recall and class shares of generated images; with labels, "
+                                   "the share read as the digit asked for")
     source = p.add_mutually_exclusive_group()
     _checkpoint_arg(source, "run folder or checkpoint folder to sample from (default: the shipped model)")
-    source.add_argument("--npz", help="uint8 images under the key 'images' instead of sampling")
+    source.add_argument("--npz", help="uint8 images under the key 'images' instead of sampling, and their labels "
+                                      "under 'labels' if it has them (as sample --label --npz writes)")
     _sampler_args(p)
     _n_arg(p, 2048, "number of images (the report used 2048)")
     _yes_arg(p)

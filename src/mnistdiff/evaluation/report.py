@@ -17,23 +17,30 @@ FLOOR_DRAWS = 5  # disjoint draws of real training images that give the floor it
 
 
 def evaluate(images: torch.Tensor, dataset: str = "mnist", data_dir=None, seed: int = 0,
-             floors: list[float] | None = None) -> dict:
+             floors: list[float] | None = None, requested: torch.Tensor | None = None) -> dict:
     """FID against the shipped train and test statistics, the real-data floor at the same count (its
     first draw, and the min, mean and max over FLOOR_DRAWS disjoint draws), precision and recall
-    against test images, the share of confident predictions and the class shares.
+    against test images, the share of confident predictions and the class shares. With `requested`
+    ((N,) int64, the label each image was drawn for) also "accuracy", the share the classifier reads
+    as the requested digit, and "accuracy_by_digit", that share among the images of each label
+    0..max(requested) (None for a label no image was drawn for).
 
     images: uint8 (N, 1, 28, 28). floors: real_floors(N, dataset, data_dir, seed) where the caller has them.
     """
     check_count(len(images))
+    if requested is not None and tuple(requested.shape) != (len(images),):
+        raise ValueError(f"{tuple(requested.shape)} requested labels for {len(images)} images")
     classifier, reference = _scorer(dataset)
     feats, probs = features_and_probs(classifier, images)
+    if requested is not None and len(requested) and (requested.min() < 0 or requested.max() >= probs.shape[1]):
+        raise ValueError(f"requested labels must lie in 0..{probs.shape[1] - 1}, the classifier's classes")
     mu, sigma = gaussian_stats(feats)
     n = len(images)
     floors = real_floors(n, dataset, data_dir, seed) if floors is None else floors
     test_images, _ = data.load(dataset, "test", data_dir)
     precision, recall = precision_recall(features_and_probs(classifier, test_images[:n])[0], feats)
     classes = probs.argmax(1)
-    return {
+    result = {
         "n": n,
         "fid_train": frechet_distance(mu, sigma, *reference["train"]),
         "fid_test": frechet_distance(mu, sigma, *reference["test"]),
@@ -45,6 +52,12 @@ def evaluate(images: torch.Tensor, dataset: str = "mnist", data_dir=None, seed: 
         "confident_share": (probs.max(1).values >= CONFIDENT).double().mean().item(),
         "class_shares": (torch.bincount(classes, minlength=10).double() / n).tolist(),
     }
+    if requested is not None:
+        hit = (classes == requested).double()
+        result["accuracy"] = hit.mean().item()
+        result["accuracy_by_digit"] = [hit[requested == c].mean().item() if (requested == c).any() else None
+                                       for c in range(int(requested.max()) + 1)]
+    return result
 
 
 def check_count(n: int) -> None:

@@ -47,9 +47,11 @@ def load_png(path: str | Path) -> torch.Tensor:
     return torch.from_numpy(pixels.copy()).unsqueeze(0)
 
 
-def load_array(path: str | Path, key: str, shape: tuple[int | None, ...], kind) -> np.ndarray:
+def load_array(path: str | Path, key: str, shape: tuple[int | None, ...], kind,
+               optional: bool = False) -> np.ndarray | None:
     """The array under `key` of an .npz, checked: `shape` with None for any size, dtype a `kind`
-    (np.uint8, np.floating); a clear error naming the file otherwise. Nothing is unpickled."""
+    (np.uint8, np.floating, np.integer); a clear error naming the file otherwise, or None for a
+    missing key when `optional`. Nothing is unpickled."""
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist")
@@ -60,11 +62,13 @@ def load_array(path: str | Path, key: str, shape: tuple[int | None, ...], kind) 
     except (OSError, EOFError, ValueError, zipfile.BadZipFile, zlib.error, AttributeError) as err:
         raise ValueError(f"{path}: not a readable .npz file ({err})") from err
     if array is None:
+        if optional:
+            return None
         raise ValueError(f"{path}: no array {key!r} (it holds {', '.join(names) or 'nothing'})")
     fits = array.ndim == len(shape) and all(s is None or s == n for s, n in zip(shape, array.shape))
     if not fits or not np.issubdtype(array.dtype, kind) or 0 in array.shape:
         wanted = "(" + ", ".join("N" if s is None else str(s) for s in shape) + ")"
-        dtype = "float" if kind is np.floating else np.dtype(kind).name
+        dtype = {np.floating: "float", np.integer: "integer"}.get(kind) or np.dtype(kind).name
         raise ValueError(f"{path}: {key!r} is {array.dtype} of shape {tuple(array.shape)}, expected "
                          f"{dtype} {key} of shape {wanted}")
     if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():

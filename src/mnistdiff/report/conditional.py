@@ -61,7 +61,7 @@ def load(checkpoint: str | Path | None, target: torch.device, settings, dataset:
 def section(ctx, cond: Conditional) -> dict:
     """The grid (one row per digit, DDIM-50 at DEFAULT_GUIDANCE) and one row of scores per guidance
     scale of the settings, each from fid_images class-balanced images (labels 0..9 in turn)."""
-    from mnistdiff.evaluation import guided_scores
+    from mnistdiff.evaluation import evaluate
     from mnistdiff.generation import generate
 
     if cond.note:
@@ -81,8 +81,8 @@ def section(ctx, cond: Conditional) -> dict:
         seconds = time.perf_counter() - t0
         requested = torch.arange(s.fid_images) % count
         rows.append({"guidance": scale, "seconds": seconds,
-                     **guided_scores(images, requested, ctx.dataset, ctx.data_dir, seed=s.seed,
-                                     floors=ctx.floors(s.fid_images))})
+                     **evaluate(images, ctx.dataset, ctx.data_dir, seed=s.seed, floors=ctx.floors(s.fid_images),
+                                requested=requested)})
     return {"available": True, "model": cond.source, "classes": count, "default_guidance": DEFAULT_GUIDANCE,
             "steps": STEPS, "digit_row": s.digit_row, "rows": rows, "files": ["conditional-grid.png"]}
 
