@@ -107,13 +107,13 @@ def test_every_option_of_every_command_has_help_and_shows_its_default():
 
 def test_a_new_train_config_field_is_a_documented_working_flag(monkeypatch):
     """Declaring the field is all it takes: the parser and the mapping handed to train() follow."""
-    from mnistdiff.cli import commands, parser
+    from mnistdiff.cli import arguments, commands, parser
 
     @dataclasses.dataclass(frozen=True)
     class WithKnob(TrainConfig):
         knob: int = option(3, "a setting added later", minimum=1)
 
-    monkeypatch.setattr(parser, "TrainConfig", WithKnob)  # as if TrainConfig had the field
+    monkeypatch.setattr(arguments, "TrainConfig", WithKnob)  # as if TrainConfig had the field
     train_parser = _subparsers(parser.build_parser())["train"]
     assert "a setting added later (default: 3)" in " ".join(train_parser.format_help().split())
     handed = {}

@@ -228,7 +228,8 @@ def test_fid_checks_do_not_count_against_the_time_budget(idx_folder, tmp_path, m
 
 
 def test_width_and_depth_are_a_new_runs_flags(idx_folder, tmp_path):
-    from mnistdiff.cli.parser import build_parser, train_settings
+    from mnistdiff.cli.arguments import train_settings
+    from mnistdiff.cli.parser import build_parser
     from mnistdiff.training.settings import resolve
 
     args = build_parser().parse_args(["train", "--out", "x", "--base", "24", "--blocks", "2"])

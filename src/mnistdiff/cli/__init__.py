@@ -8,7 +8,8 @@ from pathlib import Path
 
 from mnistdiff.runtime import fit_threads_to_load, keep_freed_memory
 from mnistdiff.cli import commands, experiment_commands, explore_command, report_command
-from mnistdiff.cli.parser import UsageError, build_parser
+from mnistdiff.cli.arguments import UsageError
+from mnistdiff.cli.parser import build_parser
 from mnistdiff.data import DataFileError
 from mnistdiff.evaluation.inception import InceptionUnavailable
 from mnistdiff.files import NoSpace

@@ -17,7 +17,7 @@ class Stopped(Exception):
 
 
 def cmd_train(args) -> None:
-    from mnistdiff.cli.parser import train_settings
+    from mnistdiff.cli.arguments import train_settings
     from mnistdiff.training import Interrupted, NonFiniteLoss, train
 
     try:

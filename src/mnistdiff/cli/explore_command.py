@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from mnistdiff.cli.parser import UsageError
+from mnistdiff.cli.arguments import UsageError
 
 INSTALL = "pip install 'mnistdiff[explore]'"
 
