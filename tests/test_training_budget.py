@@ -8,7 +8,7 @@ import torch
 from mnistdiff import files, loading
 from mnistdiff.cli import main
 from mnistdiff.model.presets import TrainConfig
-from mnistdiff.training import loop, train
+from mnistdiff.training import budget, loop, train
 from mnistdiff.training.lr import learning_rate
 
 FAST = ["--preset", "tiny", "--checkpoint-every", "10", "--sample-every", "1000"]
@@ -60,10 +60,10 @@ def test_the_time_budget_counts_compiling(idx_folder, tmp_path, monkeypatch, ste
 
 
 def test_the_bar_ends_where_the_budget_or_the_steps_end_first():
-    assert loop.steps_in_budget(100, 1000, seconds_left=60.0, steps_per_s=2.0) == 220
-    assert loop.steps_in_budget(100, 150, seconds_left=60.0, steps_per_s=2.0) == 150  # steps end first
-    assert loop.steps_in_budget(100, 1000, seconds_left=-5.0, steps_per_s=2.0) == 100  # the budget is spent
-    assert loop.steps_in_budget(100, 1000, seconds_left=float("inf"), steps_per_s=2.0) == 1000  # no --minutes
+    assert budget.steps_in_budget(100, 1000, seconds_left=60.0, steps_per_s=2.0) == 220
+    assert budget.steps_in_budget(100, 150, seconds_left=60.0, steps_per_s=2.0) == 150  # steps end first
+    assert budget.steps_in_budget(100, 1000, seconds_left=-5.0, steps_per_s=2.0) == 100  # the budget is spent
+    assert budget.steps_in_budget(100, 1000, seconds_left=float("inf"), steps_per_s=2.0) == 1000  # no --minutes
 
 
 def test_minutes_must_be_positive(idx_folder, tmp_path, capsys):

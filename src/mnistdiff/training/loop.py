@@ -27,8 +27,9 @@ from mnistdiff.training import state as state_io
 from mnistdiff.training.compiled import compile_for_training
 from mnistdiff.training.ema import EMA
 from mnistdiff.training.labels import drop_labels
-from mnistdiff.training.log import FID_FIELDS, TRAIN_FIELDS, CsvLog
-from mnistdiff.training.lr import decay_done, learning_rate
+from mnistdiff.training.budget import Budget
+from mnistdiff.training.log import Logs
+from mnistdiff.training.lr import learning_rate
 from mnistdiff.training.settings import resolve, resume_from
 from mnistdiff.training.signals import StopOnSignal
 
@@ -318,68 +319,6 @@ def _new_run(out: Path, config: dict, data_dir, group: distributed.Group, compil
     return Run(out, config, images, labels, group, compile=compile, clock=clock)
 
 
-class Budget:
-    """The --minutes time budget: wall time from the start, compiling counted, FID checks not."""
-
-    def __init__(self, run: Run, minutes: float | None):
-        self.minutes = minutes
-        self.start = run.clock() - run.setup_s  # the time budget includes compiling
-        self.deadline = self.start + 60 * minutes if minutes else float("inf")
-        # The share of the lr decay done where a resumed run stood, so that its lr stays continuous.
-        self.begun = decay_done(run.train_config, run.state["step"])
-
-    def spent(self, run: Run, signalled: bool) -> float:
-        """The share of the budget spent (0 without one); inf once a signal came, to stop at once."""
-        # Every process stops at the same step and runs at the same lr: agree on the flag and the clock
-        # (the FID checks' pause is process 0's, whose checks the others wait for).
-        signalled, elapsed, paused = distributed.largest(
-            run.group, [float(signalled), run.clock() - self.start, run.paused_s])
-        if signalled:
-            return math.inf
-        return (elapsed - paused) / (60 * self.minutes) if self.minutes else 0.0
-
-    def decay_share(self, spent: float) -> float | None:
-        """The share of the lr decay done after `spent` of the budget; None without a budget."""
-        return self.begun + (1 - self.begun) * spent if self.minutes else None
-
-
-class Logs:
-    """Process 0's records: a log.csv row every log_every steps with the speed since the last row,
-    fid.csv, sample grids and checkpoints."""
-
-    def __init__(self, run: Run):
-        step = run.state["step"]
-        self.log = CsvLog(run.out / "log.csv", TRAIN_FIELDS, after_step=step)
-        self.fid = CsvLog(run.out / "fid.csv", FID_FIELDS, after_step=step) if run.train_config.fid_every else None
-        self.steps, self.seconds = 0, 0.0  # of training since the last row
-
-    def row(self, run: Run, loss: float, lr: float) -> float:
-        """Write a log.csv row; returns its images/s."""
-        ips = run.train_config.batch_size * self.steps / self.seconds
-        self.log.write(step=run.state["step"], loss=loss, lr=lr, images_per_s=ips, elapsed_s=run.state["elapsed_s"])
-        self.steps, self.seconds = 0, 0.0
-        return ips
-
-    def after_step(self, run: Run, loss: float, lr: float, seconds: float, bar, deadline: float) -> bool:
-        """Log row, sample grid, FID check, checkpoint, as each falls due; True if it saved."""
-        settings, step = run.train_config, run.state["step"]
-        self.steps, self.seconds = self.steps + 1, self.seconds + seconds
-        if step % settings.log_every == 0 or step == 1:
-            ips = self.row(run, loss, lr)
-            seconds_left = deadline - run.clock()
-            # The bar's total is the step the run will stop at, so that its ETA honours --minutes.
-            bar.total = steps_in_budget(step, settings.steps, seconds_left, ips / settings.batch_size)
-            bar.set_postfix(loss=f"{loss:.4f}", img_s=f"{ips:.0f}", **_time_left(seconds_left))
-        if step % settings.sample_every == 0:
-            run.sample_grid()
-        if self.fid and step % settings.fid_every == 0:
-            self.fid.write(**run.fid_check())
-        if step % settings.checkpoint_every == 0:
-            run.save()
-            return True
-        return False
-
-
 def _loop(run: Run, minutes: float | None, progress: bool, resumed: bool) -> Path:
     """Steps until `steps`, the time budget or a signal; process 0 logs, samples and saves."""
     state, main = run.state, run.group.main
@@ -424,19 +363,3 @@ def _finish(run: Run, last_saved: int, signalled: bool) -> Path:
     if signalled:
         raise Interrupted(f"stopped by signal at step {step}; checkpoint saved in {final}")
     return final
-
-
-def steps_in_budget(step: int, steps: int, seconds_left: float, steps_per_s: float) -> int:
-    """The step a run will stop at: `steps`, or earlier where the time budget runs out first at
-    `steps_per_s`; the training bar's total, so that its ETA honours --minutes."""
-    if seconds_left == float("inf") or not steps_per_s > 0:
-        return steps
-    return min(steps, step + max(0, math.floor(seconds_left * steps_per_s)))
-
-
-def _time_left(seconds_left: float) -> dict:
-    """With --minutes, the time budget left beside the step bar's ETA."""
-    if seconds_left == float("inf"):
-        return {}
-    minutes, seconds = divmod(max(0, int(seconds_left)), 60)
-    return {"time_left": f"{minutes}:{seconds:02d}"}
