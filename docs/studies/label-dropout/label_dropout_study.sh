@@ -3,13 +3,13 @@
 # model with the shipped conditional model's recipe, equal in minutes and seed, that differ only in
 # --label-dropout (0.1 and 0.2, the ends of the literature's range); each is then scored by
 # benchmarks/guidance.py at s = 1 and s = 2 (the default): the share read as the asked digit, FID,
-# precision, recall. Writes docs/studies/label-dropout/results/. About 40 minutes on 2 CPU cores.
+# precision, recall. Writes docs/studies/label-dropout/results/. About 35 minutes on 2 CPU cores.
 # Usage: docs/studies/label-dropout/label_dropout_study.sh [MINUTES] [IMAGES] [PRECISION]
-#        (defaults 15 1024 auto; auto is bf16 where the CPU has bf16 units, else fp32). A run folder that
+#        (defaults 12 1024 auto; auto is bf16 where the CPU has bf16 units, else fp32). A run folder that
 #        already has checkpoints is scored as it is: finish a killed one with `mnistdiff train --resume --out RUN`.
 set -euo pipefail
 cd "$(dirname "$0")/../../.."
-minutes=${1:-15}
+minutes=${1:-12}
 images=${2:-1024}
 precision=${3:-auto}
 out=docs/studies/label-dropout/results
