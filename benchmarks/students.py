@@ -172,7 +172,7 @@ def main(argv: list[str] | None = None) -> None:
             rows.append(score(done, partial, (label, s, args.n, args.seed, precision),
                               lambda s=s: scores(student, schedule, label=label, steps=s, **common)))
         if args.timing_batch:
-            t = bench_student(student, teacher, schedule, student_steps=steps, teacher_steps=TEACHER_STEPS,
+            t = bench_student({s: student for s in steps}, teacher, schedule, teacher_steps=TEACHER_STEPS,
                               batch_size=args.timing_batch, seed=args.seed, precision=precision,
                               repeats=args.repeats, compile=args.compile)
             timing.append({"model": label, "repeats": args.repeats, **t})

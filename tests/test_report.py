@@ -327,16 +327,17 @@ def test_the_student_section_has_a_row_per_step_count_beside_the_teacher(tiny_ru
     assert [name for name, p in summary["parts"].items() if not p["reused"]] == ["student"]
     section = summary["student"]
     assert section["method"] == "consistency" and section["distilled_steps"] == 2
+    assert all(r["distilled_steps"] == 2 for r in section["rows"])  # one student serves every count
     assert [(r["steps"], r["n"]) for r in section["rows"]] == [(1, 10), (2, 10)]  # 4 calls: more than it takes
     assert section["timing"]["batch_size"] == TINY.timing_batch and section["timing"]["teacher_steps"] == 50
     assert section["timing"]["teacher_s"] > 0 and all(r["seconds"] > 0 for r in section["rows"])
     for r in section["rows"]:
         assert r["floor_spread"]["min"] <= r["floor_fid_test"] <= r["floor_spread"]["max"]
     html = (out / "index.html").read_text()
-    assert "<h2>Fast: a few-step student</h2>" in html and "student-grid.png" in html
+    assert "<h2>Fast: few-step students</h2>" in html and "student-grid.png" in html
     assert (out / "student-grid.png").is_file()
     report_md = (out / "report.md").read_text()
-    assert "| teacher, DDIM-50 | 50 | 10 |" in report_md and "| student, 2 call(s) | 2 | 10 |" in report_md
+    assert "| teacher, DDIM-50 | 50 | 10 |" in report_md and "| student (2-step), 2 call(s) | 2 | 10 |" in report_md
     command = summary["provenance"]["commands"]["student table"]
     assert f"--students {student} --steps 1,2,4 --n 10" in command and f"--teacher {tiny_run[0]}" in command
 
@@ -353,6 +354,20 @@ def test_the_student_rows_score_the_images_generate_draws(tiny_run, student_page
         images = generate(model, schedule, 10, steps=row["steps"], seed=0, batch_size=settings["batch_size"],
                           precision=settings["precision"])
         assert evaluate(images, "mnist", tiny_run[1], seed=0)["fid_test"] == pytest.approx(row["fid_test"])
+
+
+def test_the_shipped_students_serve_each_count_with_the_one_distilled_for_it():
+    from mnistdiff.loading import shipped
+    from mnistdiff.report.student import SHIPPED_BY_CALLS, load, rerun_command
+    from mnistdiff.samplers.common import distilled_steps
+
+    if not all(shipped(name) for name in SHIPPED_BY_CALLS.values()):
+        pytest.skip("this installation does not ship every student")
+    student = load("fast", torch.device("cpu"), "mnist")
+    assert {n: distilled_steps(m) for n, m in student.models.items()} == {4: 4, 2: 2, 1: 1}
+    assert student.source == "the shipped students (fast, fast-2, fast-1)" and student.checksum.count("+") == 2
+    command = rerun_command(TINY, None, "fast", torch.device("cpu"), None)["student table"]
+    assert "--students fast,fast-2,fast-1 " in command
 
 
 def test_a_student_as_the_reports_model_is_refused_in_one_line(tmp_path, capsys):

@@ -158,11 +158,11 @@ def bench_sampling(model, schedule: Schedule, *, ddim_steps: int = 50, batch_siz
             "ddim_runs_s": ddim_runs, "ratio": ddpm_s / ddim_s}
 
 
-def bench_student(student, teacher, schedule: Schedule, *, student_steps: list[int], teacher_steps: int = 50,
-                  batch_size: int = 64, seed: int = 0, precision: str = "fp32", repeats: int = 4,
-                  compile: bool = False) -> dict:
-    """Seconds for one batch from a distilled student at each of `student_steps` (its own sampler, as
-    generate() picks it) beside the teacher's DDIM over `teacher_steps`, from the same noise.
+def bench_student(students: dict, teacher, schedule: Schedule, *, teacher_steps: int = 50, batch_size: int = 64,
+                  seed: int = 0, precision: str = "fp32", repeats: int = 4, compile: bool = False) -> dict:
+    """Seconds for one batch from distilled students, {calls: student} (one student at several counts, or
+    a student for each), each in its own sampler as generate() picks it, beside the teacher's DDIM over
+    `teacher_steps`, from the same noise.
 
     Each is warmed up once (building the torch.compile graph with `compile`), then timed `repeats`
     times in turns (teacher, then every student count, and again), and its time is the median: turns
@@ -170,18 +170,18 @@ def bench_student(student, teacher, schedule: Schedule, *, student_steps: list[i
     """
     from mnistdiff.generation import student_sampler
 
-    device = next(student.parameters()).device
+    device = next(teacher.parameters()).device
     precision = pick_precision(precision, device.type)
-    config = student.config
+    config = next(iter(students.values())).config
     x_T = torch.randn((batch_size, config.in_channels, config.image_size, config.image_size),
                       generator=torch.Generator().manual_seed(seed)).to(device)
     runs = {"teacher": lambda m=prepare(teacher, precision=precision, compile=compile):
             sample_ddim(m, x_T, schedule, levels(teacher_steps, schedule), clip_x0=True)}
-    fast = prepare(student, precision=precision, compile=compile)
-    for n in student_steps:
+    prepared = {id(m): prepare(m, precision=precision, compile=compile) for m in students.values()}
+    for n, student in sorted(students.items()):
         fn, grid = student_sampler(student, n, schedule)
-        runs[n] = lambda fn=fn, grid=grid: fn(fast, x_T, schedule, grid, clip_x0=True,
-                                              generator=torch.Generator(device).manual_seed(seed))
+        runs[n] = lambda fn=fn, grid=grid, fast=prepared[id(student)]: fn(
+            fast, x_T, schedule, grid, clip_x0=True, generator=torch.Generator(device).manual_seed(seed))
     times = {key: [] for key in runs}
     for k in range(repeats + 1):
         for key, run in runs.items():
@@ -193,4 +193,4 @@ def bench_student(student, teacher, schedule: Schedule, *, student_steps: list[i
     teacher_s = statistics.median(times["teacher"])
     return {"batch_size": batch_size, "precision": precision, "compile": compile, "threads": torch.get_num_threads(),
             "device": str(device), "teacher_steps": teacher_steps, "teacher_s": teacher_s,
-            "student_s": {n: statistics.median(times[n]) for n in student_steps}, "runs_s": {str(k): v for k, v in times.items()}}
+            "student_s": {n: statistics.median(times[n]) for n in sorted(students)}, "runs_s": {str(k): v for k, v in times.items()}}

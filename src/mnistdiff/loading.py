@@ -27,7 +27,9 @@ DEFAULT_MODEL = WEIGHTS / "small-mnist"
 # take these folders. A name wins over a folder of that name in the working directory (reach such a
 # folder as ./name). An installation may lack a model named here: loading it then says so.
 SHIPPED = {"conditional": WEIGHTS / "conditional-mnist",  # class-conditional MNIST (labels, guidance)
-           "fast": WEIGHTS / "fast-mnist"}  # a student of the default model, for 1 to 4 steps (distill/)
+           "fast": WEIGHTS / "fast-mnist",  # a 4-step student of the default model (distill/)
+           "fast-2": WEIGHTS / "fast2-mnist",  # the next rounds of its distillation: 2 steps
+           "fast-1": WEIGHTS / "fast1-mnist"}  # and 1 step
 MODEL_FILES = ("weights.safetensors", "config.json")
 
 

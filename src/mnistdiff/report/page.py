@@ -252,7 +252,8 @@ def _student_summary(section: dict) -> dict:
     """The student section's numbers by step count, and the teacher's timing beside them; or its note."""
     if not section["available"]:
         return {"available": False, "note": section["note"]}
-    keep = ("steps", "n", "fid_test", "floor_fid_test", "floor_spread", "precision", "recall", "seconds")
+    keep = ("steps", "distilled_steps", "n", "fid_test", "floor_fid_test", "floor_spread", "precision", "recall",
+            "seconds")
     return {"available": True, "model": section["model"], "method": section["method"],
             "distilled_steps": section["distilled_steps"], "timing": section["timing"],
             "rows": [{k: r[k] for k in keep} for r in section["rows"]]}

@@ -1,6 +1,7 @@
-"""The report's section on a few-step student of the model: a grid, and for 1, 2 and 4 calls its FID
+"""The report's section on few-step students of the model: a grid, and for 1, 2 and 4 calls the FID
 beside the floor, precision, recall and a batch's sampling time, next to the teacher's DDIM-50 timed in
-the same turns from the same noise."""
+the same turns from the same noise. A given student serves every count up to its own; the shipped
+students serve each count with the one distilled for it (fast, fast-2, fast-1)."""
 
 from __future__ import annotations
 
@@ -13,15 +14,16 @@ from mnistdiff.images import DIGITS, grid, image_shape, save_png
 from mnistdiff.samplers.common import distilled_method, distilled_steps
 
 SHIPPED_NAME = "fast"  # loading.SHIPPED's name of the shipped student: the default
+SHIPPED_BY_CALLS = {4: SHIPPED_NAME, 2: "fast-2", 1: "fast-1"}  # the shipped student distilled for each count
 TEACHER_STEPS = 50
 
 
 @dataclass
 class Student:
-    """The student on the report's device, where it came from and its weights' checksum; or, with
-    `note`, why the section is left out."""
+    """The students on the report's device by the calls each serves, where they came from and the
+    checksum of the main one's weights; or, with `note`, why the section is left out."""
 
-    model: torch.nn.Module | None = None
+    models: dict[int, torch.nn.Module] | None = None
     source: str = ""
     checksum: str | None = None
     note: str | None = None
@@ -51,8 +53,15 @@ def load(checkpoint: str | Path | None, target: torch.device, dataset: str, ship
     if image_shape(config) != DIGITS or config["dataset"] != dataset:
         return Student(note=f"The student {checkpoint} makes {config['dataset']} images: the section needs the "
                             f"1x28x28 {dataset} digits the report's model makes.")
-    source = "the shipped student (fast)" if checkpoint == SHIPPED_NAME else str(find(checkpoint))
-    return Student(model.to(target), source, model_checksum(find(checkpoint)))
+    if checkpoint == SHIPPED_NAME:
+        names = {n: name for n, name in SHIPPED_BY_CALLS.items() if shipped(name)}
+        models = {n: model if name == SHIPPED_NAME else load_checkpoint(name)[0] for n, name in names.items()}
+        source = "the shipped students (" + ", ".join(names[n] for n in sorted(names, reverse=True)) + ")"
+        checksum = "+".join(model_checksum(find(names[n])) for n in sorted(names, reverse=True))
+    else:
+        models, source = {n: model for n in range(1, distilled_steps(model) + 1)}, str(find(checkpoint))
+        checksum = model_checksum(find(checkpoint))
+    return Student({n: m.to(target) for n, m in models.items()}, source, checksum)
 
 
 def section(ctx, student: Student) -> dict:
@@ -66,21 +75,24 @@ def section(ctx, student: Student) -> dict:
     if student.note:
         return {"available": False, "note": student.note, "files": []}
     s = ctx.settings
-    steps = [n for n in s.student_steps if n <= distilled_steps(student.model)]
+    steps = [n for n in s.student_steps if n in student.models]
     rows, images = [], None
     for n in steps:
-        images = generate(student.model, ctx.schedule, s.fid_images, steps=n, seed=s.seed, batch_size=s.batch_size,
+        images = generate(student.models[n], ctx.schedule, s.fid_images, steps=n, seed=s.seed, batch_size=s.batch_size,
                           precision=s.precision, compile=s.compile, progress=True)
         rows.append({"steps": n, **evaluate(images, ctx.dataset, ctx.data_dir, seed=s.seed,
                                             floors=ctx.floors(s.fid_images))})
     save_png(ctx.out / "student-grid.png", grid(images[:64], nrow=8), scale=2)
-    timing = bench_student(student.model, getattr(ctx.model, "model", ctx.model), ctx.schedule, student_steps=steps,
-                           teacher_steps=TEACHER_STEPS, batch_size=s.timing_batch, seed=s.seed,
+    timing = bench_student({n: student.models[n] for n in steps}, getattr(ctx.model, "model", ctx.model),
+                           ctx.schedule, teacher_steps=TEACHER_STEPS, batch_size=s.timing_batch, seed=s.seed,
                            precision=s.precision, repeats=s.timing_repeats, compile=s.compile)
     for row in rows:
         row["seconds"] = timing["student_s"][row["steps"]]
-    return {"available": True, "model": student.source, "method": distilled_method(student.model),
-            "distilled_steps": distilled_steps(student.model), "grid_steps": steps[-1], "rows": rows,
+    main = student.models[max(student.models)]
+    for row in rows:
+        row["distilled_steps"] = distilled_steps(student.models[row["steps"]])
+    return {"available": True, "model": student.source, "method": distilled_method(main),
+            "distilled_steps": distilled_steps(main), "grid_steps": steps[-1], "rows": rows,
             "timing": {k: timing[k] for k in ("batch_size", "teacher_steps", "teacher_s")},
             "files": ["student-grid.png"]}
 
@@ -89,9 +101,14 @@ def rerun_command(s, checkpoint, student_checkpoint, device: torch.device, data_
     """The students benchmark's command that reruns the section's table and timing."""
     import shlex
 
+    from mnistdiff.loading import shipped
+
     if student_checkpoint is None:
         return {}
-    command = ["python", "benchmarks/students.py", "--students", str(student_checkpoint),
+    students = str(student_checkpoint)
+    if student_checkpoint == SHIPPED_NAME:
+        students = ",".join(name for name in SHIPPED_BY_CALLS.values() if shipped(name))
+    command = ["python", "benchmarks/students.py", "--students", students,
                "--steps", ",".join(map(str, s.student_steps)), "--n", str(s.fid_images),
                "--timing-batch", str(s.timing_batch), "--repeats", str(s.timing_repeats), "--seed", str(s.seed),
                "--precision", s.precision, "--device", device.type, *(["--compile"] if s.compile else []),

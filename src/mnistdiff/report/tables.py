@@ -182,9 +182,10 @@ def conditional_markdown(section: dict) -> list[str]:
             md_definitions(GUIDANCE_COLUMNS)]
 
 
-STUDENT_TITLE = "Fast: a few-step student"
+STUDENT_TITLE = "Fast: few-step students"
 STUDENT_COLUMNS = (
-    ("model", "the student at a number of calls, and its teacher (the report's model) with DDIM-50 above it."),
+    ("model", "the student at a number of calls (distilled for that many steps, or for more), and its teacher "
+              "(the report's model) with DDIM-50 above it."),
     ("calls", "model evaluations per image."),
     ("images", "as in the FID table; the student's rows start from the report's seed, as the FID rows do."),
     ("FID vs test", "as in the FID table."),
@@ -199,9 +200,14 @@ STUDENT_COLUMNS = (
 
 def student_intro(section: dict) -> str:
     """The sentence above the section's grid."""
-    return (f"The student: {section['model']}, made by {section['method']} distillation of the report's model for "
-            f"{section['distilled_steps']} step(s), sampled in 1 to that many calls. It cannot invert images: the "
-            "experiments below use its teacher.")
+    if any(r["distilled_steps"] != section["distilled_steps"] for r in section["rows"]):
+        made = (f"made by rounds of {section['method']} distillation of the report's model, each row from the "
+                "student distilled for its number of calls")
+    else:
+        made = (f"made by {section['method']} distillation of the report's model for {section['distilled_steps']} "
+                "step(s), sampled in 1 to that many calls")
+    return (f"The student: {section['model']}, {made}. A student cannot invert images: the experiments below use "
+            "its teacher.")
 
 
 def student_table(section: dict, results: dict) -> tuple[list[str], list[list[str]]]:
@@ -215,7 +221,7 @@ def student_table(section: dict, results: dict) -> tuple[list[str], list[list[st
                      f"{t['fid_test'] / t['floor_fid_test']:.1f}x", f"{t['precision']:.3f}", f"{t['recall']:.3f}",
                      f"{section['timing']['teacher_s']:.2f}"])
     for r in section["rows"]:
-        rows.append([f"student, {r['steps']} call(s)", str(r["steps"]), str(r["n"]), f"{r['fid_test']:.3f}",
+        rows.append([f"student ({r['distilled_steps']}-step), {r['steps']} call(s)", str(r["steps"]), str(r["n"]), f"{r['fid_test']:.3f}",
                      f"{r['floor_fid_test']:.3f}", f"{r['fid_test'] / r['floor_fid_test']:.1f}x",
                      f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['seconds']:.3f}"])
     return headers, rows
