@@ -4,7 +4,7 @@ class-balanced set (labels 0..9 in turn) beside the real-data floor, precision a
 `mnistdiff fid` scores them; beside them the unconditional model on the same count and sampler.
 
     python benchmarks/guidance.py [--checkpoint conditional] [--scales 1,1.5,2,3,5] [--n 2048]
-        [--large-n 10000 --large-scales 2] [--baseline SHIPPED] [--sampler ddim --steps 50]
+        [--large-n 10000 --large-scales 2] [--baseline SHIPPED | --no-baseline] [--sampler ddim --steps 50]
         [--precision auto] [--compile] [--out benchmarks/results/guidance]
 
 Writes OUT.json, OUT.md and OUT.png (accuracy against FID over s). Rows are kept in OUT.partial.jsonl
@@ -30,11 +30,11 @@ from mnistdiff.provenance import git_commit
 SCALES = (1.0, 1.5, 2.0, 3.0, 5.0)
 
 
-def cells(scales, n: int, large_n: int, large_scales) -> list[tuple[str, float | None, int]]:
+def cells(scales, n: int, large_n: int, large_scales, baseline: bool = True) -> list[tuple[str, float | None, int]]:
     """(model, scale, images) in the order they run: every scale at n, the baseline at n, then the large counts."""
-    out = [("conditional", s, n) for s in scales] + [("unconditional", None, n)]
+    out = [("conditional", s, n) for s in scales] + [("unconditional", None, n)] * baseline
     if large_n:
-        out += [("conditional", s, large_n) for s in large_scales] + [("unconditional", None, large_n)]
+        out += [("conditional", s, large_n) for s in large_scales] + [("unconditional", None, large_n)] * baseline
     return out
 
 
@@ -98,6 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--checkpoint", default="conditional", help="the conditional model (default: the shipped one)")
     p.add_argument("--baseline", help="the unconditional model beside it (default: the shipped model)")
+    p.add_argument("--no-baseline", action="store_true", help="score the conditional model alone")
     p.add_argument("--scales", default=",".join(f"{s:g}" for s in SCALES), help="guidance scales, comma-separated")
     p.add_argument("--n", type=int, default=2048, help="images a scale (default: 2048)")
     p.add_argument("--large-n", type=int, default=0, help="images for --large-scales and the baseline (0: none)")
@@ -130,7 +131,7 @@ def main(argv: list[str] | None = None) -> None:
     done = {(r["model"], r["scale"], r["n"]): r for r in kept
             if all(r.get(k, False if k == "compile" else None) == v for k, v in setting.items())}
     rows = []
-    for name, scale, n in cells(scales, args.n, args.large_n, large_scales):
+    for name, scale, n in cells(scales, args.n, args.large_n, large_scales, baseline=not args.no_baseline):
         if (name, scale, n) in done:
             rows.append(done[name, scale, n])
             continue
@@ -155,7 +156,8 @@ def main(argv: list[str] | None = None) -> None:
                + (" --compile" if args.compile else "")
                + (f" --large-n {args.large_n} --large-scales {args.large_scales}" if args.large_n else "")
                + (f" --checkpoint {args.checkpoint}" if args.checkpoint != "conditional" else "")
-               + (f" --baseline {args.baseline}" if args.baseline else ""))
+               + (f" --baseline {args.baseline}" if args.baseline else "")
+               + (" --no-baseline" if args.no_baseline else ""))
     record = {"command": command, "commit": git_commit(), "device": str(device), "precision": precision,
               "threads": torch.get_num_threads(), "rows": rows}
     out.with_suffix(".json").write_text(json.dumps(record, indent=1) + "\n")
