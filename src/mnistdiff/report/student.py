@@ -21,7 +21,7 @@ TEACHER_STEPS = 50
 @dataclass
 class Student:
     """The students on the report's device by the calls each serves, where they came from and the
-    checksum of the main one's weights; or, with `note`, why the section is left out."""
+    checksum of their weights; or, with `note`, why the section is left out."""
 
     models: dict[int, torch.nn.Module] | None = None
     source: str = ""
@@ -53,14 +53,13 @@ def load(checkpoint: str | Path | None, target: torch.device, dataset: str, ship
     if image_shape(config) != DIGITS or config["dataset"] != dataset:
         return Student(note=f"The student {checkpoint} makes {config['dataset']} images: the section needs the "
                             f"1x28x28 {dataset} digits the report's model makes.")
-    if checkpoint == SHIPPED_NAME:
-        names = {n: name for n, name in SHIPPED_BY_CALLS.items() if shipped(name)}
-        models = {n: model if name == SHIPPED_NAME else load_checkpoint(name)[0] for n, name in names.items()}
-        source = "the shipped students (" + ", ".join(names[n] for n in sorted(names, reverse=True)) + ")"
-        checksum = "+".join(model_checksum(find(names[n])) for n in sorted(names, reverse=True))
-    else:
-        models, source = {n: model for n in range(1, distilled_steps(model) + 1)}, str(find(checkpoint))
-        checksum = model_checksum(find(checkpoint))
+    models = {n: model for n in range(1, distilled_steps(model) + 1)}  # it serves every count up to its own
+    names = [checkpoint]
+    if checkpoint == SHIPPED_NAME:  # where a shipped student was distilled for a count, it serves that count
+        names += [name for n, name in SHIPPED_BY_CALLS.items() if name != SHIPPED_NAME and shipped(name)]
+        models |= {n: load_checkpoint(name)[0] for n, name in SHIPPED_BY_CALLS.items() if name in names[1:]}
+    source = f"the shipped students ({', '.join(names)})" if checkpoint == SHIPPED_NAME else str(find(checkpoint))
+    checksum = "+".join(model_checksum(find(name)) for name in names)
     return Student({n: m.to(target) for n, m in models.items()}, source, checksum)
 
 
@@ -80,8 +79,8 @@ def section(ctx, student: Student) -> dict:
     for n in steps:
         images = generate(student.models[n], ctx.schedule, s.fid_images, steps=n, seed=s.seed, batch_size=s.batch_size,
                           precision=s.precision, compile=s.compile, progress=True)
-        rows.append({"steps": n, **evaluate(images, ctx.dataset, ctx.data_dir, seed=s.seed,
-                                            floors=ctx.floors(s.fid_images))})
+        rows.append({"steps": n, "distilled_steps": distilled_steps(student.models[n]),
+                     **evaluate(images, ctx.dataset, ctx.data_dir, seed=s.seed, floors=ctx.floors(s.fid_images))})
     save_png(ctx.out / "student-grid.png", grid(images[:64], nrow=8), scale=2)
     timing = bench_student({n: student.models[n] for n in steps}, getattr(ctx.model, "model", ctx.model),
                            ctx.schedule, teacher_steps=TEACHER_STEPS, batch_size=s.timing_batch, seed=s.seed,
@@ -89,8 +88,6 @@ def section(ctx, student: Student) -> dict:
     for row in rows:
         row["seconds"] = timing["student_s"][row["steps"]]
     main = student.models[max(student.models)]
-    for row in rows:
-        row["distilled_steps"] = distilled_steps(student.models[row["steps"]])
     return {"available": True, "model": student.source, "method": distilled_method(main),
             "distilled_steps": distilled_steps(main), "grid_steps": steps[-1], "rows": rows,
             "timing": {k: timing[k] for k in ("batch_size", "teacher_steps", "teacher_s")},
