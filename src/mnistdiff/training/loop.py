@@ -24,10 +24,10 @@ from mnistdiff.runtime import adamw
 from mnistdiff.samplers.common import distilled_steps
 from mnistdiff.training import checkpoint, distributed, sittings
 from mnistdiff.training import state as state_io
+from mnistdiff.training.budget import Budget
 from mnistdiff.training.compiled import compile_for_training
 from mnistdiff.training.ema import EMA
 from mnistdiff.training.labels import drop_labels
-from mnistdiff.training.budget import Budget
 from mnistdiff.training.log import Logs
 from mnistdiff.training.lr import learning_rate
 from mnistdiff.training.settings import resolve, resume_from
