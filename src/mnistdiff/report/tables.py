@@ -221,8 +221,8 @@ def student_table(section: dict, results: dict) -> tuple[list[str], list[list[st
                      f"{t['fid_test'] / t['floor_fid_test']:.1f}x", f"{t['precision']:.3f}", f"{t['recall']:.3f}",
                      f"{section['timing']['teacher_s']:.2f}"])
     for r in section["rows"]:
-        rows.append([f"student ({r['distilled_steps']}-step), {r['steps']} call(s)", str(r["steps"]), str(r["n"]), f"{r['fid_test']:.3f}",
-                     f"{r['floor_fid_test']:.3f}", f"{r['fid_test'] / r['floor_fid_test']:.1f}x",
+        rows.append([f"student ({r['distilled_steps']}-step), {r['steps']} call(s)", str(r["steps"]), str(r["n"]),
+                     f"{r['fid_test']:.3f}", f"{r['floor_fid_test']:.3f}", f"{r['fid_test'] / r['floor_fid_test']:.1f}x",
                      f"{r['precision']:.3f}", f"{r['recall']:.3f}", f"{r['seconds']:.3f}"])
     return headers, rows
 
