@@ -19,10 +19,12 @@ from mnistdiff.distill import ConsistencyLoss, ProgressiveLoss
 from mnistdiff.distill.consistency import pseudo_huber
 from mnistdiff.distill.levels import abar
 from mnistdiff.distill.student import check_same_student, load_teacher, student_unet
+from mnistdiff.distill.trajectories import record
 from mnistdiff.generation import generate
 from mnistdiff.model import UNet, precondition
 from mnistdiff.model.unet import UNetConfig
 from mnistdiff.samplers import ddim_invert, levels, sample_consistency, sample_ddim
+from mnistdiff.samplers.common import distilled_method
 
 SCHEDULE = linear_schedule(1000)
 DATA = Path(__file__).parent / "data"
@@ -212,9 +214,12 @@ def distill_process(run: Path, data: Path, resume: bool, *flags: str) -> subproc
                             stderr=subprocess.PIPE)
 
 
-@pytest.mark.parametrize("method", ["progressive", "consistency"])
+@pytest.mark.parametrize("method", ["progressive", "consistency", "trajectory"])
 def test_a_killed_student_resumes_as_an_unbroken_one_and_samples(method, idx_folder, tmp_path, capsys):
     flags = ("--method", method, "--student-steps", "2") + (("--levels", "8") if method == "consistency" else ())
+    if method == "trajectory":
+        record(tmp_path / "rec", teacher=TEACHER, n=16, steps=2, solver_steps=4, chunk=8, progress=False)
+        flags += ("--trajectories", str(tmp_path / "rec"))
     straight, run = tmp_path / "straight", tmp_path / "killed"
     proc = distill_process(straight, idx_folder, False, *flags)
     assert proc.wait(timeout=120) == 0, proc.stderr.read().decode()[-2000:]
@@ -287,7 +292,8 @@ def test_progressive_rounds_halve_the_steps_each_student_the_next_teacher(idx_fo
 
 def test_fast_names_the_shipped_student_which_samples_its_own_way(tmp_path, capsys):
     model, _, config = load_checkpoint("fast")
-    assert config["student"]["method"] == "progressive" and model.config.distilled_steps == config["student"]["steps"]
+    assert config["student"]["method"] == distilled_method(model)  # from distilled_by, or older students' default
+    assert model.config.distilled_steps == config["student"]["steps"]
     assert main(["sample", "--checkpoint", "fast", "--n", "2", "--out", str(tmp_path / "s.png")]) == 0
     assert main(["sample", "--checkpoint", "fast", "--steps", "8", "--out", str(tmp_path / "s8.png")]) == 2
     assert f"distilled for {model.config.distilled_steps} step(s)" in capsys.readouterr().err

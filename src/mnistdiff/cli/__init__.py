@@ -18,6 +18,7 @@ from mnistdiff.loading import SHIPPED, CheckpointError
 COMMANDS = {
     "train": commands.cmd_train,
     "distill": commands.cmd_distill,
+    "trajectories": commands.cmd_trajectories,
     "sample": commands.cmd_sample,
     "fid": commands.cmd_fid,
     "eval-grid": commands.cmd_eval_grid,

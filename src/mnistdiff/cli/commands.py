@@ -39,15 +39,16 @@ def cmd_distill(args) -> None:
     from mnistdiff.training import Interrupted, NonFiniteLoss
 
     settings = {name: getattr(args, name) for name in DISTILL_SETTINGS} | {
-        "minutes": args.minutes, "data_dir": args.data_dir, "device": args.device,
+        "minutes": args.minutes, "data_dir": args.data_dir, "device": args.device, "compile": args.compile,
         "command": getattr(args, "command_line", None)}
     try:
         if args.down_to is None:
             final = distill(args.out, method=args.method, teacher=args.teacher, student_steps=args.student_steps,
-                            levels=args.levels, resume=args.resume, **settings)
-        elif args.method != "progressive" or args.student_steps is None:
+                            levels=args.levels, trajectories=args.trajectories, init_from=args.init_from,
+                            resume=args.resume, **settings)
+        elif args.method != "progressive" or args.student_steps is None or args.init_from or args.trajectories:
             raise ValueError("--down-to goes on in rounds of progressive distillation: pass --method progressive "
-                             "and --student-steps, the first round's")
+                             "and --student-steps, the first round's, and no --init-from or --trajectories")
         else:
             final = progressive_rounds(args.out, student_steps=args.student_steps, down_to=args.down_to,
                                        teacher=args.teacher, resume=args.resume, **settings)
@@ -57,6 +58,14 @@ def cmd_distill(args) -> None:
         raise Stopped(str(err) or "interrupted", 130) from err
     if os.environ.get("RANK", "0") == "0":
         print(f"checkpoint: {final}")
+
+
+def cmd_trajectories(args) -> None:
+    from mnistdiff.distill.trajectories import record
+
+    out = record(args.out, teacher=args.checkpoint, n=args.n, steps=args.student_steps,
+                 solver_steps=args.solver_steps, seed=args.seed, precision=args.precision, compile=args.compile)
+    print(f"trajectories: {out}")
 
 
 def load_model(args, ema: bool = True) -> tuple:

@@ -145,6 +145,7 @@ def build_parser() -> argparse.ArgumentParser:
     device_arg(p, "where to time (auto: a CUDA GPU if there is one)")
 
     _distill_parser(sub)
+    _trajectories_parser(sub)
     _experiment_parsers(sub)
     _explore_parser(sub)
     _report_parser(sub)
@@ -160,12 +161,18 @@ def _distill_parser(sub) -> None:
     from mnistdiff.distill.consistency import DEFAULT_LEVELS
     from mnistdiff.distill.student import DEFAULTS, METHODS
 
-    p = sub.add_parser("distill", help="train a few-step student of a trained model (progressive or consistency "
-                                       "distillation), in a run folder as train writes")
+    p = sub.add_parser("distill", help="train a few-step student of a trained model (progressive, consistency or "
+                                       "trajectory distillation), in a run folder as train writes")
     p.add_argument("--method", choices=METHODS, help="progressive (Salimans & Ho 2022: one student step for two "
-                   "of the teacher's) or consistency (Song et al. 2023); required for a new run")
+                   "of the teacher's), consistency (Song et al. 2023) or trajectory (each student step lands on "
+                   "the teacher's recorded ODE trajectories); required for a new run")
     p.add_argument("--teacher", metavar="PATH", help="the model to distil: run, checkpoint or exported folder, "
-                   "a shipped name, or for progressive the last round's student (default: the shipped model)")
+                   "a shipped name, or for progressive the last round's student (default: the shipped model; "
+                   "trajectory: the recording's)")
+    p.add_argument("--trajectories", metavar="DIR", help="trajectory: the teacher's trajectories, as "
+                   "mnistdiff trajectories records them")
+    p.add_argument("--init-from", metavar="PATH", help="start from this student's weights instead of the "
+                   "teacher's: a student with the same network, such as an earlier run of more steps")
     p.add_argument("--student-steps", type=positive_int, metavar="N",
                    help="the steps the student samples in: progressive, a power of two, half the teacher's if "
                         "the teacher is a student; consistency, its default (required for a new run)")
@@ -181,6 +188,7 @@ def _distill_parser(sub) -> None:
                                                  "counted (a cosine decay then ends with them)")
     data_dir_arg(p)
     device_arg(p, "where to train (auto: a CUDA GPU if there is one)")
+    compile_arg(p, "run training steps through torch.compile")
     hints = typing.get_type_hints(TrainConfig)
     for f in dataclasses.fields(TrainConfig):
         if f.name in DISTILL_SETTINGS:
@@ -188,6 +196,22 @@ def _distill_parser(sub) -> None:
             default = "consistency 0.95, else 0.999" if f.name == "ema_decay" else ", ".join(sorted(values))
             p.add_argument("--" + f.name.replace("_", "-"), type=hints[f.name], choices=f.metadata.get("choices"),
                            help=f"{f.metadata['help']} (default: {default}; on --resume the run's)")
+
+
+def _trajectories_parser(sub) -> None:
+    p = sub.add_parser("trajectories", help="record a model's ODE trajectories at a student's levels, for "
+                                            "distill --method trajectory")
+    checkpoint_arg(p, "the teacher: run, checkpoint or exported folder (default: the shipped model)")
+    p.add_argument("--out", required=True, help="folder for the recording; the same command continues it")
+    n_arg(p, 40960, "trajectories to record")
+    p.add_argument("--student-steps", type=positive_int, default=4, metavar="N",
+                   help="keep the states at the levels of an N-step student, which serve any N' dividing N "
+                        "(default: %(default)s)")
+    p.add_argument("--solver-steps", type=positive_int, default=20,
+                   help="DPM-Solver++(2M) steps on the trailing grid, a multiple of N (default: %(default)s)")
+    seed_arg(p, "seed of the noise (chunk k uses seed + k)")
+    precision_arg(p, "fp32", "bf16 autocast, fp32, or auto: bf16 exactly where it is faster")
+    compile_arg(p, "run the teacher through torch.compile")
 
 
 def _report_parser(sub) -> None:

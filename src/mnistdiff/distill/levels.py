@@ -25,6 +25,15 @@ def x0_from_eps(xt: torch.Tensor, eps: torch.Tensor, t: torch.Tensor, schedule: 
     return (xt - (1 - ab).sqrt() * eps) / ab.sqrt()
 
 
+def x0_loss(model, z: torch.Tensor, t: torch.Tensor, target: torch.Tensor, schedule: Schedule) -> torch.Tensor:
+    """The student's x0 prediction at (z, t) against `target`, with the truncated SNR weight max(SNR(t), 1)
+    of Salimans & Ho 2022 (Sec. 4), which is max(|x - x^|^2, |eps - eps^|^2); `model` gives eps."""
+    pred = x0_from_eps(z, model(z, t).to(z.dtype), t, schedule)
+    ab = abar(schedule, t, z).flatten()
+    weight = (ab / (1 - ab)).clamp(min=1)
+    return (weight * (pred - target).pow(2).flatten(1).mean(1)).mean()
+
+
 @torch.no_grad()
 def ddim_steps(x: torch.Tensor, eps: torch.Tensor, t_from: torch.Tensor, t_to: torch.Tensor,
                schedule: Schedule) -> torch.Tensor:

@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from mnistdiff.diffusion import Schedule, q_sample
-from mnistdiff.distill.levels import abar, ddim_steps, draw_on_grid, lookup, x0_from_eps
+from mnistdiff.distill.levels import abar, ddim_steps, draw_on_grid, lookup, x0_loss
 from mnistdiff.samplers.levels import levels as grid_levels
 
 SPACING = "trailing"
@@ -81,7 +81,4 @@ class ProgressiveLoss:
         t, eps = draw_on_grid(schedule, x0, list(self.grids(schedule)[0]), generator, shard)
         z = q_sample(schedule, x0, t, eps)
         target = self.target(z, t, schedule)
-        pred = x0_from_eps(z, model(z, t).to(z.dtype), t, schedule)
-        ab = abar(schedule, t, z).flatten()
-        weight = (ab / (1 - ab)).clamp(min=1)  # truncated SNR: max(|x - x^|^2, |eps - eps^|^2)
-        return (weight * (pred - target).pow(2).flatten(1).mean(1)).mean()
+        return x0_loss(model, z, t, target, schedule)

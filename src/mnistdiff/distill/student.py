@@ -3,10 +3,12 @@
 A student's config.json is its teacher's, with the network's preconditioning and `distilled_steps` set
 (model/unet.py), the run's TrainConfig, and a record of how it was made:
 
-    "student": {"method": "progressive", "steps": 4, "levels": 40, "teacher": {"path": ..., "sha256": ...}}
+    "student": {"method": "progressive", "steps": 4, "teacher": {"path": ..., "sha256": ...}}
 
-The student starts from the teacher's EMA weights; on a resume the teacher is read again from its
-path and must still have the weights it had (their SHA-256).
+("levels" for consistency; "trajectories", the recording's path, n and levels, for trajectory). The
+student starts from the teacher's EMA weights, or from another student's (`init_from`, recorded as a
+training run's is); on a resume the teacher is read again from its path and must still have the
+weights it had (their SHA-256), and a recording must still be the one the run began with.
 """
 
 from __future__ import annotations
@@ -20,15 +22,16 @@ from mnistdiff import files, loading
 from mnistdiff.diffusion import make_schedule
 from mnistdiff.distill.consistency import DEFAULT_LEVELS, ConsistencyLoss, check_levels
 from mnistdiff.distill.progressive import ProgressiveLoss, check_steps
+from mnistdiff.distill.trajectory import TrajectoryLoss, positions
 from mnistdiff.model import TrainConfig
 from mnistdiff.model.unet import UNetConfig
 
-METHODS = ("progressive", "consistency")
+METHODS = ("progressive", "consistency", "trajectory")
 # Starting settings, not yet tuned (docs/distillation.md): a round of 2000 steps, annealed to 0 at
 # --steps or --minutes; the consistency target is the run's EMA, at Song et al.'s target decay.
 _COMMON = TrainConfig(steps=2000, batch_size=64, lr=1e-4, warmup=100, lr_decay="cosine", precision="auto",
                       sample_every=500, checkpoint_every=500)
-DEFAULTS = {"progressive": _COMMON, "consistency": replace(_COMMON, ema_decay=0.95)}
+DEFAULTS = {"progressive": _COMMON, "consistency": replace(_COMMON, ema_decay=0.95), "trajectory": _COMMON}
 
 
 def student_unet(teacher: UNetConfig, method: str, steps: int, T: int) -> UNetConfig:
@@ -43,19 +46,30 @@ def student_unet(teacher: UNetConfig, method: str, steps: int, T: int) -> UNetCo
             raise ValueError(f"the teacher is a student of {teacher.distilled_steps} steps: its student takes "
                              f"half as many, --student-steps {teacher.distilled_steps // 2}")
         if teacher.preconditioning == "edm":  # predicts x0 well at every level already
-            return replace(teacher, distilled_steps=steps)
-        return replace(teacher, preconditioning="v", distilled_steps=steps)
+            return replace(teacher, distilled_steps=steps, distilled_by=method)
+        return replace(teacher, preconditioning="v", distilled_steps=steps, distilled_by=method)
     if teacher.distilled_steps:
-        raise ValueError("consistency distillation follows the teacher's ODE between any two levels: "
-                         "take a teacher that is not itself a student")
+        raise ValueError(f"{method} distillation follows the teacher's ODE: take a teacher that is not itself "
+                         f"a student")
+    if method == "trajectory":
+        return replace(teacher, preconditioning="edm" if teacher.preconditioning == "edm" else "v",
+                       distilled_steps=steps, distilled_by=method)
     if not 1 <= steps <= T:
         raise ValueError(f"--student-steps must be from 1 to T = {T}, got {steps}")
-    return replace(teacher, preconditioning="consistency", distilled_steps=steps)
+    return replace(teacher, preconditioning="consistency", distilled_steps=steps, distilled_by=method)
 
 
 def student_config(method: str, teacher: str | Path | None, steps: int, levels: int = DEFAULT_LEVELS,
-                   overrides: dict | None = None) -> tuple[dict, Path]:
-    """(config, teacher folder) of a new student run of `teacher` (None: the shipped model)."""
+                   overrides: dict | None = None, trajectories: str | Path | None = None,
+                   init_from: str | Path | None = None) -> tuple[dict, Path]:
+    """(config, folder of the weights it starts from) of a new student run of `teacher` (None: the
+    shipped model; for trajectory, the recording's teacher), which starts from the teacher's weights or
+    from `init_from`'s, a student with the same network."""
+    manifest = None
+    if method == "trajectory":
+        teacher, manifest = _recording(trajectories, teacher)
+    elif trajectories is not None:
+        raise ValueError("--trajectories: only the trajectory method learns recorded trajectories")
     folder = loading.find(teacher)
     config, _ = loading.read(folder)
     unet, _, schedule = loading.parse_config(config)
@@ -71,14 +85,47 @@ def student_config(method: str, teacher: str | Path | None, steps: int, levels: 
                                                            "sha256": files.sha256(folder / "weights.safetensors")}}
     if method == "consistency":
         record["levels"] = levels
+    if manifest is not None:
+        positions(steps, manifest["levels"], make_schedule(schedule))
+        record["trajectories"] = {"path": str(Path(trajectories).resolve()), "n": manifest["n"],
+                                  "levels": manifest["levels"]}
     from mnistdiff.training.checkpoint import config_dict
+    from mnistdiff.training.settings import start_record
 
-    return config_dict(config["preset"], config["dataset"], unet, train, schedule) | {"student": record}, folder
+    config = config_dict(config["preset"], config["dataset"], unet, train, schedule) | {"student": record}
+    if init_from is None:
+        return config, folder
+    source = loading.find(init_from)
+    start, _ = loading.read(source)
+    if replace(loading.parse_config(start)[0], distilled_steps=steps, distilled_by=method) != unet:
+        raise ValueError(f"--init-from {init_from}: a student starts from a student with the same network "
+                         f"(a {unet.preconditioning} student of this teacher), not this model")
+    config["init_from"] = start_record(source)
+    return config, source
 
 
-def check_same_student(config: dict, method: str | None, teacher, steps: int | None, levels: int | None) -> None:
-    """On --resume: refuse a method, teacher, step count or grid other than the run's."""
+def _recording(trajectories: str | Path | None, teacher: str | Path | None) -> tuple[str, dict]:
+    """(teacher path, manifest) of the recording a trajectory student learns; `teacher`, if given,
+    must be the one that recorded it."""
+    from mnistdiff.distill.trajectories import read_manifest
+
+    if trajectories is None:
+        raise ValueError("the trajectory method learns recorded trajectories: pass --trajectories, a folder "
+                         "that mnistdiff trajectories wrote")
+    manifest = read_manifest(trajectories)
+    recorded = manifest["teacher"]["path"]
+    if teacher is not None and str(loading.find(teacher).resolve()) != recorded:
+        raise ValueError(f"--teacher {teacher}: the trajectories in {trajectories} were recorded from {recorded}")
+    return recorded, manifest
+
+
+def check_same_student(config: dict, method: str | None, teacher, steps: int | None, levels: int | None,
+                       trajectories=None) -> None:
+    """On --resume: refuse a method, teacher, step count, grid or recording other than the run's."""
     record = config["student"]
+    if trajectories is not None and str(Path(trajectories).resolve()) != record.get("trajectories", {}).get("path"):
+        raise ValueError(f"--trajectories {trajectories}: the run learns {record.get('trajectories', {}).get('path')}; "
+                         f"a resumed run keeps it")
     for flag, given, have in (("method", method, record["method"]), ("student-steps", steps, record["steps"]),
                               ("levels", levels, record.get("levels"))):
         if given is not None and given != have:
@@ -103,6 +150,15 @@ def student_loss(config: dict, run) -> ProgressiveLoss | ConsistencyLoss:
     """The loss of a student run (training/loop.Run): its method's, holding the frozen teacher; the
     consistency target is the run's EMA model."""
     record = config["student"]
+    if record["method"] == "trajectory":
+        from mnistdiff.distill.trajectories import load
+
+        states, manifest = load(record["trajectories"]["path"])
+        if (manifest["n"], manifest["levels"], manifest["teacher"]) != (
+                record["trajectories"]["n"], record["trajectories"]["levels"], record["teacher"]):
+            raise loading.CheckpointError(f"{record['trajectories']['path']} holds another recording than when "
+                                          f"the run began")
+        return TrajectoryLoss(states, manifest["levels"], record["steps"])
     teacher = load_teacher(record["teacher"], run.device)
     if record["method"] == "progressive":
         return ProgressiveLoss(teacher, record["steps"])
@@ -110,12 +166,16 @@ def student_loss(config: dict, run) -> ProgressiveLoss | ConsistencyLoss:
 
 
 def distill(out: str | Path, *, method: str | None = None, teacher: str | Path | None = None,
-            student_steps: int | None = None, levels: int | None = None, resume: bool = False, **options) -> Path:
+            student_steps: int | None = None, levels: int | None = None, trajectories: str | Path | None = None,
+            resume: bool = False, **options) -> Path:
     """Distil `teacher` (None: the shipped model) into a student of `student_steps` steps by `method`
-    ("progressive" or "consistency"), trained by training.train in run folder `out`; returns the last
-    checkpoint folder. `levels`: the consistency grid's (default 40). `options` are train()'s: minutes,
-    device, data_dir, progress, command, clock, and TrainConfig fields (steps, batch_size, lr, ema_decay,
-    checkpoint_every, fid_every, ...). With `resume`, the run's own method, teacher and steps continue.
+    ("progressive", "consistency" or "trajectory"), trained by training.train in run folder `out`;
+    returns the last checkpoint folder. `levels`: the consistency grid's (default 40). `trajectories`:
+    the recording (distill/trajectories.py) a trajectory student learns, whose teacher it is.
+    `options` are train()'s: minutes, device, data_dir, progress, command, clock, compile, init_from
+    (a student with the same network to start from), and TrainConfig fields (steps, batch_size, lr,
+    ema_decay, checkpoint_every, fid_every, ...). With `resume`, the run's own method, teacher and
+    steps continue.
     """
     from mnistdiff.training import train
 
@@ -123,7 +183,8 @@ def distill(out: str | Path, *, method: str | None = None, teacher: str | Path |
         raise ValueError("a new student needs --method and --student-steps")
     if not resume and levels is None:
         levels = DEFAULT_LEVELS
-    student = {"method": method, "teacher": teacher, "steps": student_steps, "levels": levels}
+    student = {"method": method, "teacher": teacher, "steps": student_steps, "levels": levels,
+               "trajectories": trajectories}
     return train(out, resume=resume, student=student, **options)
 
 

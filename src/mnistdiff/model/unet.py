@@ -47,6 +47,8 @@ class UNetConfig:
     full_res: int = 0  # channels of a refinement at the image's own resolution after the head (0: none)
     classes: int = 0  # class labels the model is conditioned on (0: unconditional); label `classes` is "no label"
     distilled_steps: int = 0  # the sampling steps a distilled student was trained for (0: not a student)
+    # how a student was distilled ("progressive", "consistency", "trajectory"); "" before this was kept
+    distilled_by: str = ""
 
     def __post_init__(self):
         if self.preconditioning not in ("none", "edm", "consistency", "v"):
@@ -76,6 +78,8 @@ class UNetConfig:
         if self.distilled_steps < 0:
             raise ValueError(f"distilled_steps must be 0 (not a student) or a number of steps, "
                              f"got {self.distilled_steps}")
+        if self.distilled_by not in ("", "progressive", "consistency", "trajectory"):
+            raise ValueError(f"unknown distillation method {self.distilled_by!r}")
 
 
 def upsample_nearest(h: torch.Tensor) -> torch.Tensor:

@@ -201,8 +201,8 @@ STUDENT_COLUMNS = (
 def student_intro(section: dict) -> str:
     """The sentence above the section's grid."""
     if any(r["distilled_steps"] != section["distilled_steps"] for r in section["rows"]):
-        made = (f"made by rounds of {section['method']} distillation of the report's model, each row from the "
-                "student distilled for its number of calls")
+        made = (f"made by {section['method']} distillation of the report's model, each row from the student "
+                "distilled for its number of calls")
     else:
         made = (f"made by {section['method']} distillation of the report's model for {section['distilled_steps']} "
                 "step(s), sampled in 1 to that many calls")

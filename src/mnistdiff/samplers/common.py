@@ -21,10 +21,13 @@ def distilled_steps(model) -> int:
 
 
 def distilled_method(model) -> str | None:
-    """How a distilled student was made, "progressive" or "consistency" (whose network has the
-    consistency preconditioning); None for any other model."""
+    """How a distilled student was made, "progressive", "consistency" or "trajectory" (its config's
+    `distilled_by`; for students older than that field, "consistency" where the network has the
+    consistency preconditioning, else "progressive"); None for any other model."""
     if not distilled_steps(model):
         return None
+    if model.config.distilled_by:
+        return model.config.distilled_by
     return "consistency" if model.config.preconditioning == "consistency" else "progressive"
 
 

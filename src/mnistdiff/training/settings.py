@@ -74,9 +74,14 @@ def _continued_from(init_from: Path) -> tuple:
     if unet.distilled_steps:
         raise ValueError(f"--init-from {init_from}: a distilled student, not a diffusion model to train on; "
                          f"distil it further with mnistdiff distill --teacher")
-    record = {"path": str(init_from), "step": checkpoint.step_of(init_from),
-              "weights_sha256": files.sha256(init_from / "weights.safetensors")}
-    return source["dataset"], unet, schedule, record
+    return source["dataset"], unet, schedule, start_record(init_from)
+
+
+def start_record(init_from: Path) -> dict:
+    """What config.json's "init_from" says of the checkpoint a run starts from: where it is, its step
+    and its weights' SHA-256."""
+    return {"path": str(init_from), "step": checkpoint.step_of(init_from),
+            "weights_sha256": files.sha256(init_from / "weights.safetensors")}
 
 
 def _check_model_changes(unet, model: dict, keeps_model: bool, init_record: dict | None) -> None:
