@@ -111,3 +111,18 @@ def test_a_tiny_trajectory_student_trains_continues_from_a_student_and_samples(i
                                                         "--student-steps", "2", "--init-from", str(TEACHER))
     assert "no recorded trajectories" in refused("--method", "trajectory", "--trajectories", str(tmp_path),
                                                  "--student-steps", "2")
+
+
+def test_a_student_refuses_a_recording_whose_teacher_has_changed_since(tmp_path, idx_folder):
+    import shutil
+
+    from mnistdiff.distill import distill
+
+    teacher, rec = tmp_path / "teacher", tmp_path / "rec"
+    shutil.copytree(TEACHER, teacher)
+    record(rec, teacher=teacher, n=2, steps=1, solver_steps=2, progress=False)
+    shutil.rmtree(teacher)
+    shutil.copytree(DATA / "tiny-edm-checkpoint", teacher)  # other weights at the same path
+    with pytest.raises(loading.CheckpointError, match="other weights than when .* was recorded"):
+        distill(tmp_path / "student", method="trajectory", trajectories=rec, student_steps=1, steps=1,
+                data_dir=idx_folder, progress=False)

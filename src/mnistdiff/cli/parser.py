@@ -175,7 +175,8 @@ def _distill_parser(sub) -> None:
                    "teacher's: a student with the same network, such as an earlier run of more steps")
     p.add_argument("--student-steps", type=positive_int, metavar="N",
                    help="the steps the student samples in: progressive, a power of two, half the teacher's if "
-                        "the teacher is a student; consistency, its default (required for a new run)")
+                        "the teacher is a student; consistency, its default; trajectory, a count whose grid the "
+                        "recording holds (required for a new run)")
     p.add_argument("--down-to", type=positive_int, metavar="M",
                    help="progressive: go on in rounds, halving the steps down to M, each round in OUT/steps-N "
                         "with these settings, its student the next round's teacher (default: one round, in OUT)")

@@ -116,6 +116,9 @@ def _recording(trajectories: str | Path | None, teacher: str | Path | None) -> t
     recorded = manifest["teacher"]["path"]
     if teacher is not None and str(loading.find(teacher).resolve()) != recorded:
         raise ValueError(f"--teacher {teacher}: the trajectories in {trajectories} were recorded from {recorded}")
+    if files.sha256(loading.find(recorded) / "weights.safetensors") != manifest["teacher"]["sha256"]:
+        raise loading.CheckpointError(f"the teacher {recorded} holds other weights than when {trajectories} "
+                                      f"was recorded: record the trajectories again")
     return recorded, manifest
 
 
