@@ -26,8 +26,9 @@ def distilled_method(model) -> str | None:
     consistency preconditioning, else "progressive"); None for any other model."""
     if not distilled_steps(model):
         return None
-    if model.config.distilled_by:
-        return model.config.distilled_by
+    by = getattr(model.config, "distilled_by", "")
+    if by:
+        return by
     return "consistency" if model.config.preconditioning == "consistency" else "progressive"
 
 
