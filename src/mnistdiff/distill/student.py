@@ -149,7 +149,7 @@ def load_teacher(record: dict, device) -> nn.Module:
     return model.to(device)
 
 
-def student_loss(config: dict, run) -> ProgressiveLoss | ConsistencyLoss:
+def student_loss(config: dict, run) -> ProgressiveLoss | ConsistencyLoss | TrajectoryLoss:
     """The loss of a student run (training/loop.Run): its method's, holding the frozen teacher; the
     consistency target is the run's EMA model."""
     record = config["student"]
