@@ -73,7 +73,8 @@ def student_config(method: str, teacher: str | Path | None, steps: int, levels: 
     folder = loading.find(teacher)
     config, _ = loading.read(folder)
     unet, _, schedule = loading.parse_config(config)
-    T = make_schedule(schedule).T
+    built = make_schedule(schedule)
+    T = built.T
     unet = student_unet(unet, method, steps, T)
     if method == "consistency":
         check_levels(levels, T)
@@ -81,12 +82,14 @@ def student_config(method: str, teacher: str | Path | None, steps: int, levels: 
     train = replace(DEFAULTS[method], **({"grid_steps": steps, "fid_steps": steps} | given))
     if max(train.grid_steps, train.fid_steps) > steps:
         raise ValueError(f"--grid-steps and --fid-steps: a student of {steps} step(s) samples in at most {steps}")
-    record = {"method": method, "steps": steps, "teacher": {"path": str(folder.resolve()),
-                                                           "sha256": files.sha256(folder / "weights.safetensors")}}
+    # A recording's manifest names its teacher, whose weights _recording has just checked against it.
+    teacher_record = manifest["teacher"] if manifest is not None else {
+        "path": str(folder.resolve()), "sha256": files.sha256(folder / "weights.safetensors")}
+    record = {"method": method, "steps": steps, "teacher": teacher_record}
     if method == "consistency":
         record["levels"] = levels
     if manifest is not None:
-        positions(steps, manifest["levels"], make_schedule(schedule))
+        positions(steps, manifest["levels"], built)
         record["trajectories"] = {"path": str(Path(trajectories).resolve()), "n": manifest["n"],
                                   "levels": manifest["levels"]}
     from mnistdiff.training.checkpoint import config_dict
@@ -126,9 +129,9 @@ def check_same_student(config: dict, method: str | None, teacher, steps: int | N
                        trajectories=None) -> None:
     """On --resume: refuse a method, teacher, step count, grid or recording other than the run's."""
     record = config["student"]
-    if trajectories is not None and str(Path(trajectories).resolve()) != record.get("trajectories", {}).get("path"):
-        raise ValueError(f"--trajectories {trajectories}: the run learns {record.get('trajectories', {}).get('path')}; "
-                         f"a resumed run keeps it")
+    learns = record.get("trajectories", {}).get("path")
+    if trajectories is not None and str(Path(trajectories).resolve()) != learns:
+        raise ValueError(f"--trajectories {trajectories}: the run learns {learns}; a resumed run keeps it")
     for flag, given, have in (("method", method, record["method"]), ("student-steps", steps, record["steps"]),
                               ("levels", levels, record.get("levels"))):
         if given is not None and given != have:

@@ -28,7 +28,7 @@ from mnistdiff.samplers.levels import levels as grid_levels
 SPACING = "trailing"
 
 
-def student_grid(steps: int, solver_steps: int, T: int, schedule) -> list[int]:
+def student_grid(steps: int, solver_steps: int, schedule) -> list[int]:
     """The levels of a `steps`-step student's trailing grid, or ValueError unless the solver's grid holds them."""
     if steps < 1 or solver_steps < steps or solver_steps % steps:
         raise ValueError(f"--solver-steps must be a multiple of --student-steps {steps}, got {solver_steps}")
@@ -45,13 +45,13 @@ def record(out: str | Path, *, teacher: str | Path | None = None, n: int, steps:
     A folder that holds a recording continues it if its manifest matches these arguments."""
     out = Path(out)
     folder = loading.find(teacher)
-    model, schedule, config = loading.load_checkpoint(folder)
+    model, schedule, _ = loading.load_checkpoint(folder)
     if model.config.distilled_steps or model.config.classes:
         raise ValueError("trajectories are recorded from an unconditional diffusion model, not a student "
                          "or a class-conditional model")
     if n < 1 or chunk < 1:
         raise ValueError("--n and the chunk size must be at least 1")
-    grid = student_grid(steps, solver_steps, schedule.T, schedule)
+    grid = student_grid(steps, solver_steps, schedule)
     manifest = {"teacher": {"path": str(folder.resolve()), "sha256": files.sha256(folder / "weights.safetensors")},
                 "sampler": "dpm-solver", "spacing": SPACING, "solver_steps": solver_steps, "clip_x0": True,
                 "levels": grid, "seed": seed, "chunk": chunk, "n": n}
