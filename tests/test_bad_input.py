@@ -154,6 +154,9 @@ def test_bad_images_npz_for_fid(tmp_path, capsys):
     np.savez(path, images=np.zeros((12, 28, 28), np.uint8))
     assert main(["fid", "--npz", str(path)]) == 2
     one_error(capsys, "expected uint8 images of shape (N, 1, 28, 28)")
+    np.savez(path, images=np.zeros((12, 1, 28, 28), np.uint8))
+    assert main(["fid", "--npz", str(path), "--sampler", "ddim", "--steps", "10", "--no-clip"]) == 2
+    one_error(capsys, "--npz scores the images it holds; --sampler, --steps, --no-clip set how images are sampled")
 
 
 def test_a_log_row_cut_short_by_a_kill_is_dropped_on_resume(idx_folder, tmp_path):

@@ -219,7 +219,7 @@ def test_a_killed_student_resumes_as_an_unbroken_one_and_samples(method, idx_fol
     flags = ("--method", method, "--student-steps", "2") + (("--levels", "8") if method == "consistency" else ())
     if method == "trajectory":
         record(tmp_path / "rec", teacher=TEACHER, n=16, steps=2, solver_steps=4, chunk=8, progress=False)
-        flags += ("--trajectories", str(tmp_path / "rec"))
+        flags += ("--trajectories", str(tmp_path / "rec"), "--own-states", "0.5")
     straight, run = tmp_path / "straight", tmp_path / "killed"
     proc = distill_process(straight, idx_folder, False, *flags)
     assert proc.wait(timeout=120) == 0, proc.stderr.read().decode()[-2000:]

@@ -15,7 +15,7 @@ from mnistdiff.distill.trajectory import TrajectoryLoss
 from mnistdiff.samplers import levels, sample_ddim, sample_dpm_solver
 from mnistdiff.samplers.common import distilled_method
 
-MEAN, STD = 0.4, 0.3
+MEAN, STD = 0.2, 0.2  # data, and the x0 of every step, within [-1, 1], where students clip
 
 
 def on_trajectory(u: torch.Tensor, t: torch.Tensor | int) -> torch.Tensor:
@@ -31,8 +31,9 @@ def standard_score(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
     return (x - ab.sqrt() * MEAN) / (ab * STD**2 + 1 - ab).sqrt()
 
 
+@pytest.mark.parametrize("own_states", [0.0, 1.0])
 @pytest.mark.parametrize("steps", [1, 2, 4])
-def test_the_exact_flow_map_has_zero_loss_and_its_ddim_steps_follow_the_trajectories(steps):
+def test_the_exact_flow_map_has_zero_loss_and_its_ddim_steps_follow_the_trajectories(steps, own_states):
     grid = levels(4, SCHEDULE, "trailing")  # recorded for 4 steps, which serve 2 and 1
     u = torch.randn((32, 1, 4, 4), dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     states = torch.stack([on_trajectory(u, t) for t in grid], 1)
@@ -45,13 +46,34 @@ def test_the_exact_flow_map_has_zero_loss_and_its_ddim_steps_follow_the_trajecto
         return two_step_target(z, on_trajectory(standard_score(z, t), t2), t, t2, SCHEDULE)
 
     student = eps_of_x0(exact_x0)
-    loss = TrajectoryLoss(states, grid, steps)
     batch = torch.zeros((16, 1, 4, 4), dtype=torch.float64)
+    # With own states, the exact map's own steps stay on the trajectories: still no loss.
+    loss = TrajectoryLoss(states, grid, steps, own_states, ema=student)
     assert loss(student, SCHEDULE, batch, generator=torch.Generator().manual_seed(1)).item() < 1e-18
     for nudge in (1e-3, -1e-2):
         other = lambda z, t: student(z, t) + nudge  # noqa: E731
+        loss = TrajectoryLoss(states, grid, steps, own_states, ema=other)
         assert loss(other, SCHEDULE, batch, generator=torch.Generator().manual_seed(1)).item() > 1e-8
     torch.testing.assert_close(sample_ddim(student, states[:, 0], SCHEDULE, own), states[:, -1], atol=1e-9, rtol=0)
+
+
+def test_own_states_are_the_states_the_ema_reaches_in_its_own_ddim_steps():
+    grid = levels(4, SCHEDULE, "trailing")
+    u = torch.randn((8, 1, 4, 4), dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    states = torch.stack([on_trajectory(u, t) for t in grid], 1)
+    ema = lambda z, t: standard_score(z, t) + 0.05 * z  # noqa: E731  (off the trajectories)
+    reached = {grid[0]: states[:, 0]}
+
+    def keep(t, x, x0):
+        reached[t] = x.clone()
+
+    sample_ddim(ema, states[:, 0], SCHEDULE, grid, clip_x0=True, callback=keep)
+    loss = TrajectoryLoss(states, grid, 4, 1.0, ema=ema)
+    stop = torch.tensor([0, 1, 2, 3, 3, 2, 1, 0])
+    rolled = loss._roll_out(states[:, 0].clone(), stop, grid, SCHEDULE)
+    want = torch.stack([reached[grid[k]][i] for i, k in enumerate(stop.tolist())])
+    torch.testing.assert_close(rolled, want, atol=1e-12, rtol=0)
+    assert (reached[grid[2]] - states[:, 2]).abs().max() > 1e-3  # its own states are off the recording
 
 
 def test_a_recording_keeps_the_solver_s_states_and_a_killed_one_continues(tmp_path):
@@ -73,6 +95,13 @@ def test_a_recording_keeps_the_solver_s_states_and_a_killed_one_continues(tmp_pa
     assert torch.equal(load(out)[0][4:], before)
     with pytest.raises(ValueError, match="holds another recording \\(n, seed differ\\)"):
         record(out, teacher=TEACHER, n=8, steps=2, solver_steps=4, chunk=4, seed=3, progress=False)
+    # A larger --n grows it: the whole chunk stays, the short last one is drawn again whole.
+    first = load_file(out / "chunk-00000.safetensors")["states"]
+    record(out, teacher=TEACHER, n=9, steps=2, solver_steps=4, chunk=4, progress=False)
+    grown, manifest = load(out)
+    assert manifest["n"] == 9 and grown.shape[0] == 9 and torch.equal(grown[:4], first)
+    record(out.with_name("whole"), teacher=TEACHER, n=9, steps=2, solver_steps=4, chunk=4, progress=False)
+    assert torch.equal(load(out.with_name("whole"))[0], grown)
     with pytest.raises(ValueError, match="multiple of --student-steps 4"):
         record(tmp_path / "other", teacher=TEACHER, n=6, steps=4, solver_steps=6, progress=False)
 
@@ -111,6 +140,10 @@ def test_a_tiny_trajectory_student_trains_continues_from_a_student_and_samples(i
                                                         "--student-steps", "2", "--init-from", str(TEACHER))
     assert "no recorded trajectories" in refused("--method", "trajectory", "--trajectories", str(tmp_path),
                                                  "--student-steps", "2")
+    assert "a share of the batch, from 0 to 1" in refused("--method", "trajectory", "--trajectories", str(rec),
+                                                          "--student-steps", "2", "--own-states", "1.5")
+    assert "only the trajectory method" in refused("--method", "consistency", "--teacher", str(TEACHER),
+                                                   "--own-states", "0.5", "--student-steps", "2")
 
 
 def test_a_student_refuses_a_recording_whose_teacher_has_changed_since(tmp_path, idx_folder):

@@ -13,6 +13,7 @@ from mnistdiff.runtime import prepare
 from mnistdiff.samplers import DEFAULT_SAMPLER, SAMPLERS, sampler_levels
 from mnistdiff.samplers.common import distilled_method, distilled_steps
 from mnistdiff.samplers.guidance import DEFAULT_GUIDANCE, Guided, check_guidance, classes, clips, label_list
+from mnistdiff.samplers.levels import STUDENT_SPACING
 
 
 def generate(
@@ -98,7 +99,7 @@ def model_defaults(model, sampler: str | None, steps: int | None, spacing: str |
         raise ValueError(f"this student was distilled for {distilled} step(s): ask for at most {distilled} "
                          f"(--steps {steps}), or sample its teacher")
     own = "consistency" if distilled_method(model) == "consistency" else "ddim"
-    return sampler or own, distilled if steps is None else steps, spacing or "trailing"
+    return sampler or own, distilled if steps is None else steps, spacing or STUDENT_SPACING
 
 
 def student_sampler(model, steps: int | None, schedule: Schedule) -> tuple:

@@ -44,11 +44,13 @@ def cmd_distill(args) -> None:
     try:
         if args.down_to is None:
             final = distill(args.out, method=args.method, teacher=args.teacher, student_steps=args.student_steps,
-                            levels=args.levels, trajectories=args.trajectories, init_from=args.init_from,
-                            resume=args.resume, **settings)
-        elif args.method != "progressive" or args.student_steps is None or args.init_from or args.trajectories:
+                            levels=args.levels, trajectories=args.trajectories, own_states=args.own_states,
+                            init_from=args.init_from, resume=args.resume, **settings)
+        elif args.method != "progressive" or args.student_steps is None or args.init_from or args.trajectories \
+                or args.own_states is not None:
             raise ValueError("--down-to goes on in rounds of progressive distillation: pass --method progressive "
-                             "and --student-steps, the first round's, and no --init-from or --trajectories")
+                             "and --student-steps, the first round's, and no --init-from, --trajectories or "
+                             "--own-states")
         else:
             final = progressive_rounds(args.out, student_steps=args.student_steps, down_to=args.down_to,
                                        teacher=args.teacher, resume=args.resume, **settings)
@@ -155,6 +157,12 @@ def cmd_fid(args) -> None:
     if args.npz:
         from mnistdiff.experiments.inputs import load_array
 
+        sampling = [flag for flag, given in (("--sampler", args.sampler), ("--steps", args.steps), ("--eta", args.eta),
+                    ("--variance", args.variance), ("--spacing", args.spacing), ("--t-end", args.t_end),
+                    ("--label", args.label), ("--guidance", args.guidance), ("--no-clip", args.no_clip or None),
+                    ("--raw-weights", args.raw_weights or None)) if given is not None]
+        if sampling:
+            raise ValueError(f"--npz scores the images it holds; {', '.join(sampling)} set how images are sampled")
         images = torch.from_numpy(load_array(args.npz, "images", (None, 1, 28, 28), np.uint8))
         labels = load_array(args.npz, "labels", (len(images),), np.integer, optional=True)
         labels = None if labels is None else torch.from_numpy(labels).long()

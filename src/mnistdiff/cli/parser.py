@@ -171,6 +171,9 @@ def _distill_parser(sub) -> None:
                    "trajectory: the recording's)")
     p.add_argument("--trajectories", metavar="DIR", help="trajectory: the teacher's trajectories, as "
                    "mnistdiff trajectories records them")
+    p.add_argument("--own-states", type=float, metavar="P",
+                   help="trajectory: the share of images whose step starts from the state the student's EMA "
+                        "reaches in its own steps, pulled back onto the recording (default: 0)")
     p.add_argument("--init-from", metavar="PATH", help="start from this student's weights instead of the "
                    "teacher's: a student with the same network, such as an earlier run of more steps")
     p.add_argument("--student-steps", type=positive_int, metavar="N",

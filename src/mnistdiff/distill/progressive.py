@@ -23,9 +23,9 @@ from torch import nn
 
 from mnistdiff.diffusion import Schedule, q_sample
 from mnistdiff.distill.levels import abar, ddim_steps, draw_on_grid, lookup, x0_loss
+from mnistdiff.samplers.levels import STUDENT_SPACING
 from mnistdiff.samplers.levels import levels as grid_levels
 
-SPACING = "trailing"
 
 
 def check_steps(steps: int, T: int) -> None:
@@ -60,7 +60,8 @@ class ProgressiveLoss:
 
     def grids(self, schedule: Schedule) -> tuple[dict[int, int], dict[int, int]]:
         """For each level t the student steps from: (t', the teacher's level between, t'', the next)."""
-        student, teacher = grid_levels(self.steps, schedule, SPACING), grid_levels(2 * self.steps, schedule, SPACING)
+        student = grid_levels(self.steps, schedule, STUDENT_SPACING)
+        teacher = grid_levels(2 * self.steps, schedule, STUDENT_SPACING)
         assert teacher[::2] == student  # the grids nest (the trailing grid, steps a power of two)
         return ({t: teacher[2 * i + 1] for i, t in enumerate(student[:-1])},
                 {t: student[i + 1] for i, t in enumerate(student[:-1])})

@@ -5,7 +5,8 @@ A student's config.json is its teacher's, with the network's preconditioning and
 
     "student": {"method": "progressive", "steps": 4, "teacher": {"path": ..., "sha256": ...}}
 
-("levels" for consistency; "trajectories", the recording's path, n and levels, for trajectory). The
+("levels" for consistency; "trajectories", the recording's path, n and levels, and "own_states", the
+share of steps from the student's own states, for trajectory). The
 student starts from the teacher's EMA weights, or from another student's (`init_from`, recorded as a
 training run's is); on a resume the teacher is read again from its path and must still have the
 weights it had (their SHA-256), and a recording must still be the one the run began with.
@@ -61,15 +62,17 @@ def student_unet(teacher: UNetConfig, method: str, steps: int, T: int) -> UNetCo
 
 def student_config(method: str, teacher: str | Path | None, steps: int, levels: int = DEFAULT_LEVELS,
                    overrides: dict | None = None, trajectories: str | Path | None = None,
-                   init_from: str | Path | None = None) -> tuple[dict, Path]:
+                   init_from: str | Path | None = None, own_states: float | None = None) -> tuple[dict, Path]:
     """(config, folder of the weights it starts from) of a new student run of `teacher` (None: the
     shipped model; for trajectory, the recording's teacher), which starts from the teacher's weights or
-    from `init_from`'s, a student with the same network."""
+    from `init_from`'s, a student with the same network. `own_states`: trajectory's (TrajectoryLoss)."""
     manifest = None
     if method == "trajectory":
         teacher, manifest = _recording(trajectories, teacher)
-    elif trajectories is not None:
-        raise ValueError("--trajectories: only the trajectory method learns recorded trajectories")
+    elif trajectories is not None or own_states is not None:
+        raise ValueError("--trajectories and --own-states: only the trajectory method learns recorded trajectories")
+    if own_states is not None and not 0 <= own_states <= 1:
+        raise ValueError(f"--own-states is a share of the batch, from 0 to 1, got {own_states}")
     folder = loading.find(teacher)
     config, _ = loading.read(folder)
     unet, _, schedule = loading.parse_config(config)
@@ -92,6 +95,7 @@ def student_config(method: str, teacher: str | Path | None, steps: int, levels: 
         positions(steps, manifest["levels"], built)
         record["trajectories"] = {"path": str(Path(trajectories).resolve()), "n": manifest["n"],
                                   "levels": manifest["levels"]}
+        record["own_states"] = own_states or 0.0
     from mnistdiff.training.checkpoint import config_dict
     from mnistdiff.training.settings import start_record
 
@@ -126,14 +130,16 @@ def _recording(trajectories: str | Path | None, teacher: str | Path | None) -> t
 
 
 def check_same_student(config: dict, method: str | None, teacher, steps: int | None, levels: int | None,
-                       trajectories=None) -> None:
-    """On --resume: refuse a method, teacher, step count, grid or recording other than the run's."""
+                       trajectories=None, own_states: float | None = None) -> None:
+    """On --resume: refuse a method, teacher, step count, grid, recording or share of own states other
+    than the run's."""
     record = config["student"]
     learns = record.get("trajectories", {}).get("path")
     if trajectories is not None and str(Path(trajectories).resolve()) != learns:
         raise ValueError(f"--trajectories {trajectories}: the run learns {learns}; a resumed run keeps it")
     for flag, given, have in (("method", method, record["method"]), ("student-steps", steps, record["steps"]),
-                              ("levels", levels, record.get("levels"))):
+                              ("levels", levels, record.get("levels")),
+                              ("own-states", own_states, record.get("own_states", 0.0))):
         if given is not None and given != have:
             raise ValueError(f"--{flag} {given}: the run's is {have}; a resumed run keeps it")
     if teacher is not None and str(loading.find(teacher).resolve()) != record["teacher"]["path"]:
@@ -164,7 +170,8 @@ def student_loss(config: dict, run) -> ProgressiveLoss | ConsistencyLoss | Traje
                 record["trajectories"]["n"], record["trajectories"]["levels"], record["teacher"]):
             raise loading.CheckpointError(f"{record['trajectories']['path']} holds another recording than when "
                                           f"the run began")
-        return TrajectoryLoss(states, manifest["levels"], record["steps"])
+        return TrajectoryLoss(states, manifest["levels"], record["steps"], record.get("own_states", 0.0),
+                              run.ema_denoiser)
     teacher = load_teacher(record["teacher"], run.device)
     if record["method"] == "progressive":
         return ProgressiveLoss(teacher, record["steps"])
@@ -173,11 +180,12 @@ def student_loss(config: dict, run) -> ProgressiveLoss | ConsistencyLoss | Traje
 
 def distill(out: str | Path, *, method: str | None = None, teacher: str | Path | None = None,
             student_steps: int | None = None, levels: int | None = None, trajectories: str | Path | None = None,
-            resume: bool = False, **options) -> Path:
+            own_states: float | None = None, resume: bool = False, **options) -> Path:
     """Distil `teacher` (None: the shipped model) into a student of `student_steps` steps by `method`
     ("progressive", "consistency" or "trajectory"), trained by training.train in run folder `out`;
     returns the last checkpoint folder. `levels`: the consistency grid's (default 40). `trajectories`:
-    the recording (distill/trajectories.py) a trajectory student learns, whose teacher it is.
+    the recording (distill/trajectories.py) a trajectory student learns, whose teacher it is;
+    `own_states` (default 0), the share of its steps taken from the student's own states (TrajectoryLoss).
     `options` are train()'s: minutes, device, data_dir, progress, command, clock, compile, init_from
     (a student with the same network to start from), and TrainConfig fields (steps, batch_size, lr,
     ema_decay, checkpoint_every, fid_every, ...). With `resume`, the run's own method, teacher and
@@ -190,7 +198,7 @@ def distill(out: str | Path, *, method: str | None = None, teacher: str | Path |
     if not resume and levels is None:
         levels = DEFAULT_LEVELS
     student = {"method": method, "teacher": teacher, "steps": student_steps, "levels": levels,
-               "trajectories": trajectories}
+               "trajectories": trajectories, "own_states": own_states}
     return train(out, resume=resume, student=student, **options)
 
 

@@ -8,7 +8,9 @@ nest, so a recording for 4 steps serves students of 4, 2 and 1 step.
 
 A folder of chunks, each written whole as it is done (chunk-00000.safetensors, ...; chunk k's noise
 from seed + k), and manifest.json (teacher, solver, levels, seed, chunk size): a killed recording
-loses at most the chunk it was on, and `record` with the same arguments continues it.
+loses at most the chunk it was on, and `record` with the same arguments continues it. With a larger
+`n` and otherwise the same arguments it grows the recording: the chunks it holds stay (chunk k's noise
+depends only on seed + k), a last chunk shorter than the chunk size is drawn again whole.
 """
 
 from __future__ import annotations
@@ -23,17 +25,17 @@ from tqdm.auto import tqdm
 from mnistdiff import files, loading
 from mnistdiff.runtime import prepare
 from mnistdiff.samplers.dpm_solver import sample_dpm_solver
+from mnistdiff.samplers.levels import STUDENT_SPACING
 from mnistdiff.samplers.levels import levels as grid_levels
 
-SPACING = "trailing"
 
 
 def student_grid(steps: int, solver_steps: int, schedule) -> list[int]:
     """The levels of a `steps`-step student's trailing grid, or ValueError unless the solver's grid holds them."""
     if steps < 1 or solver_steps < steps or solver_steps % steps:
         raise ValueError(f"--solver-steps must be a multiple of --student-steps {steps}, got {solver_steps}")
-    grid = grid_levels(steps, schedule, SPACING)
-    if not set(grid) <= set(grid_levels(solver_steps, schedule, SPACING)):
+    grid = grid_levels(steps, schedule, STUDENT_SPACING)
+    if not set(grid) <= set(grid_levels(solver_steps, schedule, STUDENT_SPACING)):
         raise ValueError(f"the solver's {solver_steps}-step grid does not hold the student's levels {grid}")
     return grid
 
@@ -42,7 +44,8 @@ def record(out: str | Path, *, teacher: str | Path | None = None, n: int, steps:
            seed: int = 0, chunk: int = 256, precision: str = "fp32", compile: bool = False,
            progress: bool = True) -> Path:
     """Record `n` trajectories of `teacher` (None: the shipped model) in folder `out`; returns it.
-    A folder that holds a recording continues it if its manifest matches these arguments."""
+    A folder that holds a recording continues it if its manifest matches these arguments, or grows it
+    if only `n` is larger."""
     out = Path(out)
     folder = loading.find(teacher)
     model, schedule, _ = loading.load_checkpoint(folder)
@@ -53,12 +56,12 @@ def record(out: str | Path, *, teacher: str | Path | None = None, n: int, steps:
         raise ValueError("--n and the chunk size must be at least 1")
     grid = student_grid(steps, solver_steps, schedule)
     manifest = {"teacher": {"path": str(folder.resolve()), "sha256": files.sha256(folder / "weights.safetensors")},
-                "sampler": "dpm-solver", "spacing": SPACING, "solver_steps": solver_steps, "clip_x0": True,
+                "sampler": "dpm-solver", "spacing": STUDENT_SPACING, "solver_steps": solver_steps, "clip_x0": True,
                 "levels": grid, "seed": seed, "chunk": chunk, "n": n}
     _start(out, manifest)
     shape = (model.config.in_channels, model.config.image_size, model.config.image_size)
     run = prepare(model, precision=precision, compile=compile)
-    solver_grid = grid_levels(solver_steps, schedule, SPACING)
+    solver_grid = grid_levels(solver_steps, schedule, STUDENT_SPACING)
     chunks = range((n + chunk - 1) // chunk)
     for k in tqdm(chunks, desc=f"{n} trajectories", disable=not progress):
         path = out / f"chunk-{k:05d}.safetensors"
@@ -83,9 +86,14 @@ def _start(out: Path, manifest: dict) -> None:
     path = out / "manifest.json"
     if path.is_file():
         have = loading.load_json(path)
-        if have != manifest:
-            changed = sorted(k for k in manifest if have.get(k) != manifest[k])
-            raise ValueError(f"{out} holds another recording ({', '.join(changed)} differ): give another --out")
+        changed = sorted(k for k in manifest if have.get(k) != manifest[k])
+        if changed == ["n"] and manifest["n"] > have["n"]:  # grow it: a short last chunk is drawn again whole
+            if have["n"] % have["chunk"]:
+                (out / f"chunk-{have['n'] // have['chunk']:05d}.safetensors").unlink(missing_ok=True)
+            files.atomic_write(path, json.dumps(manifest, indent=2).encode())
+        elif changed:
+            raise ValueError(f"{out} holds another recording ({', '.join(changed)} differ): give another --out, "
+                             f"or only a larger --n to grow it")
         return
     files.check_output_folder(out, "--out")
     out.mkdir(parents=True, exist_ok=True)

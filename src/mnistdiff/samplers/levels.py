@@ -50,6 +50,9 @@ def trailing_grid(n: int, schedule: Schedule, low: int = 0) -> list[int]:
     return [round(T - i * (T / n)) - 1 for i in range(n)][::-1]
 
 
+# The grid every distilled student steps on, in training and in sampling: T - 1 is always its first level.
+STUDENT_SPACING = "trailing"
+
 SPACINGS: dict[str, Callable[[int, Schedule, int], list[int]]] = {
     "uniform": uniform_grid,
     "trailing": trailing_grid,

@@ -252,9 +252,10 @@ def train(
     largest label + 1), with `label_dropout` of the labels replaced by "no label" in each batch; with
     `init_from` an unconditional model, the run starts as that model (its label embedding at zero).
     A resumed or continued conditional model stays conditional.
-    `student` ({"method", "teacher", "steps", "levels", "trajectories"}, as distill.distill gives it) makes a
-    new run a student of that teacher, trained with its distillation loss, starting from the teacher's
-    weights or `init_from`'s (a student with the same network); on resume the given ones must be the run's.
+    `student` ({"method", "teacher", "steps", "levels", "trajectories", "own_states"}, as distill.distill
+    gives it) makes a new run a student of that teacher, trained with its distillation loss, starting from
+    the teacher's weights or `init_from`'s (a student with the same network); on resume the given ones
+    must be the run's.
     With `minutes` and a cosine decay, the learning rate reaches 0 when the time runs out.
     `command`: what started this sitting, noted with the commit and machine in the run's
     sittings.jsonl (train/sittings.py), which `export` puts in the model's record.
@@ -275,13 +276,14 @@ def train(
         folder = resume_from(out, resume, group.main)
         if student is not None and folder is None:
             config, source = student_config(student["method"], student["teacher"], student["steps"],
-                                            student["levels"], overrides, student.get("trajectories"), init_from)
+                                            student["levels"], overrides, student.get("trajectories"), init_from,
+                                            student.get("own_states"))
         else:
             source = loading.find(init_from) if init_from is not None else None
             config = resolve(preset, dataset, folder, overrides, source, conditional)
             if student is not None:
                 check_same_student(config, student["method"], student["teacher"], student["steps"], student["levels"],
-                                   student.get("trajectories"))
+                                   student.get("trajectories"), student.get("own_states"))
         run = _new_run(out, config, data_dir, group, compile, clock, conditional)
         if folder is not None:
             run.restore(folder)
