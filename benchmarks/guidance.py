@@ -23,6 +23,7 @@ import torch
 
 from mnistdiff import load_checkpoint
 from mnistdiff.evaluation import evaluate
+from mnistdiff.evaluation.report import worst_digit
 from mnistdiff.generation import generate
 from mnistdiff.precision import pick_device, pick_precision
 from mnistdiff.provenance import git_commit
@@ -47,9 +48,8 @@ def to_markdown(rows: list[dict], command: str) -> str:
         if r["scale"] is None:
             acc = worst = "-"
         else:
-            worst_digit = min(range(len(r["accuracy_by_digit"])), key=lambda c: r["accuracy_by_digit"][c])
             acc = f"{r['accuracy']:.4f}"
-            worst = f"{worst_digit}: {r['accuracy_by_digit'][worst_digit]:.3f}"
+            worst = "{}: {:.3f}".format(*worst_digit(r["accuracy_by_digit"]))
         scale = "-" if r["scale"] is None else f"{r['scale']:g}"
         lines.append(f"| {r['model']} | {scale} | {r['n']} | {acc} | {worst} | {r['fid_test']:.3f} | "
                      f"{r['floor_fid_test']:.3f} | {r['fid_test'] / r['floor_fid_test']:.2f} | {r['precision']:.3f} | "

@@ -8,6 +8,7 @@ from mnistdiff.data.idx import read_split
 from mnistdiff.evaluation import fid, frechet_distance, gaussian_stats, load_classifier, load_reference, precision_recall
 from mnistdiff.evaluation.classifier import asset
 from mnistdiff.evaluation.metrics import features_and_probs
+from mnistdiff.evaluation.report import worst_digit
 from mnistdiff.evaluation.train_classifier import random_shift
 from mnistdiff.files import sha256
 
@@ -105,6 +106,11 @@ def test_fid_command_scores_real_digits_far_better_than_noise(mnist_fixture, tmp
     assert scores["real"]["fid_test"] < 0.1 * scores["noise"]["fid_test"]
     assert scores["real"]["confident_share"] > 0.9
     assert scores["real"]["precision"] > 0.8 > 0.1 > scores["noise"]["precision"]
+
+
+def test_the_worst_digit_is_the_lowest_share_among_the_labels_drawn():
+    assert worst_digit([0.9, None, 0.5, 0.7]) == (2, 0.5)
+    assert worst_digit([None, 0.8]) == (1, 0.8)
 
 
 def test_fid_command_reads_an_npz_s_labels_as_the_digits_asked_for(mnist_fixture, tmp_path, capsys):

@@ -145,7 +145,7 @@ def cmd_fid(args) -> None:
     import torch
 
     from mnistdiff.evaluation import evaluate
-    from mnistdiff.evaluation.report import check_count
+    from mnistdiff.evaluation.report import check_count, worst_digit
 
     dataset = args.dataset or "mnist"
     if args.json:
@@ -180,10 +180,8 @@ def cmd_fid(args) -> None:
           f"confident (p >= 0.9): {result['confident_share']:.3f}")
     print("class shares: " + " ".join(f"{c}:{share:.3f}" for c, share in enumerate(result["class_shares"])))
     if labels is not None:
-        by_digit = result["accuracy_by_digit"]
-        worst = min((c for c, share in enumerate(by_digit) if share is not None), key=lambda c: by_digit[c])
-        print(f"read as the digit asked for: {result['accuracy']:.4f}   worst digit: {worst} "
-              f"({by_digit[worst]:.3f})")
+        worst, share = worst_digit(result["accuracy_by_digit"])
+        print(f"read as the digit asked for: {result['accuracy']:.4f}   worst digit: {worst} ({share:.3f})")
     if args.inception:
         from mnistdiff import data
         from mnistdiff.evaluation.inception import inception_fid

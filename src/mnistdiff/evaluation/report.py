@@ -60,6 +60,14 @@ def evaluate(images: torch.Tensor, dataset: str = "mnist", data_dir=None, seed: 
     return result
 
 
+def worst_digit(accuracy_by_digit: list[float | None]) -> tuple[int, float]:
+    """(label, share) of the label whose images read least often as it, of evaluate's accuracy_by_digit
+    (labels no image was drawn for left out)."""
+    label = min((c for c, share in enumerate(accuracy_by_digit) if share is not None),
+                key=accuracy_by_digit.__getitem__)
+    return label, accuracy_by_digit[label]
+
+
 def check_count(n: int) -> None:
     if n < MIN_IMAGES:
         raise ValueError(f"evaluation needs at least {MIN_IMAGES} images, got {n}")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from html import escape
 
+from mnistdiff.evaluation.report import worst_digit
 from mnistdiff.experiments.merge_study import table as merge_table, third_digits
 from mnistdiff.experiments.reconstruction import table as reconstruction_table
 from mnistdiff.markdown import table as md_table
@@ -158,9 +159,8 @@ def guidance_table(section: dict) -> tuple[list[str], list[list[str]]]:
     headers = [c for c, _ in GUIDANCE_COLUMNS]
     rows = []
     for r in section["rows"]:
-        by_digit = r["accuracy_by_digit"]
-        worst = min(range(len(by_digit)), key=by_digit.__getitem__)
-        rows.append([f"{r['guidance']:g}", str(r["n"]), f"{r['accuracy']:.3f}", f"{worst}: {by_digit[worst]:.3f}",
+        worst, share = worst_digit(r["accuracy_by_digit"])
+        rows.append([f"{r['guidance']:g}", str(r["n"]), f"{r['accuracy']:.3f}", f"{worst}: {share:.3f}",
                      f"{r['fid_test']:.3f}", f"{r['floor_fid_test']:.3f}", floor_range(r["floor_spread"]),
                      f"{r['fid_test'] / r['floor_fid_test']:.1f}x", f"{r['precision']:.3f}", f"{r['recall']:.3f}",
                      f"{r['seconds']:.0f}"])
