@@ -15,7 +15,12 @@ mnistdiff trajectories --n 81920 --student-steps 4 --solver-steps 20 --precision
 mnistdiff distill --method trajectory --trajectories runs/trajectories-81920 --student-steps 4 --own-states 0.5 \
     --init-from runs/trajectory-4 --minutes 35 --steps 100000 --fid-every 500 --fid-images 2048 \
     --precision auto --compile --out runs/own-4
-python docs/studies/own-states/heldout.py --students runs/trajectory-4,runs/own-4 --learnt runs/trajectories \
-    --heldout runs/trajectories-heldout --n 2048 --out docs/studies/own-states/results/heldout.md
-python benchmarks/students.py --students runs/own-4 --steps 4 --n 10000 --compile --curves runs/own-4 \
-    --out docs/studies/own-states/results/students-10k
+# Then every step from the student's own states.
+mnistdiff distill --method trajectory --trajectories runs/trajectories-81920 --student-steps 4 --own-states 1 \
+    --init-from runs/own-4 --minutes 30 --steps 100000 --fid-every 500 --fid-images 2048 \
+    --precision auto --compile --out runs/own-4-all
+python docs/studies/own-states/heldout.py --students runs/trajectory-4,runs/own-4,runs/own-4-all \
+    --learnt runs/trajectories --heldout runs/trajectories-heldout --n 2048 \
+    --out docs/studies/own-states/results/heldout.md
+python benchmarks/students.py --students runs/own-4,runs/own-4-all --steps 4 --n 10000 --compile \
+    --curves runs/trajectory-4,runs/own-4,runs/own-4-all --out docs/studies/own-states/results/students-10k
