@@ -27,7 +27,6 @@ from mnistdiff.samplers.levels import STUDENT_SPACING
 from mnistdiff.samplers.levels import levels as grid_levels
 
 
-
 def check_steps(steps: int, T: int) -> None:
     """Refuse student steps that are not a power of two whose double the T levels hold."""
     if steps < 1 or steps & (steps - 1) or 2 * steps > T:

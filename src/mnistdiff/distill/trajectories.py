@@ -29,7 +29,6 @@ from mnistdiff.samplers.levels import STUDENT_SPACING
 from mnistdiff.samplers.levels import levels as grid_levels
 
 
-
 def student_grid(steps: int, solver_steps: int, schedule) -> list[int]:
     """The levels of a `steps`-step student's trailing grid, or ValueError unless the solver's grid holds them."""
     if steps < 1 or solver_steps < steps or solver_steps % steps:
