@@ -17,7 +17,7 @@ from pathlib import Path
 import torch
 
 from mnistdiff import load_checkpoint
-from mnistdiff.distill.levels import abar, x0_from_eps
+from mnistdiff.distill.levels import x0_loss
 from mnistdiff.distill.progressive import two_step_target
 from mnistdiff.distill.trajectories import load
 from mnistdiff.distill.trajectory import positions
@@ -36,9 +36,8 @@ def follow(model, schedule, states: torch.Tensor, levels: list[int], batch: int 
         for k in range(steps):
             z, landing = s[:, at[k]], s[:, at[k + 1]]
             t, t2 = torch.full((len(s),), grid[k]), torch.full((len(s),), grid[k + 1])
-            error = x0_from_eps(z, model(z, t), t, schedule) - two_step_target(z, landing, t, t2, schedule)
-            ab = abar(schedule, t, z).flatten()
-            losses[k] += ((ab / (1 - ab)).clamp(min=1) * error.pow(2).flatten(1).mean(1)).sum().item()
+            target = two_step_target(z, landing, t, t2, schedule)
+            losses[k] += x0_loss(model, z, t, target, schedule).item() * len(s)  # the batch's mean, summed
         drawn = sample_ddim(model, s[:, at[0]], schedule, grid, clip_x0=True)
         e2e += (drawn - s[:, -1]).pow(2).flatten(1).mean(1).sum().item()
     return (losses / len(states)).tolist(), e2e / len(states)

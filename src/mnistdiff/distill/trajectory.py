@@ -86,7 +86,8 @@ class TrajectoryLoss:
         if own.any():
             z[own.to(z.device)] = self._roll_out(self.states[rows[own], at[0]].to(z), step[own].to(z.device), grid,
                                                  schedule)
-        t, t2 = (torch.tensor(grid, device=x0.device)[step.to(x0.device) + k] for k in (0, 1))
+        level_of, step = torch.tensor(grid, device=x0.device), step.to(x0.device)
+        t, t2 = level_of[step], level_of[step + 1]
         return x0_loss(model, z, t, two_step_target(z, landing, t, t2, schedule), schedule)
 
     @torch.no_grad()
